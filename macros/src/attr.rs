@@ -1,0 +1,378 @@
+//! Parsing `#[cached(...)]` options into one typed struct, collecting every error.
+
+use proc_macro2::Span;
+use syn::ext::IdentExt;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{
+    Expr, ExprLit, Ident, Lit, LitBool, LitStr, Path, Token, Type, bracketed, parenthesized,
+};
+
+mod kw {
+    syn::custom_keyword!(ttl);
+    syn::custom_keyword!(maxsize);
+    syn::custom_keyword!(tags);
+    syn::custom_keyword!(key);
+    syn::custom_keyword!(key_type);
+    syn::custom_keyword!(skip);
+    syn::custom_keyword!(name);
+    syn::custom_keyword!(backend);
+    syn::custom_keyword!(cache_none);
+    syn::custom_keyword!(cache_err);
+    syn::custom_keyword!(single_flight);
+}
+
+/// The options written in `#[cached(...)]`, each with the span of the option for errors.
+#[derive(Default)]
+pub(crate) struct Options {
+    pub(crate) ttl: Option<At<u64>>,
+    pub(crate) maxsize: Option<At<u64>>,
+    pub(crate) tags: Option<Vec<LitStr>>,
+    pub(crate) key: Option<Expr>,
+    pub(crate) key_type: Option<Type>,
+    pub(crate) skip: Option<Vec<Ident>>,
+    pub(crate) name: Option<LitStr>,
+    pub(crate) backend: Option<At<BackendChoice>>,
+    pub(crate) cache_none: Option<LitBool>,
+    pub(crate) cache_err: Option<LitBool>,
+    pub(crate) single_flight: Option<LitBool>,
+}
+
+/// A value and where it was written.
+pub(crate) struct At<T> {
+    pub(crate) value: T,
+    pub(crate) span: Span,
+}
+
+/// Where entries live.
+pub(crate) enum BackendChoice {
+    Memory,
+    Moka,
+    /// A function `fn(&CacheConfig) -> impl Backend<K, V>`.
+    Custom(Path),
+}
+
+const OPTIONS: &str =
+    "ttl, maxsize, tags, key, key_type, skip, name, backend, cache_none, cache_err, single_flight";
+
+/// The errors met so far, combined into one.
+#[derive(Default)]
+pub(crate) struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub(crate) fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(existing) => existing.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    pub(crate) fn at(&mut self, span: Span, message: impl std::fmt::Display) {
+        self.push(syn::Error::new(span, message));
+    }
+
+    pub(crate) fn finish(self) -> syn::Result<()> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
+impl Parse for Options {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut options = Options::default();
+        let mut errors = Errors::default();
+        while !input.is_empty() {
+            options.parse_one(input, &mut errors)?;
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
+        }
+        errors.finish()?;
+        Ok(options)
+    }
+}
+
+fn set_once<T>(slot: &mut Option<T>, value: T, span: Span, option: &str, errors: &mut Errors) {
+    if slot.is_some() {
+        errors.at(span, format!("duplicate `{option}` option: give it once"));
+    } else {
+        *slot = Some(value);
+    }
+}
+
+impl Options {
+    fn parse_one(&mut self, input: ParseStream<'_>, errors: &mut Errors) -> syn::Result<()> {
+        let lookahead = input.lookahead1();
+        if lookahead.peek(kw::ttl) {
+            let span = input.parse::<kw::ttl>()?.span;
+            let value = parse_value(input)?;
+            if let Some(ttl) = duration_ms(&value, errors) {
+                set_once(&mut self.ttl, At { value: ttl, span }, span, "ttl", errors);
+            }
+        } else if lookahead.peek(kw::maxsize) {
+            let span = input.parse::<kw::maxsize>()?.span;
+            let value = parse_value(input)?;
+            if let Some(maxsize) = positive_int(&value, "maxsize", "maxsize = 1000", errors) {
+                set_once(
+                    &mut self.maxsize,
+                    At {
+                        value: maxsize,
+                        span,
+                    },
+                    span,
+                    "maxsize",
+                    errors,
+                );
+            }
+        } else if lookahead.peek(kw::tags) {
+            let span = input.parse::<kw::tags>()?.span;
+            input.parse::<Token![=]>()?;
+            let content;
+            bracketed!(content in input);
+            let tags = Punctuated::<Expr, Token![,]>::parse_terminated(&content)?;
+            let mut literals = Vec::new();
+            for tag in tags {
+                match tag {
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Str(lit), ..
+                    }) => literals.push(lit),
+                    other => errors.at(
+                        other.span(),
+                        "a tag is a string literal, e.g. tags = [\"users\", \"user:{id}\"]",
+                    ),
+                }
+            }
+            set_once(&mut self.tags, literals, span, "tags", errors);
+        } else if lookahead.peek(kw::key_type) {
+            let span = input.parse::<kw::key_type>()?.span;
+            input.parse::<Token![=]>()?;
+            let ty: Type = input.parse()?;
+            set_once(&mut self.key_type, ty, span, "key_type", errors);
+        } else if lookahead.peek(kw::key) {
+            let span = input.parse::<kw::key>()?.span;
+            input.parse::<Token![=]>()?;
+            let expr: Expr = input.parse()?;
+            set_once(&mut self.key, expr, span, "key", errors);
+        } else if lookahead.peek(kw::skip) {
+            let span = input.parse::<kw::skip>()?.span;
+            let content;
+            parenthesized!(content in input);
+            let names =
+                Punctuated::<Ident, Token![,]>::parse_terminated_with(&content, Ident::parse_any)?;
+            set_once(
+                &mut self.skip,
+                names.into_iter().collect(),
+                span,
+                "skip",
+                errors,
+            );
+        } else if lookahead.peek(kw::name) {
+            let span = input.parse::<kw::name>()?.span;
+            let value = parse_value(input)?;
+            match value {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Str(lit), ..
+                }) if !lit.value().is_empty() => {
+                    set_once(&mut self.name, lit, span, "name", errors)
+                }
+                other => errors.at(
+                    other.span(),
+                    "`name` is a non-empty string, e.g. name = \"users\"",
+                ),
+            }
+        } else if lookahead.peek(kw::backend) {
+            let span = input.parse::<kw::backend>()?.span;
+            let value = parse_value(input)?;
+            if let Some(choice) = backend_choice(value, errors) {
+                set_once(
+                    &mut self.backend,
+                    At {
+                        value: choice,
+                        span,
+                    },
+                    span,
+                    "backend",
+                    errors,
+                );
+            }
+        } else if lookahead.peek(kw::cache_none) {
+            let span = input.parse::<kw::cache_none>()?.span;
+            let value = parse_value(input)?;
+            if let Some(flag) = bool_value(value, "cache_none", errors) {
+                set_once(&mut self.cache_none, flag, span, "cache_none", errors);
+            }
+        } else if lookahead.peek(kw::cache_err) {
+            let span = input.parse::<kw::cache_err>()?.span;
+            let value = parse_value(input)?;
+            if let Some(flag) = bool_value(value, "cache_err", errors) {
+                set_once(&mut self.cache_err, flag, span, "cache_err", errors);
+            }
+        } else if lookahead.peek(kw::single_flight) {
+            let span = input.parse::<kw::single_flight>()?.span;
+            let value = parse_value(input)?;
+            if let Some(flag) = bool_value(value, "single_flight", errors) {
+                set_once(&mut self.single_flight, flag, span, "single_flight", errors);
+            }
+        } else if input.peek(Ident::peek_any) {
+            let unknown = input.call(Ident::parse_any)?;
+            errors.at(
+                unknown.span(),
+                format!("unknown option `{unknown}`; the options are: {OPTIONS}"),
+            );
+            // Skip its value so that later options are still checked.
+            if input.peek(Token![=]) {
+                input.parse::<Token![=]>()?;
+                input.parse::<Expr>()?;
+            } else if input.peek(syn::token::Paren) {
+                let _content;
+                parenthesized!(_content in input);
+            }
+        } else {
+            return Err(lookahead.error());
+        }
+        Ok(())
+    }
+}
+
+fn parse_value(input: ParseStream<'_>) -> syn::Result<Expr> {
+    input.parse::<Token![=]>()?;
+    input.parse()
+}
+
+fn positive_int(value: &Expr, option: &str, example: &str, errors: &mut Errors) -> Option<u64> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) => match int.base10_parse::<u64>() {
+            Ok(0) => {
+                errors.at(
+                    int.span(),
+                    format!("`{option}` must be at least 1, e.g. {example}"),
+                );
+                None
+            }
+            Ok(n) => Some(n),
+            Err(error) => {
+                errors.push(error);
+                None
+            }
+        },
+        other => {
+            errors.at(
+                other.span(),
+                format!("`{option}` takes an integer literal, e.g. {example}"),
+            );
+            None
+        }
+    }
+}
+
+const DURATION_HELP: &str = "write whole seconds (ttl = 300) or a string with a unit: \"250ms\", \"90s\", \"5m\", \"1h\" or \"1d\"";
+
+/// A TTL in milliseconds: an integer is seconds; a string is a number and a unit.
+fn duration_ms(value: &Expr, errors: &mut Errors) -> Option<u64> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(_), ..
+        }) => positive_int(value, "ttl", "ttl = 300", errors).map(|secs| secs.saturating_mul(1000)),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => {
+            let text = lit.value();
+            let ms = parse_duration_ms(text.trim());
+            if ms.is_none() {
+                errors.at(
+                    lit.span(),
+                    format!("cannot read \"{text}\" as a duration: {DURATION_HELP}"),
+                );
+            }
+            ms
+        }
+        other => {
+            errors.at(
+                other.span(),
+                format!("`ttl` takes a literal: {DURATION_HELP}"),
+            );
+            None
+        }
+    }
+}
+
+fn parse_duration_ms(text: &str) -> Option<u64> {
+    let digits = text.len() - text.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().ok()?;
+    let factor = match unit.trim() {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    number.checked_mul(factor).filter(|ms| *ms > 0)
+}
+
+fn bool_value(value: Expr, option: &str, errors: &mut Errors) -> Option<LitBool> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(flag),
+            ..
+        }) => Some(flag),
+        other => {
+            errors.at(
+                other.span(),
+                format!("`{option}` takes `true` or `false`, e.g. {option} = true"),
+            );
+            None
+        }
+    }
+}
+
+fn backend_choice(value: Expr, errors: &mut Errors) -> Option<BackendChoice> {
+    const HELP: &str = "write backend = \"memory\", backend = \"moka\", or a path to a function \
+                        `fn(&cachemere::CacheConfig) -> impl cachemere::Backend<K, V>`";
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => match lit.value().as_str() {
+            "memory" => Some(BackendChoice::Memory),
+            "moka" => Some(BackendChoice::Moka),
+            "redis" => {
+                errors.at(
+                    lit.span(),
+                    "the \"redis\" backend is not available in this version of cachemere; use \"memory\" or \"moka\"",
+                );
+                None
+            }
+            other => {
+                errors.at(lit.span(), format!("unknown backend \"{other}\": {HELP}"));
+                None
+            }
+        },
+        Expr::Path(path) if path.qself.is_none() => Some(BackendChoice::Custom(path.path)),
+        other => {
+            errors.at(other.span(), HELP);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration_ms;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("250ms"), Some(250));
+        assert_eq!(parse_duration_ms("90s"), Some(90_000));
+        assert_eq!(parse_duration_ms("5m"), Some(300_000));
+        assert_eq!(parse_duration_ms("1h"), Some(3_600_000));
+        assert_eq!(parse_duration_ms("1d"), Some(86_400_000));
+        assert_eq!(parse_duration_ms("0s"), None);
+        assert_eq!(parse_duration_ms("5 minutes"), None);
+        assert_eq!(parse_duration_ms("s"), None);
+        assert_eq!(parse_duration_ms("1.5h"), None);
+    }
+}

@@ -1,0 +1,457 @@
+//! Generating the cached function and its helpers from the parsed options and signature.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::visit_mut::VisitMut;
+use syn::{Ident, ItemFn, Lifetime, Type};
+
+use crate::attr::{BackendChoice, Options};
+use crate::sig::{Analysis, ReturnKind};
+
+/// One part of the key: how to borrow it for a lookup, and its owned type.
+struct KeyPart {
+    borrow: TokenStream,
+    owned: Type,
+    assert: TokenStream,
+}
+
+/// The pieces shared by the function and its helpers.
+struct Plan<'a> {
+    function: &'a ItemFn,
+    options: &'a Options,
+    analysis: &'a Analysis,
+    key_parts: Vec<KeyPart>,
+}
+
+pub(crate) fn expand(function: &ItemFn, options: &Options, analysis: &Analysis) -> TokenStream {
+    let key_parts = key_parts(analysis);
+    let plan = Plan {
+        function,
+        options,
+        analysis,
+        key_parts,
+    };
+    if analysis.is_method {
+        plan.method()
+    } else {
+        plan.free_function()
+    }
+}
+
+fn key_parts(analysis: &Analysis) -> Vec<KeyPart> {
+    let mut parts = Vec::new();
+    if let Some(receiver) = analysis.receiver.as_ref().filter(|r| !r.skipped) {
+        let span = receiver.span;
+        parts.push(KeyPart {
+            borrow: quote_spanned!(span=> self),
+            owned: syn::parse_quote_spanned!(span=> Self),
+            assert: quote_spanned!(span=> ::cachemere::__private::assert_receiver_key_part::<Self>();),
+        });
+    }
+    for arg in analysis.args.iter().filter(|a| !a.skipped) {
+        let ident = &arg.ident;
+        let span = arg.ty.span();
+        let (borrow, owned): (TokenStream, Type) = match &arg.ty {
+            Type::Reference(reference) => {
+                let referent = with_static_lifetimes(&reference.elem);
+                (
+                    quote!(#ident),
+                    syn::parse_quote_spanned!(span=> <#referent as ::std::borrow::ToOwned>::Owned),
+                )
+            }
+            other => (quote!(&#ident), with_static_lifetimes(other)),
+        };
+        let assert = quote_spanned!(span=> ::cachemere::__private::assert_key_part::<#owned>(););
+        parts.push(KeyPart {
+            borrow,
+            owned,
+            assert,
+        });
+    }
+    parts
+}
+
+/// Replaces named lifetimes with `'static`: key types are stored in a `'static` cache.
+fn with_static_lifetimes(ty: &Type) -> Type {
+    struct Static;
+    impl VisitMut for Static {
+        fn visit_lifetime_mut(&mut self, lifetime: &mut Lifetime) {
+            if lifetime.ident != "static" {
+                *lifetime = Lifetime::new("'static", lifetime.span());
+            }
+        }
+    }
+    let mut ty = ty.clone();
+    Static.visit_type_mut(&mut ty);
+    ty
+}
+
+/// Replaces named lifetimes with `'_`, for the parameters of a helper that declares none.
+fn with_elided_lifetimes(ty: &Type) -> Type {
+    struct Elide;
+    impl VisitMut for Elide {
+        fn visit_lifetime_mut(&mut self, lifetime: &mut Lifetime) {
+            if lifetime.ident != "static" {
+                *lifetime = Lifetime::new("'_", lifetime.span());
+            }
+        }
+    }
+    let mut ty = ty.clone();
+    Elide.visit_type_mut(&mut ty);
+    ty
+}
+
+/// Rewrites `self::` and `super::` paths so a type written beside the function still names the
+/// same type from inside its companion module.
+fn from_child_module(tokens: &Type) -> Type {
+    struct Relocate;
+    impl VisitMut for Relocate {
+        fn visit_path_mut(&mut self, path: &mut syn::Path) {
+            if path.leading_colon.is_none() {
+                if let Some(first) = path.segments.first_mut() {
+                    if first.ident == "self" {
+                        first.ident = Ident::new("super", first.ident.span());
+                    } else if first.ident == "super" {
+                        let span = first.ident.span();
+                        path.segments
+                            .insert(0, syn::PathSegment::from(Ident::new("super", span)));
+                    }
+                }
+            }
+            syn::visit_mut::visit_path_mut(self, path);
+        }
+    }
+    let mut ty = tokens.clone();
+    Relocate.visit_type_mut(&mut ty);
+    ty
+}
+
+impl Plan<'_> {
+    fn is_async(&self) -> bool {
+        self.function.sig.asyncness.is_some()
+    }
+
+    fn output(&self) -> Type {
+        with_static_lifetimes(&self.analysis.output)
+    }
+
+    fn policy(&self) -> TokenStream {
+        let span = self.analysis.output.span();
+        let caches_none = self.options.cache_none.as_ref().is_some_and(|f| f.value);
+        let caches_err = self.options.cache_err.as_ref().is_some_and(|f| f.value);
+        match self.analysis.return_kind {
+            ReturnKind::Option if !caches_none => {
+                quote_spanned!(span=> ::cachemere::__private::SomeOnly)
+            }
+            ReturnKind::Result if !caches_err => {
+                quote_spanned!(span=> ::cachemere::__private::OkOnly)
+            }
+            _ => quote_spanned!(span=> ::cachemere::__private::Everything),
+        }
+    }
+
+    /// `(K, S, N)` as types, `relocate` turning them into the companion module's view.
+    fn cache_types(&self, relocate: bool) -> (TokenStream, TokenStream, usize) {
+        let fix = |ty: &Type| {
+            if relocate {
+                from_child_module(ty)
+            } else {
+                ty.clone()
+            }
+        };
+        let key = match (&self.options.key, &self.options.key_type) {
+            (Some(_), Some(key_type)) => {
+                let ty = fix(&with_static_lifetimes(key_type));
+                quote!(#ty)
+            }
+            (Some(_), None) => quote!(::std::string::String),
+            (None, _) => {
+                let owned = self.key_parts.iter().map(|p| fix(&p.owned));
+                quote!((#(#owned,)*))
+            }
+        };
+        let output = fix(&self.output());
+        let policy = self.policy();
+        let span = self.analysis.output.span();
+        let stored =
+            quote_spanned!(span=> <#policy as ::cachemere::__private::Policy<#output>>::Stored);
+        let tags = self.options.tags.as_ref().map_or(0, Vec::len);
+        (key, stored, tags)
+    }
+
+    /// The lookup key (borrowed where possible) and the statement that builds it.
+    fn lookup(&self) -> (TokenStream, TokenStream) {
+        match &self.options.key {
+            Some(expr) => {
+                let (key_type, _, _) = self.cache_types(false);
+                (
+                    quote_spanned!(expr.span()=> let __cachemere_key: #key_type = #expr;),
+                    quote!(&__cachemere_key),
+                )
+            }
+            None => {
+                let borrows = self.key_parts.iter().map(|p| &p.borrow);
+                (
+                    quote!(let __cachemere_lookup = ::cachemere::__private::KeyRef((#(#borrows,)*));),
+                    quote!(&__cachemere_lookup),
+                )
+            }
+        }
+    }
+
+    fn body(&self, accessor: TokenStream) -> TokenStream {
+        let (setup, lookup) = self.lookup();
+        let policy = self.policy();
+        let output = &self.analysis.output;
+        let output_static = self.output();
+        let owned_key = match &self.options.key {
+            Some(_) => quote!(),
+            None => {
+                let borrows = self.key_parts.iter().map(|p| &p.borrow);
+                quote!(let __cachemere_key = (#(::std::borrow::ToOwned::to_owned(#borrows),)*);)
+            }
+        };
+        let tags = self.options.tags.iter().flatten();
+        let block = &self.function.block;
+        let compute = if self.is_async() {
+            quote! {
+                __cachemere_cache.compute_async(
+                    __cachemere_key,
+                    __cachemere_tags,
+                    <#policy as ::cachemere::__private::Policy<#output_static>>::store,
+                    <#policy as ::cachemere::__private::Policy<#output_static>>::load,
+                    ::cachemere::__private::typed_future::<#output, _>(async move #block),
+                ).await
+            }
+        } else {
+            quote! {
+                __cachemere_cache.compute(
+                    __cachemere_key,
+                    __cachemere_tags,
+                    <#policy as ::cachemere::__private::Policy<#output_static>>::store,
+                    <#policy as ::cachemere::__private::Policy<#output_static>>::load,
+                    ::cachemere::__private::typed_closure::<#output, _>(move || #block),
+                )
+            }
+        };
+        quote! {
+            let __cachemere_cache = #accessor;
+            #setup
+            if let ::core::option::Option::Some(__cachemere_value) = __cachemere_cache.get(#lookup) {
+                return <#policy as ::cachemere::__private::Policy<#output_static>>::load(__cachemere_value);
+            }
+            #owned_key
+            let __cachemere_tags = [#(::cachemere::__private::TagStamp::of(::core::format_args!(#tags)),)*];
+            #compute
+        }
+    }
+
+    /// The typed accessor: creates the cache in its slot on first use.
+    fn accessor(
+        &self,
+        name: &Ident,
+        vis: TokenStream,
+        relocate: bool,
+        cache_name: TokenStream,
+    ) -> TokenStream {
+        let (key, stored, tags) = self.cache_types(relocate);
+        let asserts: Vec<TokenStream> = if self.options.key.is_none() {
+            self.key_parts.iter().map(|p| p.assert.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        let policy = self.policy();
+        let output = if relocate {
+            from_child_module(&self.output())
+        } else {
+            self.output()
+        };
+        let output_span = self.analysis.output.span();
+        let assert_value = quote_spanned!(output_span=> ::cachemere::__private::assert_cacheable::<#policy, #output>(););
+        let maxsize = match &self.options.maxsize {
+            Some(maxsize) => {
+                let value = maxsize.value;
+                quote!(#value)
+            }
+            None => quote!(::cachemere::DEFAULT_MAXSIZE),
+        };
+        let ttl = match &self.options.ttl {
+            Some(ttl) => {
+                let ms = ttl.value;
+                quote!(::core::option::Option::Some(::cachemere::__private::Duration::from_millis(#ms)))
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        let single_flight = self.options.single_flight.as_ref().is_none_or(|f| f.value);
+        let constructor = match &self.options.backend {
+            None => quote!(::cachemere::__private::memory_backend),
+            Some(choice) => match &choice.value {
+                BackendChoice::Memory => {
+                    quote_spanned!(choice.span=> ::cachemere::__private::memory_backend)
+                }
+                BackendChoice::Moka => {
+                    quote_spanned!(choice.span=> ::cachemere::__private::moka_backend)
+                }
+                BackendChoice::Custom(path) => {
+                    let path = if relocate {
+                        from_child_module(&Type::Path(syn::TypePath {
+                            qself: None,
+                            path: path.clone(),
+                        }))
+                    } else {
+                        Type::Path(syn::TypePath {
+                            qself: None,
+                            path: path.clone(),
+                        })
+                    };
+                    quote_spanned!(path.span()=> #path)
+                }
+            },
+        };
+        quote! {
+            #[doc(hidden)]
+            #[inline]
+            #vis fn #name() -> &'static ::cachemere::__private::Cache<
+                #key,
+                #stored,
+                #tags,
+                impl ::cachemere::Backend<#key, ::cachemere::__private::Entry<#stored, #tags>>,
+            > {
+                #(#asserts)*
+                #assert_value
+                static SLOT: ::cachemere::__private::CacheSlot = ::cachemere::__private::CacheSlot::new();
+                SLOT.get_or_init(|| {
+                    let config = ::cachemere::__private::CacheConfig::new(#cache_name)
+                        .with_maxsize(#maxsize)
+                        .with_ttl(#ttl)
+                        .with_single_flight(#single_flight);
+                    let backend = #constructor(&config);
+                    ::cachemere::__private::Cache::new(config, backend)
+                })
+            }
+        }
+    }
+
+    /// `cache_info`, `cache_clear` and `invalidate`, named with `prefix`.
+    fn helpers(
+        &self,
+        prefix: &str,
+        vis: &TokenStream,
+        accessor: &TokenStream,
+        relocate: bool,
+    ) -> TokenStream {
+        let fn_name = &self.function.sig.ident;
+        let asyncness = self.function.sig.asyncness;
+        let info = format_ident!("{prefix}cache_info");
+        let clear = format_ident!("{prefix}cache_clear");
+        let invalidate = format_ident!("{prefix}invalidate");
+        let receiver = self
+            .analysis
+            .receiver
+            .as_ref()
+            .filter(|r| !r.skipped)
+            .map(|_| quote!(&self,));
+        let params = self.analysis.args.iter().filter(|a| !a.skipped).map(|arg| {
+            let ident = &arg.ident;
+            let ty = with_elided_lifetimes(&arg.ty);
+            let ty = if relocate { from_child_module(&ty) } else { ty };
+            quote!(#ident: #ty)
+        });
+        let (setup, lookup) = self.lookup();
+        let info_doc = format!("Statistics of the cache of `{fn_name}`.");
+        let clear_doc = format!(
+            "Removes every entry of the cache of `{fn_name}` and resets its statistics (as Python's `cache_clear()`)."
+        );
+        let invalidate_doc = format!(
+            "Removes the entry of `{fn_name}` for these arguments (the skipped ones left out); returns whether there was one."
+        );
+        quote! {
+            #[doc = #info_doc]
+            #vis fn #info() -> ::cachemere::CacheInfo {
+                #accessor.info()
+            }
+
+            #[doc = #clear_doc]
+            #vis #asyncness fn #clear() {
+                #accessor.clear()
+            }
+
+            #[doc = #invalidate_doc]
+            #[allow(unused_variables)]
+            #vis #asyncness fn #invalidate(#receiver #(#params),*) -> bool {
+                #setup
+                #accessor.invalidate(#lookup)
+            }
+        }
+    }
+
+    fn free_function(&self) -> TokenStream {
+        let function = self.function;
+        let attrs = &function.attrs;
+        let vis = &function.vis;
+        let sig = &function.sig;
+        let name = &sig.ident;
+        let accessor_name = Ident::new("__cachemere_cache", Span::call_site());
+        let cache_name = match &self.options.name {
+            Some(lit) => quote!(#lit),
+            // Evaluated inside the companion module, whose path already ends with the name.
+            None => quote!(::core::module_path!()),
+        };
+        let accessor = self.accessor(&accessor_name, quote!(pub(super)), true, cache_name);
+        let body = self.body(quote!(#name::#accessor_name()));
+        let helpers = self.helpers("", &quote!(pub), &quote!(#accessor_name()), true);
+        let module_doc =
+            format!("Cache helpers generated by `#[cached]` for the function `{name}`.");
+        quote! {
+            #(#attrs)*
+            #vis #sig {
+                #body
+            }
+
+            #[doc = #module_doc]
+            #vis mod #name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                #accessor
+
+                #helpers
+            }
+        }
+    }
+
+    fn method(&self) -> TokenStream {
+        let function = self.function;
+        let attrs = &function.attrs;
+        let vis = &function.vis;
+        let sig = &function.sig;
+        let name = &sig.ident;
+        let accessor_name = format_ident!("__cachemere_{}_cache", name);
+        let cache_name = match &self.options.name {
+            Some(lit) => quote!(#lit),
+            None => {
+                let text = name.to_string();
+                quote!(::cachemere::__private::method_cache_name(::core::any::type_name::<Self>(), #text))
+            }
+        };
+        let accessor = self.accessor(&accessor_name, quote!(), false, cache_name);
+        let body = self.body(quote!(Self::#accessor_name()));
+        let helpers = self.helpers(
+            &format!("{name}_"),
+            &quote!(#vis),
+            &quote!(Self::#accessor_name()),
+            false,
+        );
+        quote! {
+            #(#attrs)*
+            #vis #sig {
+                #body
+            }
+
+            #accessor
+
+            #helpers
+        }
+    }
+}

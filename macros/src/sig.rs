@@ -1,0 +1,310 @@
+//! Validating the annotated function and extracting what generation needs.
+
+use proc_macro2::Span;
+use syn::spanned::Spanned;
+use syn::visit::Visit;
+use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, ReturnType, Type};
+
+use crate::attr::{Errors, Options};
+
+/// One named argument of the function.
+pub(crate) struct Arg {
+    pub(crate) ident: Ident,
+    pub(crate) ty: Type,
+    /// Whether `skip(..)` names it.
+    pub(crate) skipped: bool,
+}
+
+/// How results are stored.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReturnKind {
+    Option,
+    Result,
+    Other,
+}
+
+/// The facts about the function that generation needs.
+pub(crate) struct Analysis {
+    pub(crate) receiver: Option<Receiver>,
+    pub(crate) args: Vec<Arg>,
+    pub(crate) output: Type,
+    pub(crate) return_kind: ReturnKind,
+    /// Inside an `impl` block: it has a receiver or mentions `Self`.
+    pub(crate) is_method: bool,
+}
+
+/// A `&self` receiver.
+pub(crate) struct Receiver {
+    pub(crate) span: Span,
+    /// Whether `skip(self)` names it.
+    pub(crate) skipped: bool,
+}
+
+pub(crate) fn analyze(function: &ItemFn, options: &Options) -> syn::Result<Analysis> {
+    let mut errors = Errors::default();
+    let sig = &function.sig;
+
+    if let Some(constness) = &sig.constness {
+        errors.at(
+            constness.span,
+            "`#[cached]` cannot make a `const fn` cached; remove `const`",
+        );
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.at(
+            variadic.span(),
+            "`#[cached]` does not support variadic functions",
+        );
+    }
+    for param in &sig.generics.params {
+        match param {
+            GenericParam::Lifetime(_) => {}
+            other => errors.at(
+                other.span(),
+                "`#[cached]` does not support generic functions: each cached function has one \
+                 cache of one key and value type; write a concrete function for each type \
+                 (it may call a generic one)",
+            ),
+        }
+    }
+
+    let skipped: Vec<&Ident> = options.skip.iter().flatten().collect();
+    let mut receiver = None;
+    let mut args = Vec::new();
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(recv) => {
+                let is_shared_ref = recv.reference.is_some()
+                    && recv.mutability.is_none()
+                    && recv.colon_token.is_none();
+                if !is_shared_ref {
+                    errors.at(
+                        recv.span(),
+                        "a cached method takes `&self`: a hit skips the body, so the method must \
+                         not consume or mutate its receiver",
+                    );
+                }
+                receiver = Some(Receiver {
+                    span: recv.self_token.span,
+                    skipped: skipped.iter().any(|s| *s == "self"),
+                });
+            }
+            FnArg::Typed(typed) => {
+                let ident = match &*typed.pat {
+                    Pat::Ident(pat) if pat.by_ref.is_none() && pat.subpat.is_none() => {
+                        pat.ident.clone()
+                    }
+                    other => {
+                        errors.at(
+                            other.span(),
+                            "a cached function's arguments must be plain names (`id: u64`), not patterns, \
+                             so they can be named in keys, tags and `skip(..)`",
+                        );
+                        continue;
+                    }
+                };
+                check_argument_type(&typed.ty, &mut errors);
+                let skipped = skipped.iter().any(|s| **s == ident);
+                args.push(Arg {
+                    ident,
+                    ty: (*typed.ty).clone(),
+                    skipped,
+                });
+            }
+        }
+    }
+
+    for name in &skipped {
+        let known = if *name == "self" {
+            receiver.is_some()
+        } else {
+            args.iter().any(|arg| arg.ident == **name)
+        };
+        if !known {
+            errors.at(
+                name.span(),
+                format!(
+                    "`skip({name})` names no argument; the arguments are: {}",
+                    arg_names(&receiver, &args)
+                ),
+            );
+        }
+    }
+    if let (Some(key_type), None) = (&options.key_type, &options.key) {
+        errors.at(key_type.span(), "`key_type` goes with `key = <expression>`; add the key expression or remove `key_type`");
+    }
+
+    for tag in options.tags.iter().flatten() {
+        for placeholder in placeholders(&tag.value()) {
+            match placeholder {
+                Ok(name) if args.iter().any(|arg| arg.ident == name) => {}
+                Ok(name) => errors.at(
+                    tag.span(),
+                    format!(
+                        "`{{{name}}}` in this tag names no argument; the arguments are: {}",
+                        arg_names(&None, &args)
+                    ),
+                ),
+                Err(message) => errors.at(tag.span(), message),
+            }
+        }
+    }
+
+    let output = match &sig.output {
+        ReturnType::Default => syn::parse_quote!(()),
+        ReturnType::Type(_, ty) => (**ty).clone(),
+    };
+    match &output {
+        Type::Reference(reference) => errors.at(
+            reference.span(),
+            "a cached function returns an owned value, cloned on every hit: return `T` \
+             (or `Arc<T>` to share a large value) instead of a reference",
+        ),
+        Type::ImplTrait(impl_trait) => errors.at(
+            impl_trait.span(),
+            "a cached function cannot return `impl Trait`: the cache must name the stored type; return a concrete type",
+        ),
+        _ => {}
+    }
+    let return_kind = return_kind(&output);
+    if let Some(flag) = &options.cache_none {
+        if return_kind != ReturnKind::Option {
+            errors.at(
+                flag.span,
+                "`cache_none` applies to functions returning `Option<..>`; remove it",
+            );
+        }
+    }
+    if let Some(flag) = &options.cache_err {
+        if return_kind != ReturnKind::Result {
+            errors.at(
+                flag.span,
+                "`cache_err` applies to functions returning `Result<..>`; remove it",
+            );
+        }
+    }
+
+    let is_method = receiver.is_some() || mentions_self(function);
+    errors.finish()?;
+    Ok(Analysis {
+        receiver,
+        args,
+        output,
+        return_kind,
+        is_method,
+    })
+}
+
+fn arg_names(receiver: &Option<Receiver>, args: &[Arg]) -> String {
+    let mut names: Vec<String> = receiver.iter().map(|_| "self".to_owned()).collect();
+    names.extend(args.iter().map(|arg| arg.ident.to_string()));
+    if names.is_empty() {
+        "(none)".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn check_argument_type(ty: &Type, errors: &mut Errors) {
+    struct Finder<'e> {
+        errors: &'e mut Errors,
+    }
+    impl<'ast> Visit<'ast> for Finder<'_> {
+        fn visit_type_impl_trait(&mut self, node: &'ast syn::TypeImplTrait) {
+            self.errors.at(
+                node.span(),
+                "a cached function cannot take `impl Trait` arguments: the key needs a concrete type; \
+                 take a concrete type instead (e.g. `&str` rather than `impl AsRef<str>`)",
+            );
+        }
+        fn visit_type_reference(&mut self, node: &'ast syn::TypeReference) {
+            if node.mutability.is_some() {
+                self.errors.at(
+                    node.span(),
+                    "a cached function cannot take `&mut` arguments: a hit would skip the mutation; \
+                     take `&T` or an owned value",
+                );
+            }
+            syn::visit::visit_type_reference(self, node);
+        }
+    }
+    Finder { errors }.visit_type(ty);
+}
+
+/// The `{name}` placeholders of a tag template, or why one cannot be read.
+fn placeholders(template: &str) -> Vec<Result<String, String>> {
+    let mut found = Vec::new();
+    let mut chars = template.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+            }
+            '{' => {
+                let mut name = String::new();
+                let mut closed = false;
+                for c in chars.by_ref() {
+                    if c == '}' {
+                        closed = true;
+                        break;
+                    }
+                    name.push(c);
+                }
+                let valid = closed
+                    && !name.is_empty()
+                    && name != "self"
+                    && name.chars().all(|c| c.is_alphanumeric() || c == '_')
+                    && !name.starts_with(|c: char| c.is_ascii_digit());
+                found.push(if valid {
+                    Ok(name)
+                } else {
+                    Err(format!(
+                        "cannot read `{{{name}` in this tag: write `{{argument}}` to insert an argument \
+                         (by Display), or `{{{{` and `}}}}` for literal braces"
+                    ))
+                });
+            }
+            '}' => found.push(Err(
+                "unmatched `}` in this tag: write `}}` for a literal brace".to_owned(),
+            )),
+            _ => {}
+        }
+    }
+    found
+}
+
+fn return_kind(output: &Type) -> ReturnKind {
+    if let Type::Path(path) = output {
+        if path.qself.is_none() {
+            match path
+                .path
+                .segments
+                .last()
+                .map(|s| s.ident.to_string())
+                .as_deref()
+            {
+                Some("Option") => return ReturnKind::Option,
+                Some("Result") => return ReturnKind::Result,
+                _ => {}
+            }
+        }
+    }
+    ReturnKind::Other
+}
+
+fn mentions_self(function: &ItemFn) -> bool {
+    struct SelfFinder(bool);
+    impl<'ast> Visit<'ast> for SelfFinder {
+        fn visit_ident(&mut self, ident: &'ast Ident) {
+            if ident == "Self" {
+                self.0 = true;
+            }
+        }
+    }
+    let mut finder = SelfFinder(false);
+    finder.visit_signature(&function.sig);
+    finder.0
+}

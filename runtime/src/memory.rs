@@ -1,0 +1,127 @@
+//! The default in-memory store, built on `quick_cache`.
+
+use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use equivalent::Equivalent;
+use quick_cache::sync::Cache;
+use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, UnitWeighter};
+
+use crate::backend::{Backend, BackendError, CacheConfig};
+
+/// The default store (`backend = "memory"`): a sharded, bounded, S3-FIFO cache from
+/// `quick_cache`. Lookups take a shard's read lock for a few nanoseconds; nothing is held while a
+/// cached function runs. `len()` is exact.
+///
+/// ```
+/// use cachemere::{Backend, CacheConfig, MemoryBackend};
+/// let store: MemoryBackend<String, u64> = MemoryBackend::new(&CacheConfig::new("doc").with_maxsize(64));
+/// store.insert("a".to_string(), 1).unwrap();
+/// assert_eq!(store.get("a").unwrap(), Some(1));
+/// assert_eq!(store.capacity(), 64);
+/// ```
+pub struct MemoryBackend<K, V> {
+    cache: Cache<K, V, UnitWeighter, DefaultHashBuilder, EvictionCounter>,
+    evictions: Arc<AtomicU64>,
+    maxsize: u64,
+}
+
+/// Counts evictions as quick_cache reports them.
+#[derive(Clone)]
+struct EvictionCounter(Arc<AtomicU64>);
+
+impl<K, V> Lifecycle<K, V> for EvictionCounter {
+    type RequestState = ();
+
+    fn on_evict(&self, _state: &mut (), _key: K, _value: V) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl<K: Eq + Hash, V: Clone> MemoryBackend<K, V> {
+    /// A store bounded by `config.maxsize` entries (at least one).
+    pub fn new(config: &CacheConfig) -> Self {
+        let maxsize = config.maxsize.max(1);
+        // quick_cache rounds each shard's capacity up; choose the shard count ourselves (at least
+        // 32 entries a shard, as quick_cache would) and hand it a capacity that divides evenly, so
+        // the bound is never exceeded.
+        let parallelism = std::thread::available_parallelism().map_or(4, |n| n.get()) as u64;
+        let mut shards = (parallelism * 4).next_power_of_two();
+        while shards > 1 && maxsize / shards < 32 {
+            shards /= 2;
+        }
+        let capacity = maxsize / shards * shards;
+        let evictions = Arc::new(AtomicU64::new(0));
+        let options = OptionsBuilder::new()
+            .shards(shards as usize)
+            .estimated_items_capacity(usize::try_from(capacity).unwrap_or(usize::MAX))
+            .weight_capacity(capacity)
+            .build();
+        let lifecycle = EvictionCounter(Arc::clone(&evictions));
+        let cache = match options {
+            Ok(options) => Cache::with_options(
+                options,
+                UnitWeighter,
+                DefaultHashBuilder::default(),
+                lifecycle,
+            ),
+            // Only reachable if the options above were incomplete, which they are not.
+            Err(_) => Cache::with(
+                usize::try_from(capacity).unwrap_or(usize::MAX),
+                capacity,
+                UnitWeighter,
+                DefaultHashBuilder::default(),
+                lifecycle,
+            ),
+        };
+        MemoryBackend {
+            cache,
+            evictions,
+            maxsize,
+        }
+    }
+}
+
+impl<K, V> Backend<K, V> for MemoryBackend<K, V>
+where
+    K: Eq + Hash + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    #[inline]
+    fn get<Q>(&self, key: &Q) -> Result<Option<V>, BackendError>
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
+        Ok(self.cache.get(key))
+    }
+
+    fn insert(&self, key: K, value: V) -> Result<(), BackendError> {
+        self.cache.insert(key, value);
+        Ok(())
+    }
+
+    fn remove<Q>(&self, key: &Q) -> Result<bool, BackendError>
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
+        Ok(self.cache.remove(key).is_some())
+    }
+
+    fn clear(&self) -> Result<(), BackendError> {
+        self.cache.clear();
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.cache.len() as u64
+    }
+
+    fn capacity(&self) -> u64 {
+        self.maxsize
+    }
+
+    fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,132 @@
+//! Where each cache is kept once created, and the process-wide list of caches.
+
+use std::any::{Any, TypeId};
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use crate::stats::CacheInfo;
+
+/// A cache as the registry sees it: a name and statistics.
+pub trait Registered: Send + Sync {
+    /// The cache's name.
+    fn name(&self) -> &str;
+    /// A snapshot of its statistics.
+    fn info(&self) -> CacheInfo;
+}
+
+impl<K, S, const N: usize, B> Registered for crate::cache::Cache<K, S, N, B>
+where
+    K: crate::key::KeyPart,
+    S: crate::key::CachedValue,
+    B: crate::backend::Backend<K, crate::cache::Entry<S, N>>,
+{
+    fn name(&self) -> &str {
+        self.config().name
+    }
+
+    fn info(&self) -> CacheInfo {
+        crate::cache::Cache::info(self)
+    }
+}
+
+/// One line of [`caches()`]: a cache's name and statistics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheReport {
+    /// The cache's name (`module::function` unless `name = "..."` was given).
+    pub name: String,
+    /// Its statistics.
+    pub info: CacheInfo,
+}
+
+static REGISTRY: Mutex<Vec<&'static dyn Registered>> = Mutex::new(Vec::new());
+
+/// Every cache of the process that has been created, with its statistics, sorted by name: the
+/// data for a stats endpoint.
+///
+/// A cache is created on the first call of its function or of one of its helpers
+/// (`cache_info()` included), so a function never called yet is not listed.
+///
+/// ```
+/// #[cachemere::cached(name = "doc-registry-square")]
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// square(4);
+/// let report = cachemere::caches();
+/// let line = report.iter().find(|r| r.name == "doc-registry-square").unwrap();
+/// assert_eq!(line.info.misses, 1);
+/// ```
+pub fn caches() -> Vec<CacheReport> {
+    let registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut reports: Vec<CacheReport> = registry
+        .iter()
+        .map(|cache| CacheReport {
+            name: cache.name().to_owned(),
+            info: cache.info(),
+        })
+        .collect();
+    reports.sort_by(|a, b| a.name.cmp(&b.name));
+    reports
+}
+
+type AnyCache = dyn Any + Send + Sync;
+
+/// The home of one cached function's cache, declared as a `static` by generated code.
+///
+/// The static's type cannot name the cache's type (a method's key contains `Self`, a custom
+/// backend's type is inferred), so the slot holds it type-erased and the typed accessor, where
+/// those types are known, downcasts. A method of a generic `impl` has one cache per
+/// instantiation: the first is the fast path, the others are found by type.
+pub struct CacheSlot {
+    first: OnceLock<&'static AnyCache>,
+    others: Mutex<Vec<(TypeId, &'static AnyCache)>>,
+}
+
+impl CacheSlot {
+    /// An empty slot.
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        CacheSlot {
+            first: OnceLock::new(),
+            others: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The cache in this slot, creating and registering it with `init` on first use.
+    #[inline]
+    pub fn get_or_init<C>(&'static self, init: impl FnOnce() -> C) -> &'static C
+    where
+        C: Registered + Any,
+    {
+        if let Some(cache) = self.first.get().and_then(|c| c.downcast_ref::<C>()) {
+            return cache;
+        }
+        self.get_or_init_slow(init)
+    }
+
+    #[cold]
+    fn get_or_init_slow<C>(&'static self, init: impl FnOnce() -> C) -> &'static C
+    where
+        C: Registered + Any,
+    {
+        let mut others = self.others.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(cache) = self.first.get().and_then(|c| c.downcast_ref::<C>()) {
+            return cache;
+        }
+        if let Some(cache) = others
+            .iter()
+            .find(|(id, _)| *id == TypeId::of::<C>())
+            .and_then(|(_, c)| c.downcast_ref::<C>())
+        {
+            return cache;
+        }
+        let cache: &'static C = Box::leak(Box::new(init()));
+        REGISTRY
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(cache);
+        if self.first.set(cache).is_err() {
+            others.push((TypeId::of::<C>(), cache));
+        }
+        cache
+    }
+}
