@@ -331,6 +331,11 @@ fn bool_value(value: Expr, option: &str, errors: &mut Errors) -> Option<LitBool>
 }
 
 fn backend_choice(value: Expr, errors: &mut Errors) -> Option<BackendChoice> {
+    // A path passed through `macro_rules!` arrives wrapped in an invisible group.
+    let value = match value {
+        Expr::Group(group) => *group.expr,
+        other => other,
+    };
     const HELP: &str = "write backend = \"memory\", backend = \"moka\", or a path to a function \
                         `fn(&cachemere::CacheConfig) -> impl cachemere::Backend<K, V>`";
     match value {

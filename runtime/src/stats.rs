@@ -16,7 +16,8 @@ use crossbeam_utils::CachePadded;
 /// `Display` prints Python's `functools` form first, then the extra fields:
 ///
 /// ```
-/// let info = cachemere::CacheInfo { hits: 142, misses: 23, maxsize: 256, currsize: 23, ..Default::default() };
+/// let mut info = cachemere::CacheInfo::default();
+/// (info.hits, info.misses, info.maxsize, info.currsize) = (142, 23, 256, 23);
 /// assert_eq!(
 ///     info.to_string(),
 ///     "CacheInfo(hits=142, misses=23, maxsize=256, currsize=23, evictions=0, errors=0, compute_time=0ns)"

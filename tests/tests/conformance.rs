@@ -1,0 +1,8 @@
+//! The backend conformance suite, run against every backend: one line each.
+
+cachemere_tests::backend_conformance!(memory, cachemere::MemoryBackend::new);
+cachemere_tests::backend_conformance!(moka, cachemere::MokaBackend::new);
+cachemere_tests::backend_conformance!(
+    user_hashmap,
+    cachemere_tests::user_backend::HashMapBackend::new
+);
