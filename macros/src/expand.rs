@@ -51,7 +51,11 @@ fn key_parts(analysis: &Analysis) -> Vec<KeyPart> {
     }
     for arg in analysis.args.iter().filter(|a| !a.skipped) {
         let ident = &arg.ident;
-        let span = arg.ty.span();
+        // Point errors at the referent (`Client` of `&Client`): a stable span covers one token.
+        let span = match &arg.ty {
+            Type::Reference(reference) => reference.elem.span(),
+            other => other.span(),
+        };
         let (borrow, owned): (TokenStream, Type) = match &arg.ty {
             Type::Reference(reference) => {
                 let referent = with_static_lifetimes(&reference.elem);

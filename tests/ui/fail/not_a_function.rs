@@ -1,0 +1,6 @@
+use cachemere::cached;
+
+#[cached]
+struct NotAFunction;
+
+fn main() {}
