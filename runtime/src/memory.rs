@@ -1,6 +1,6 @@
 //! The default in-memory store, built on `quick_cache`.
 
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -23,19 +23,33 @@ use crate::backend::{Backend, BackendError, CacheConfig};
 /// ```
 pub struct MemoryBackend<K, V> {
     cache: Cache<K, V, UnitWeighter, DefaultHashBuilder, EvictionCounter>,
-    evictions: Arc<AtomicU64>,
+    lifecycle: EvictionCounter,
     maxsize: u64,
 }
 
-/// Counts evictions as quick_cache reports them.
+/// Counts evictions as quick_cache reports them, less the value an insert replaces (which
+/// quick_cache 0.7 reports through the same hook).
 #[derive(Clone)]
-struct EvictionCounter(Arc<AtomicU64>);
+struct EvictionCounter {
+    evictions: Arc<AtomicU64>,
+    hasher: RandomState,
+}
 
-impl<K, V> Lifecycle<K, V> for EvictionCounter {
-    type RequestState = ();
+/// Per-insert state: the hash of the key being inserted, whose old value is not an eviction.
+#[derive(Default)]
+struct InsertRequest {
+    replacing: Option<u64>,
+}
 
-    fn on_evict(&self, _state: &mut (), _key: K, _value: V) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+impl<K: Hash, V> Lifecycle<K, V> for EvictionCounter {
+    type RequestState = InsertRequest;
+
+    fn on_evict(&self, state: &mut InsertRequest, key: K, _value: V) {
+        if state.replacing.is_some() && state.replacing == Some(self.hasher.hash_one(&key)) {
+            state.replacing = None;
+            return;
+        }
+        self.evictions.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -52,19 +66,21 @@ impl<K: Eq + Hash, V: Clone> MemoryBackend<K, V> {
             shards /= 2;
         }
         let capacity = maxsize / shards * shards;
-        let evictions = Arc::new(AtomicU64::new(0));
+        let lifecycle = EvictionCounter {
+            evictions: Arc::new(AtomicU64::new(0)),
+            hasher: RandomState::new(),
+        };
         let options = OptionsBuilder::new()
             .shards(shards as usize)
             .estimated_items_capacity(usize::try_from(capacity).unwrap_or(usize::MAX))
             .weight_capacity(capacity)
             .build();
-        let lifecycle = EvictionCounter(Arc::clone(&evictions));
         let cache = match options {
             Ok(options) => Cache::with_options(
                 options,
                 UnitWeighter,
                 DefaultHashBuilder::default(),
-                lifecycle,
+                lifecycle.clone(),
             ),
             // Only reachable if the options above were incomplete, which they are not.
             Err(_) => Cache::with(
@@ -72,12 +88,12 @@ impl<K: Eq + Hash, V: Clone> MemoryBackend<K, V> {
                 capacity,
                 UnitWeighter,
                 DefaultHashBuilder::default(),
-                lifecycle,
+                lifecycle.clone(),
             ),
         };
         MemoryBackend {
             cache,
-            evictions,
+            lifecycle,
             maxsize,
         }
     }
@@ -97,7 +113,10 @@ where
     }
 
     fn insert(&self, key: K, value: V) -> Result<(), BackendError> {
-        self.cache.insert(key, value);
+        let mut request = InsertRequest {
+            replacing: Some(self.lifecycle.hasher.hash_one(&key)),
+        };
+        self.cache.insert_with_lifecycle(key, value, &mut request);
         Ok(())
     }
 
@@ -122,6 +141,6 @@ where
     }
 
     fn evictions(&self) -> u64 {
-        self.evictions.load(Ordering::Relaxed)
+        self.lifecycle.evictions.load(Ordering::Relaxed)
     }
 }

@@ -76,6 +76,17 @@ macro_rules! backend_conformance {
             }
 
             #[test]
+            fn replacing_a_value_is_not_an_eviction() {
+                let store = $ctor(&config(16));
+                for round in 0..5_u64 {
+                    Backend::<u64, u64>::insert(&store, 1, round).unwrap();
+                }
+                assert_eq!(store.get(&1).unwrap(), Some(4));
+                assert_eq!(store.len(), 1);
+                assert_eq!(store.evictions(), 0);
+            }
+
+            #[test]
             fn bound_holds_under_tenfold_overfill() {
                 let store = $ctor(&config(100));
                 for i in 0..1000_u64 {
