@@ -106,31 +106,6 @@ fn with_elided_lifetimes(ty: &Type) -> Type {
     ty
 }
 
-/// Rewrites `self::` and `super::` paths so a type written beside the function still names the
-/// same type from inside its companion module.
-fn from_child_module(tokens: &Type) -> Type {
-    struct Relocate;
-    impl VisitMut for Relocate {
-        fn visit_path_mut(&mut self, path: &mut syn::Path) {
-            if path.leading_colon.is_none() {
-                if let Some(first) = path.segments.first_mut() {
-                    if first.ident == "self" {
-                        first.ident = Ident::new("super", first.ident.span());
-                    } else if first.ident == "super" {
-                        let span = first.ident.span();
-                        path.segments
-                            .insert(0, syn::PathSegment::from(Ident::new("super", span)));
-                    }
-                }
-            }
-            syn::visit_mut::visit_path_mut(self, path);
-        }
-    }
-    let mut ty = tokens.clone();
-    Relocate.visit_type_mut(&mut ty);
-    ty
-}
-
 impl Plan<'_> {
     fn is_async(&self) -> bool {
         self.function.sig.asyncness.is_some()
@@ -155,27 +130,20 @@ impl Plan<'_> {
         }
     }
 
-    /// `(K, S, N)` as types, `relocate` turning them into the companion module's view.
-    fn cache_types(&self, relocate: bool) -> (TokenStream, TokenStream, usize) {
-        let fix = |ty: &Type| {
-            if relocate {
-                from_child_module(ty)
-            } else {
-                ty.clone()
-            }
-        };
+    /// The key type, the stored type and the number of tags.
+    fn cache_types(&self) -> (TokenStream, TokenStream, usize) {
         let key = match (&self.options.key, &self.options.key_type) {
             (Some(_), Some(key_type)) => {
-                let ty = fix(&with_static_lifetimes(key_type));
+                let ty = with_static_lifetimes(key_type);
                 quote!(#ty)
             }
             (Some(_), None) => quote!(::std::string::String),
             (None, _) => {
-                let owned = self.key_parts.iter().map(|p| fix(&p.owned));
+                let owned = self.key_parts.iter().map(|p| &p.owned);
                 quote!((#(#owned,)*))
             }
         };
-        let output = fix(&self.output());
+        let output = self.output();
         let policy = self.policy();
         let span = self.analysis.output.span();
         let stored =
@@ -188,7 +156,7 @@ impl Plan<'_> {
     fn lookup(&self) -> (TokenStream, TokenStream) {
         match &self.options.key {
             Some(expr) => {
-                let (key_type, _, _) = self.cache_types(false);
+                let (key_type, _, _) = self.cache_types();
                 (
                     quote_spanned!(expr.span()=> let __cachemere_key: #key_type = #expr;),
                     quote!(&__cachemere_key),
@@ -252,25 +220,15 @@ impl Plan<'_> {
     }
 
     /// The typed accessor: creates the cache in its slot on first use.
-    fn accessor(
-        &self,
-        name: &Ident,
-        vis: TokenStream,
-        relocate: bool,
-        cache_name: TokenStream,
-    ) -> TokenStream {
-        let (key, stored, tags) = self.cache_types(relocate);
+    fn accessor(&self, name: &Ident, cache_name: TokenStream) -> TokenStream {
+        let (key, stored, tags) = self.cache_types();
         let asserts: Vec<TokenStream> = if self.options.key.is_none() {
             self.key_parts.iter().map(|p| p.assert.clone()).collect()
         } else {
             Vec::new()
         };
         let policy = self.policy();
-        let output = if relocate {
-            from_child_module(&self.output())
-        } else {
-            self.output()
-        };
+        let output = self.output();
         let output_span = self.analysis.output.span();
         let assert_value = quote_spanned!(output_span=> ::cachemere::__private::assert_cacheable::<#policy, #output>(););
         let maxsize = match &self.options.maxsize {
@@ -298,17 +256,6 @@ impl Plan<'_> {
                     quote_spanned!(choice.span=> ::cachemere::__private::moka_backend)
                 }
                 BackendChoice::Custom(path) => {
-                    let path = if relocate {
-                        from_child_module(&Type::Path(syn::TypePath {
-                            qself: None,
-                            path: path.clone(),
-                        }))
-                    } else {
-                        Type::Path(syn::TypePath {
-                            qself: None,
-                            path: path.clone(),
-                        })
-                    };
                     quote_spanned!(path.span()=> #path)
                 }
             },
@@ -316,7 +263,7 @@ impl Plan<'_> {
         quote! {
             #[doc(hidden)]
             #[inline]
-            #vis fn #name() -> &'static ::cachemere::__private::Cache<
+            fn #name() -> &'static ::cachemere::__private::Cache<
                 #key,
                 #stored,
                 #tags,
@@ -338,13 +285,8 @@ impl Plan<'_> {
     }
 
     /// `cache_info`, `cache_clear` and `invalidate`, named with `prefix`.
-    fn helpers(
-        &self,
-        prefix: &str,
-        vis: &TokenStream,
-        accessor: &TokenStream,
-        relocate: bool,
-    ) -> TokenStream {
+    fn helpers(&self, prefix: &str, accessor: &TokenStream) -> TokenStream {
+        let vis = &self.function.vis;
         let fn_name = &self.function.sig.ident;
         let asyncness = self.function.sig.asyncness;
         let info = format_ident!("{prefix}cache_info");
@@ -359,7 +301,6 @@ impl Plan<'_> {
         let params = self.analysis.args.iter().filter(|a| !a.skipped).map(|arg| {
             let ident = &arg.ident;
             let ty = with_elided_lifetimes(&arg.ty);
-            let ty = if relocate { from_child_module(&ty) } else { ty };
             quote!(#ident: #ty)
         });
         let (setup, lookup) = self.lookup();
@@ -390,6 +331,10 @@ impl Plan<'_> {
         }
     }
 
+    /// A free function `f` gets a companion `enum f {}` whose associated functions are the
+    /// helpers. A braced enum lives in the type namespace only, so it does not clash with the
+    /// function, and sits in the function's own scope, so every type the function names
+    /// (including types local to an enclosing function body) resolves the same way.
     fn free_function(&self) -> TokenStream {
         let function = self.function;
         let attrs = &function.attrs;
@@ -399,25 +344,29 @@ impl Plan<'_> {
         let accessor_name = Ident::new("__cachemere_cache", Span::call_site());
         let cache_name = match &self.options.name {
             Some(lit) => quote!(#lit),
-            // Evaluated inside the companion module, whose path already ends with the name.
-            None => quote!(::core::module_path!()),
+            None => {
+                let text = name.to_string();
+                quote!(::core::concat!(::core::module_path!(), "::", #text))
+            }
         };
-        let accessor = self.accessor(&accessor_name, quote!(pub(super)), true, cache_name);
+        let accessor = self.accessor(&accessor_name, cache_name);
         let body = self.body(quote!(#name::#accessor_name()));
-        let helpers = self.helpers("", &quote!(pub), &quote!(#accessor_name()), true);
-        let module_doc =
-            format!("Cache helpers generated by `#[cached]` for the function `{name}`.");
+        let helpers = self.helpers("", &quote!(Self::#accessor_name()));
+        let companion_doc = format!(
+            "Cache helpers generated by `#[cached]` for the function `{name}`: \
+             `{name}::cache_info()`, `{name}::cache_clear()` and `{name}::invalidate(..)`."
+        );
         quote! {
             #(#attrs)*
             #vis #sig {
                 #body
             }
 
-            #[doc = #module_doc]
-            #vis mod #name {
-                #[allow(unused_imports)]
-                use super::*;
+            #[doc = #companion_doc]
+            #[allow(non_camel_case_types)]
+            #vis enum #name {}
 
+            impl #name {
                 #accessor
 
                 #helpers
@@ -439,14 +388,9 @@ impl Plan<'_> {
                 quote!(::cachemere::__private::method_cache_name(::core::any::type_name::<Self>(), #text))
             }
         };
-        let accessor = self.accessor(&accessor_name, quote!(), false, cache_name);
+        let accessor = self.accessor(&accessor_name, cache_name);
         let body = self.body(quote!(Self::#accessor_name()));
-        let helpers = self.helpers(
-            &format!("{name}_"),
-            &quote!(#vis),
-            &quote!(Self::#accessor_name()),
-            false,
-        );
+        let helpers = self.helpers(&format!("{name}_"), &quote!(Self::#accessor_name()));
         quote! {
             #(#attrs)*
             #vis #sig {

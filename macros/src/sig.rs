@@ -167,16 +167,20 @@ pub(crate) fn analyze(function: &ItemFn, options: &Options) -> syn::Result<Analy
         _ => {}
     }
     let return_kind = return_kind(&output);
-    if let Some(flag) = &options.cache_none {
-        if return_kind != ReturnKind::Option {
+    if let Some(flag) = &options.cache_none
+        && return_kind != ReturnKind::Option
+    {
+        {
             errors.at(
                 flag.span,
                 "`cache_none` applies to functions returning `Option<..>`; remove it",
             );
         }
     }
-    if let Some(flag) = &options.cache_err {
-        if return_kind != ReturnKind::Result {
+    if let Some(flag) = &options.cache_err
+        && return_kind != ReturnKind::Result
+    {
+        {
             errors.at(
                 flag.span,
                 "`cache_err` applies to functions returning `Result<..>`; remove it",
@@ -277,22 +281,23 @@ fn placeholders(template: &str) -> Vec<Result<String, String>> {
 }
 
 fn return_kind(output: &Type) -> ReturnKind {
-    if let Type::Path(path) = output {
-        if path.qself.is_none() {
-            match path
-                .path
-                .segments
-                .last()
-                .map(|s| s.ident.to_string())
-                .as_deref()
-            {
-                Some("Option") => return ReturnKind::Option,
-                Some("Result") => return ReturnKind::Result,
-                _ => {}
-            }
-        }
+    let Type::Path(path) = output else {
+        return ReturnKind::Other;
+    };
+    if path.qself.is_some() {
+        return ReturnKind::Other;
     }
-    ReturnKind::Other
+    match path
+        .path
+        .segments
+        .last()
+        .map(|s| s.ident.to_string())
+        .as_deref()
+    {
+        Some("Option") => ReturnKind::Option,
+        Some("Result") => ReturnKind::Result,
+        _ => ReturnKind::Other,
+    }
 }
 
 fn mentions_self(function: &ItemFn) -> bool {

@@ -25,11 +25,11 @@ pub fn typed_closure<R, F: FnOnce() -> R>(closure: F) -> F {
 
 /// Checks at compile time that a key part meets the key bounds (the error points at it).
 #[inline(always)]
-pub const fn assert_key_part<T: KeyPart + ?Sized>() {}
+pub const fn assert_key_part<T: KeyPart>() {}
 
 /// Checks at compile time that the receiver meets the key bounds.
 #[inline(always)]
-pub const fn assert_receiver_key_part<T: ReceiverKeyPart + ?Sized>() {}
+pub const fn assert_receiver_key_part<T: ReceiverKeyPart>() {}
 
 /// Checks at compile time that the return type can be stored under policy `P`.
 #[inline(always)]

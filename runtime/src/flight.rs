@@ -52,9 +52,12 @@ impl<S: Clone> Flight<S> {
     }
 }
 
+/// One shard of the table of running flights.
+type Shard<K, S> = Mutex<HashMap<K, Arc<Flight<S>>>>;
+
 /// The running flights of one cache.
 pub(crate) struct Flights<K, S> {
-    shards: Box<[Mutex<HashMap<K, Arc<Flight<S>>>>]>,
+    shards: Box<[Shard<K, S>]>,
     hasher: RandomState,
 }
 
@@ -65,7 +68,7 @@ pub(crate) enum Role<'a, K: Hash + Eq, S: Clone> {
 }
 
 impl<K: Hash + Eq, S> Flights<K, S> {
-    fn shard(&self, key: &K) -> &Mutex<HashMap<K, Arc<Flight<S>>>> {
+    fn shard(&self, key: &K) -> &Shard<K, S> {
         let index = (self.hasher.hash_one(key) as usize) & (self.shards.len() - 1);
         &self.shards[index]
     }

@@ -50,11 +50,12 @@ where
 
     fn insert(&self, key: K, value: V) -> Result<(), BackendError> {
         let mut map = self.map();
-        if !map.contains_key(&key) && map.len() as u64 >= self.maxsize {
-            if let Some(victim) = map.keys().next().cloned() {
-                map.remove(&victim);
-                self.evictions.fetch_add(1, Ordering::Relaxed);
-            }
+        if !map.contains_key(&key)
+            && map.len() as u64 >= self.maxsize
+            && let Some(victim) = map.keys().next().cloned()
+        {
+            map.remove(&victim);
+            self.evictions.fetch_add(1, Ordering::Relaxed);
         }
         map.insert(key, value);
         Ok(())

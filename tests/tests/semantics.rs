@@ -286,7 +286,7 @@ counter!(OPTION_CALLS);
 #[cached]
 fn maybe(key: u64) -> Option<u64> {
     OPTION_CALLS.fetch_add(1, Ordering::SeqCst);
-    (key % 2 == 0).then_some(key)
+    key.is_multiple_of(2).then_some(key)
 }
 
 counter!(OPTION_NONE_CALLS);
@@ -294,7 +294,7 @@ counter!(OPTION_NONE_CALLS);
 #[cached(cache_none = true)]
 fn maybe_cached_none(key: u64) -> Option<u64> {
     OPTION_NONE_CALLS.fetch_add(1, Ordering::SeqCst);
-    (key % 2 == 0).then_some(key)
+    key.is_multiple_of(2).then_some(key)
 }
 
 #[derive(Debug, PartialEq)]
@@ -486,4 +486,26 @@ fn sync_function_inside_a_runtime() {
         .unwrap();
     let value = runtime.block_on(async { tokio::spawn(async { exact(40) }).await.unwrap() });
     assert_eq!(value, 40);
+}
+
+#[test]
+fn cached_functions_inside_a_function_body_see_local_items() {
+    #[derive(Clone, Hash, PartialEq, Eq)]
+    struct LocalId(u32);
+
+    fn local_backend<K: Eq + std::hash::Hash, V: Clone>(
+        config: &cachemere::CacheConfig,
+    ) -> cachemere::MemoryBackend<K, V> {
+        cachemere::MemoryBackend::new(config)
+    }
+
+    #[cached(backend = local_backend)]
+    fn local(id: LocalId) -> u32 {
+        id.0 + 1
+    }
+
+    assert_eq!(local(LocalId(1)), 2);
+    assert_eq!(local(LocalId(1)), 2);
+    assert_eq!(local::cache_info().hits, 1);
+    assert!(local::invalidate(LocalId(1)));
 }

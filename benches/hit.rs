@@ -1,0 +1,105 @@
+//! Hit-path latency of cachemere beside the `cached` crate and a raw `quick_cache` get, in one
+//! run (the machine is shared: compare the ratios, not the absolute figures).
+//!
+//! `cargo bench -p cachemere-benches --bench hit`
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+
+#[cachemere::cached(maxsize = 1000)]
+fn cachemere_u64(key: u64) -> u64 {
+    key * 2
+}
+
+#[cached::proc_macro::cached(max_size = 1000)]
+fn cached_u64(key: u64) -> u64 {
+    key * 2
+}
+
+#[cachemere::cached(maxsize = 1000)]
+fn cachemere_str(key: &str) -> usize {
+    key.len()
+}
+
+#[cachemere::cached(maxsize = 1000)]
+fn cachemere_string(key: String) -> usize {
+    key.len()
+}
+
+#[cached::proc_macro::cached(max_size = 1000)]
+fn cached_string(key: String) -> usize {
+    key.len()
+}
+
+#[cachemere::cached(maxsize = 1000, ttl = 300, tags = ["user:{key}"])]
+fn cachemere_u64_ttl_tag(key: u64) -> u64 {
+    key * 2
+}
+
+#[cachemere::cached(maxsize = 1000)]
+async fn cachemere_async(key: u64) -> u64 {
+    key * 2
+}
+
+#[cached::proc_macro::cached(max_size = 1000)]
+async fn cached_async(key: u64) -> u64 {
+    key * 2
+}
+
+/// Polls a future that is ready at once (a hit): no runtime in the measurement.
+fn ready<F: Future>(future: F) -> F::Output {
+    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(value) => value,
+        Poll::Pending => unreachable!("a hit is ready at once"),
+    }
+}
+
+fn hits(c: &mut Criterion) {
+    let mut group = c.benchmark_group("hit");
+
+    cachemere_u64(7);
+    cached_u64(7);
+    group.bench_function("u64/cachemere", |b| b.iter(|| cachemere_u64(black_box(7))));
+    group.bench_function("u64/cached", |b| b.iter(|| cached_u64(black_box(7))));
+    let raw: quick_cache::sync::Cache<u64, u64> = quick_cache::sync::Cache::new(1000);
+    raw.insert(7, 14);
+    group.bench_function("u64/quick_cache_raw_get", |b| {
+        b.iter(|| raw.get(black_box(&7)))
+    });
+
+    cachemere_u64_ttl_tag(7);
+    group.bench_function("u64_ttl_tag/cachemere", |b| {
+        b.iter(|| cachemere_u64_ttl_tag(black_box(7)))
+    });
+
+    let name = "ada lovelace";
+    cachemere_str(name);
+    cachemere_string(name.to_owned());
+    cached_string(name.to_owned());
+    group.bench_function("str/cachemere_&str", |b| {
+        b.iter(|| cachemere_str(black_box(name)))
+    });
+    group.bench_function("str/cachemere_String", |b| {
+        b.iter(|| cachemere_string(black_box(name).to_owned()))
+    });
+    group.bench_function("str/cached_String", |b| {
+        b.iter(|| cached_string(black_box(name).to_owned()))
+    });
+
+    ready(cachemere_async(7));
+    ready(cached_async(7));
+    group.bench_function("async/cachemere", |b| {
+        b.iter(|| ready(cachemere_async(black_box(7))))
+    });
+    group.bench_function("async/cached", |b| {
+        b.iter(|| ready(cached_async(black_box(7))))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, hits);
+criterion_main!(benches);
