@@ -509,3 +509,28 @@ fn cached_functions_inside_a_function_body_see_local_items() {
     assert_eq!(local::cache_info().hits, 1);
     assert!(local::invalidate(LocalId(1)));
 }
+
+#[derive(Clone, Hash, PartialEq, Eq)]
+struct Wrapper<T>(T);
+
+impl<T: Clone + std::hash::Hash + Eq + Send + Sync + std::fmt::Debug + 'static> Wrapper<T> {
+    #[cached]
+    fn describe(&self, suffix: &str) -> String {
+        format!("{:?}{suffix}", self.0)
+    }
+}
+
+#[test]
+fn a_generic_impl_has_one_cache_per_instantiation() {
+    assert_eq!(Wrapper(1_u8).describe("!"), "1!");
+    assert_eq!(Wrapper(1_u8).describe("!"), "1!");
+    assert_eq!(Wrapper("one").describe("!"), "\"one\"!");
+    assert_eq!(Wrapper("one").describe("!"), "\"one\"!");
+    let u8_info = Wrapper::<u8>::describe_cache_info();
+    let str_info = Wrapper::<&'static str>::describe_cache_info();
+    assert_eq!((u8_info.hits, u8_info.misses, u8_info.currsize), (1, 1, 1));
+    assert_eq!(
+        (str_info.hits, str_info.misses, str_info.currsize),
+        (1, 1, 1)
+    );
+}
