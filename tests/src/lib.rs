@@ -3,7 +3,7 @@
 //! The suite is written once, against the public [`Backend`](cachemere::Backend) trait and the
 //! `#[cached(backend = ...)]` option, and instantiated for every backend with one line:
 //!
-//! ```ignore
+//! ```text
 //! cachemere_tests::backend_conformance!(memory, cachemere::MemoryBackend::new);
 //! ```
 
