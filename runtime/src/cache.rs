@@ -269,7 +269,9 @@ where
         if let Err(error) = self.backend.clear() {
             self.record_error("clear", &error);
         }
-        self.counters.hits.reset();
+        self.counters
+            .hits_at_clear
+            .store(self.counters.hits.sum(), Ordering::Relaxed);
         self.counters.misses.store(0, Ordering::Relaxed);
         self.counters.errors.store(0, Ordering::Relaxed);
         self.counters.compute_nanos.store(0, Ordering::Relaxed);
@@ -280,7 +282,11 @@ where
     /// A snapshot of the statistics.
     pub fn info(&self) -> CacheInfo {
         CacheInfo {
-            hits: self.counters.hits.sum(),
+            hits: self
+                .counters
+                .hits
+                .sum()
+                .saturating_sub(self.counters.hits_at_clear.load(Ordering::Relaxed)),
             misses: self.counters.misses.load(Ordering::Relaxed),
             maxsize: self.backend.capacity(),
             currsize: self.backend.len(),

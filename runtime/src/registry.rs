@@ -77,7 +77,8 @@ type AnyCache = dyn Any + Send + Sync;
 /// those types are known, downcasts. A method of a generic `impl` has one cache per
 /// instantiation: the first is the fast path, the others are found by type.
 pub struct CacheSlot {
-    first: OnceLock<&'static AnyCache>,
+    /// The first cache created here, with its type, checked without a virtual call.
+    first: OnceLock<(TypeId, &'static AnyCache)>,
     others: Mutex<Vec<(TypeId, &'static AnyCache)>>,
 }
 
@@ -97,8 +98,13 @@ impl CacheSlot {
     where
         C: Registered + Any,
     {
-        if let Some(cache) = self.first.get().and_then(|c| c.downcast_ref::<C>()) {
-            return cache;
+        if let Some((type_id, cache)) = self.first.get()
+            && *type_id == TypeId::of::<C>()
+        {
+            let cache: *const AnyCache = *cache;
+            // SAFETY: `first` is only set from a `&'static C` whose `TypeId` is stored beside it
+            // (see `get_or_init_slow`), and the ids are equal, so the pointee is a `C`.
+            return unsafe { &*cache.cast::<C>() };
         }
         self.get_or_init_slow(init)
     }
@@ -109,7 +115,7 @@ impl CacheSlot {
         C: Registered + Any,
     {
         let mut others = self.others.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(cache) = self.first.get().and_then(|c| c.downcast_ref::<C>()) {
+        if let Some(cache) = self.first.get().and_then(|(_, c)| c.downcast_ref::<C>()) {
             return cache;
         }
         if let Some(cache) = others
@@ -124,7 +130,7 @@ impl CacheSlot {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(cache);
-        if self.first.set(cache).is_err() {
+        if self.first.set((TypeId::of::<C>(), cache)).is_err() {
             others.push((TypeId::of::<C>(), cache));
         }
         cache

@@ -1,8 +1,8 @@
 //! Statistics: [`CacheInfo`] and the counters behind it.
 
-use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
@@ -58,61 +58,96 @@ impl fmt::Display for CacheInfo {
     }
 }
 
-/// A counter split into cache-line-padded stripes, one chosen per thread, so that hits on many
-/// cores do not all increment one shared atomic.
+/// A hit counter with one cache-line-padded stripe per thread, so hits on many cores neither
+/// share a cache line nor need a locked read-modify-write.
+///
+/// A thread owns a stripe index while it lives (indices are recycled when threads exit) and is
+/// the only writer of that stripe, so it increments with a plain load and store. Threads beyond
+/// the number of stripes share one `fetch_add` counter. Sums are exact.
 pub(crate) struct StripedCounter {
     stripes: Box<[CachePadded<AtomicU64>]>,
+    overflow: AtomicU64,
 }
 
-static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
+/// How many threads get a stripe of their own in every counter.
+fn stripe_count() -> usize {
+    static COUNT: OnceLock<usize> = OnceLock::new();
+    *COUNT.get_or_init(|| {
+        let parallelism = std::thread::available_parallelism().map_or(4, |n| n.get());
+        (parallelism * 4).clamp(8, 256)
+    })
+}
+
+/// The stripe index a thread owns, given back when the thread exits.
+struct ThreadStripe(usize);
+
+static FREE_STRIPES: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+
+impl ThreadStripe {
+    fn acquire() -> Self {
+        let recycled = FREE_STRIPES
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        ThreadStripe(recycled.unwrap_or_else(|| NEXT_STRIPE.fetch_add(1, Ordering::Relaxed)))
+    }
+}
+
+impl Drop for ThreadStripe {
+    fn drop(&mut self) {
+        // The mutex orders this thread's last stripe writes before the next owner's first.
+        FREE_STRIPES
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(self.0);
+    }
+}
 
 thread_local! {
-    static THREAD_INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
-#[inline]
-fn thread_index() -> usize {
-    THREAD_INDEX.with(|index| {
-        let mut value = index.get();
-        if value == usize::MAX {
-            value = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
-            index.set(value);
-        }
-        value
-    })
+    static THREAD_STRIPE: ThreadStripe = ThreadStripe::acquire();
 }
 
 impl StripedCounter {
     pub(crate) fn new() -> Self {
-        let parallelism = std::thread::available_parallelism().map_or(4, |n| n.get());
-        let stripes = (parallelism * 2).next_power_of_two().clamp(4, 64);
         StripedCounter {
-            stripes: (0..stripes)
+            stripes: (0..stripe_count())
                 .map(|_| CachePadded::new(AtomicU64::new(0)))
                 .collect(),
+            overflow: AtomicU64::new(0),
         }
     }
 
     #[inline]
     pub(crate) fn increment(&self) {
-        let stripe = &self.stripes[thread_index() & (self.stripes.len() - 1)];
-        stripe.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn sum(&self) -> u64 {
-        self.stripes.iter().map(|s| s.load(Ordering::Relaxed)).sum()
-    }
-
-    pub(crate) fn reset(&self) {
-        for stripe in self.stripes.iter() {
-            stripe.store(0, Ordering::Relaxed);
+        // During thread teardown the stripe may be gone: count through the shared counter.
+        let index = THREAD_STRIPE
+            .try_with(|stripe| stripe.0)
+            .unwrap_or(usize::MAX);
+        match self.stripes.get(index) {
+            Some(stripe) => {
+                // Only this thread writes this stripe: no read-modify-write needed.
+                stripe.store(stripe.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            }
+            None => {
+                self.overflow.fetch_add(1, Ordering::Relaxed);
+            }
         }
+    }
+
+    /// Everything counted so far. Resetting is done by the reader keeping a baseline, so that
+    /// each stripe keeps a single writer.
+    pub(crate) fn sum(&self) -> u64 {
+        let striped: u64 = self.stripes.iter().map(|s| s.load(Ordering::Relaxed)).sum();
+        striped + self.overflow.load(Ordering::Relaxed)
     }
 }
 
 /// The per-cache counters that the cache layer (not the backend) keeps.
 pub(crate) struct Counters {
     pub(crate) hits: StripedCounter,
+    /// `hits.sum()` at the last `cache_clear`.
+    pub(crate) hits_at_clear: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) compute_nanos: AtomicU64,
@@ -122,6 +157,7 @@ impl Counters {
     pub(crate) fn new() -> Self {
         Counters {
             hits: StripedCounter::new(),
+            hits_at_clear: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             compute_nanos: AtomicU64::new(0),
