@@ -3,6 +3,7 @@
 //!
 //! `cargo bench -p cachemere-benches --bench hit`
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
@@ -70,6 +71,15 @@ fn hits(c: &mut Criterion) {
     group.bench_function("u64/quick_cache_raw_get", |b| {
         b.iter(|| raw.get(black_box(&7)))
     });
+    let moka: moka::sync::Cache<u64, u64> = moka::sync::Cache::new(1000);
+    moka.insert(7, 14);
+    group.bench_function("u64/moka_raw_get", |b| b.iter(|| moka.get(black_box(&7))));
+    // The floor: an unsynchronised map with a fast hasher; no bound, no statistics.
+    let mut floor: HashMap<u64, u64, foldhash::fast::RandomState> = HashMap::default();
+    floor.insert(7, 14);
+    group.bench_function("u64/hashmap_foldhash_floor", |b| {
+        b.iter(|| floor.get(black_box(&7)).copied())
+    });
 
     cachemere_u64_ttl_tag(7);
     group.bench_function("u64_ttl_tag/cachemere", |b| {
@@ -101,5 +111,35 @@ fn hits(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, hits);
+#[cachemere::cached(maxsize = 1000)]
+fn cachemere_populate(key: u64) -> u64 {
+    key * 2
+}
+
+#[cached::proc_macro::cached(max_size = 1000)]
+fn cached_populate(key: u64) -> u64 {
+    key * 2
+}
+
+/// A miss: look up, run the (trivial) function, store, and evict once the bound is reached.
+fn misses(c: &mut Criterion) {
+    let mut group = c.benchmark_group("miss_populate");
+    let mut key = 0_u64;
+    group.bench_function("u64/cachemere", |b| {
+        b.iter(|| {
+            key += 1;
+            cachemere_populate(black_box(key))
+        })
+    });
+    let mut key = 0_u64;
+    group.bench_function("u64/cached", |b| {
+        b.iter(|| {
+            key += 1;
+            cached_populate(black_box(key))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, hits, misses);
 criterion_main!(benches);

@@ -1,0 +1,194 @@
+//! Hits from 1 and 2 threads, and a stampede of 100 callers on one cold key, for cachemere and
+//! its peers, in one run. Prints markdown tables.
+//!
+//! `cargo bench -p cachemere-benches --bench contention`
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+/// A hit function under test, by name.
+type Subject = (&'static str, fn(u64) -> u64);
+
+const OPS_PER_THREAD: u64 = 2_000_000;
+const KEYS: u64 = 1024;
+const ROUNDS: usize = 5;
+
+#[cachemere::cached(maxsize = 10_000)]
+fn cm_hit(key: u64) -> u64 {
+    key * 2
+}
+
+#[cached::proc_macro::cached(max_size = 10_000)]
+fn cd_hit(key: u64) -> u64 {
+    key * 2
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Wall-clock nanoseconds per operation, all threads together.
+fn aggregate_ns_per_op(threads: usize, hot: bool, hit: fn(u64) -> u64) -> f64 {
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                let mut key = t as u64 * 97;
+                for _ in 0..OPS_PER_THREAD {
+                    key = if hot { 7 } else { (key + 1) % KEYS };
+                    black_box(hit(black_box(key)));
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let started = Instant::now();
+    for worker in workers {
+        worker.join().expect("worker");
+    }
+    started.elapsed().as_nanos() as f64 / (threads as u64 * OPS_PER_THREAD) as f64
+}
+
+static RAW: std::sync::LazyLock<quick_cache::sync::Cache<u64, u64>> =
+    std::sync::LazyLock::new(|| quick_cache::sync::Cache::new(10_000));
+
+fn raw_get(key: u64) -> u64 {
+    RAW.get(&key).unwrap_or_default()
+}
+
+fn throughput() {
+    for key in 0..KEYS {
+        cm_hit(key);
+        cd_hit(key);
+        RAW.insert(key, key * 2);
+    }
+    println!("| hits, aggregate ns per op | 1 thread | 2 threads | 2-thread / 1-thread |");
+    println!("|---|---|---|---|");
+    let subjects: [Subject; 3] = [
+        ("cachemere", cm_hit),
+        ("cached", cd_hit),
+        ("quick_cache raw get", raw_get),
+    ];
+    for hot in [true, false] {
+        for (name, hit) in subjects {
+            let one = median(
+                (0..ROUNDS)
+                    .map(|_| aggregate_ns_per_op(1, hot, hit))
+                    .collect(),
+            );
+            let two = median(
+                (0..ROUNDS)
+                    .map(|_| aggregate_ns_per_op(2, hot, hit))
+                    .collect(),
+            );
+            let keys = if hot { "one hot key" } else { "1024 keys" };
+            println!(
+                "| {name}, {keys} | {one:.1} | {two:.1} | {:.2}× |",
+                two / one
+            );
+        }
+    }
+}
+
+const CALLERS: usize = 100;
+const ORIGIN_TIME: Duration = Duration::from_millis(20);
+
+static CM_ORIGIN: AtomicUsize = AtomicUsize::new(0);
+static CD_ORIGIN: AtomicUsize = AtomicUsize::new(0);
+static CD_BY_KEY_ORIGIN: AtomicUsize = AtomicUsize::new(0);
+static MOKA_ORIGIN: AtomicUsize = AtomicUsize::new(0);
+
+#[cachemere::cached(maxsize = 10_000)]
+fn cm_cold(key: u64) -> u64 {
+    CM_ORIGIN.fetch_add(1, Ordering::SeqCst);
+    std::thread::sleep(ORIGIN_TIME);
+    key
+}
+
+#[cached::proc_macro::cached(max_size = 10_000)]
+fn cd_cold(key: u64) -> u64 {
+    CD_ORIGIN.fetch_add(1, Ordering::SeqCst);
+    std::thread::sleep(ORIGIN_TIME);
+    key
+}
+
+#[cached::proc_macro::cached(max_size = 10_000, sync_writes = "by_key")]
+fn cd_by_key_cold(key: u64) -> u64 {
+    CD_BY_KEY_ORIGIN.fetch_add(1, Ordering::SeqCst);
+    std::thread::sleep(ORIGIN_TIME);
+    key
+}
+
+static MOKA: std::sync::LazyLock<moka::sync::Cache<u64, u64>> =
+    std::sync::LazyLock::new(|| moka::sync::Cache::new(10_000));
+
+fn moka_cold(key: u64) -> u64 {
+    MOKA.get_with(key, || {
+        MOKA_ORIGIN.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(ORIGIN_TIME);
+        key
+    })
+}
+
+/// Origin calls and wall time for `CALLERS` threads calling one cold key at once.
+fn stampede_round(call: fn(u64) -> u64, origin: &AtomicUsize, key: u64) -> (usize, Duration) {
+    let before = origin.load(Ordering::SeqCst);
+    let barrier = Arc::new(Barrier::new(CALLERS + 1));
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                assert_eq!(call(key), key);
+            })
+        })
+        .collect();
+    barrier.wait();
+    let started = Instant::now();
+    for caller in callers {
+        caller.join().expect("caller");
+    }
+    (origin.load(Ordering::SeqCst) - before, started.elapsed())
+}
+
+fn stampede() {
+    println!(
+        "| stampede: {CALLERS} callers, one cold key, origin takes {ORIGIN_TIME:?} | origin calls (per round) | wall time (median of {ROUNDS}) |"
+    );
+    println!("|---|---|---|");
+    let subjects: [(Subject, &AtomicUsize); 4] = [
+        (("cachemere (default single flight)", cm_cold), &CM_ORIGIN),
+        (("cached, default", cd_cold), &CD_ORIGIN),
+        (
+            ("cached, sync_writes = \"by_key\"", cd_by_key_cold),
+            &CD_BY_KEY_ORIGIN,
+        ),
+        (("moka get_with", moka_cold), &MOKA_ORIGIN),
+    ];
+    for ((name, call), origin) in subjects {
+        let mut calls = Vec::new();
+        let mut walls = Vec::new();
+        for round in 0..ROUNDS {
+            let (c, wall) = stampede_round(call, origin, 1_000 + round as u64);
+            calls.push(c.to_string());
+            walls.push(wall.as_secs_f64() * 1000.0);
+        }
+        println!(
+            "| {name} | {} | {:.1} ms |",
+            calls.join(", "),
+            median(walls)
+        );
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; this harness takes no options.
+    throughput();
+    println!();
+    stampede();
+}
