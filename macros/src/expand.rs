@@ -76,6 +76,11 @@ fn key_parts(analysis: &Analysis) -> Vec<KeyPart> {
     parts
 }
 
+/// An identifier of generated code, invisible to (and unable to shadow) the user's names.
+fn local(name: &str) -> Ident {
+    Ident::new(name, Span::mixed_site())
+}
+
 /// Replaces named lifetimes with `'static`: key types are stored in a `'static` cache.
 fn with_static_lifetimes(ty: &Type) -> Type {
     struct Static;
@@ -154,25 +159,30 @@ impl Plan<'_> {
 
     /// The lookup key (borrowed where possible) and the statement that builds it.
     fn lookup(&self) -> (TokenStream, TokenStream) {
+        let (key_var, lookup_var) = (local("__cachemere_key"), local("__cachemere_lookup"));
         match &self.options.key {
             Some(expr) => {
                 let (key_type, _, _) = self.cache_types();
                 (
-                    quote_spanned!(expr.span()=> let __cachemere_key: #key_type = #expr;),
-                    quote!(&__cachemere_key),
+                    quote_spanned!(expr.span()=> let #key_var: #key_type = #expr;),
+                    quote!(&#key_var),
                 )
             }
             None => {
                 let borrows = self.key_parts.iter().map(|p| &p.borrow);
                 (
-                    quote!(let __cachemere_lookup = ::cachemere::__private::KeyRef((#(#borrows,)*));),
-                    quote!(&__cachemere_lookup),
+                    quote!(let #lookup_var = ::cachemere::__private::KeyRef((#(#borrows,)*));),
+                    quote!(&#lookup_var),
                 )
             }
         }
     }
 
     fn body(&self, accessor: TokenStream) -> TokenStream {
+        let cache_var = local("__cachemere_cache");
+        let key_var = local("__cachemere_key");
+        let tags_var = local("__cachemere_tags");
+        let value_var = local("__cachemere_value");
         let (setup, lookup) = self.lookup();
         let policy = self.policy();
         let output = &self.analysis.output;
@@ -181,16 +191,16 @@ impl Plan<'_> {
             Some(_) => quote!(),
             None => {
                 let borrows = self.key_parts.iter().map(|p| &p.borrow);
-                quote!(let __cachemere_key = (#(::std::borrow::ToOwned::to_owned(#borrows),)*);)
+                quote!(let #key_var = (#(::std::borrow::ToOwned::to_owned(#borrows),)*);)
             }
         };
         let tags = self.options.tags.iter().flatten();
         let block = &self.function.block;
         let compute = if self.is_async() {
             quote! {
-                __cachemere_cache.compute_async(
-                    __cachemere_key,
-                    __cachemere_tags,
+                #cache_var.compute_async(
+                    #key_var,
+                    #tags_var,
                     <#policy as ::cachemere::__private::Policy<#output_static>>::store,
                     <#policy as ::cachemere::__private::Policy<#output_static>>::load,
                     ::cachemere::__private::typed_future::<#output, _>(async move #block),
@@ -198,9 +208,9 @@ impl Plan<'_> {
             }
         } else {
             quote! {
-                __cachemere_cache.compute(
-                    __cachemere_key,
-                    __cachemere_tags,
+                #cache_var.compute(
+                    #key_var,
+                    #tags_var,
                     <#policy as ::cachemere::__private::Policy<#output_static>>::store,
                     <#policy as ::cachemere::__private::Policy<#output_static>>::load,
                     ::cachemere::__private::typed_closure::<#output, _>(move || #block),
@@ -208,19 +218,22 @@ impl Plan<'_> {
             }
         };
         quote! {
-            let __cachemere_cache = #accessor;
+            let #cache_var = #accessor;
             #setup
-            if let ::core::option::Option::Some(__cachemere_value) = __cachemere_cache.get(#lookup) {
-                return <#policy as ::cachemere::__private::Policy<#output_static>>::load(__cachemere_value);
+            if let ::core::option::Option::Some(#value_var) = #cache_var.get(#lookup) {
+                return <#policy as ::cachemere::__private::Policy<#output_static>>::load(#value_var);
             }
             #owned_key
-            let __cachemere_tags = [#(::cachemere::__private::TagStamp::of(::core::format_args!(#tags)),)*];
+            let #tags_var = [#(::cachemere::__private::TagStamp::of(::core::format_args!(#tags)),)*];
             #compute
         }
     }
 
     /// The typed accessor: creates the cache in its slot on first use.
     fn accessor(&self, name: &Ident, cache_name: TokenStream) -> TokenStream {
+        let slot_var = local("__CACHEMERE_SLOT");
+        let config_var = local("__cachemere_config");
+        let backend_var = local("__cachemere_backend");
         let (key, stored, tags) = self.cache_types();
         let asserts: Vec<TokenStream> = if self.options.key.is_none() {
             self.key_parts.iter().map(|p| p.assert.clone()).collect()
@@ -271,14 +284,14 @@ impl Plan<'_> {
             > {
                 #(#asserts)*
                 #assert_value
-                static SLOT: ::cachemere::__private::CacheSlot = ::cachemere::__private::CacheSlot::new();
-                SLOT.get_or_init(|| {
-                    let config = ::cachemere::__private::CacheConfig::new(#cache_name)
+                static #slot_var: ::cachemere::__private::CacheSlot = ::cachemere::__private::CacheSlot::new();
+                #slot_var.get_or_init(|| {
+                    let #config_var = ::cachemere::__private::CacheConfig::new(#cache_name)
                         .with_maxsize(#maxsize)
                         .with_ttl(#ttl)
                         .with_single_flight(#single_flight);
-                    let backend = #constructor(&config);
-                    ::cachemere::__private::Cache::new(config, backend)
+                    let #backend_var = #constructor(&#config_var);
+                    ::cachemere::__private::Cache::new(#config_var, #backend_var)
                 })
             }
         }

@@ -1,16 +1,16 @@
 //! The cache layer between generated code and a backend: freshness (TTL and tags), single
-//! flight, statistics and error handling.
+//! flight, invalidation races, statistics and error handling.
 
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use equivalent::Equivalent;
 
 use crate::backend::{Backend, BackendError, CacheConfig};
 use crate::clock;
-use crate::flight::{Flights, Role};
+use crate::flight::{Flights, Role, led_by_this_thread};
 use crate::key::{CachedValue, KeyPart};
 use crate::stats::{CacheInfo, Counters};
 use crate::tags::TagStamp;
@@ -21,7 +21,8 @@ const NEVER: u64 = u64::MAX;
 #[derive(Clone, Debug)]
 pub struct Entry<S, const N: usize> {
     value: S,
-    expires_at_ms: u64,
+    /// Monotonic nanoseconds (see `clock`), or `NEVER`.
+    expires_at: u64,
     tags: [TagStamp; N],
 }
 
@@ -29,16 +30,27 @@ pub struct Entry<S, const N: usize> {
 pub struct Cache<K, S, const N: usize, B> {
     backend: B,
     config: CacheConfig,
-    ttl_ms: Option<u64>,
-    coarse_clock: bool,
-    flights: Option<Flights<K, S>>,
+    ttl_ns: Option<u64>,
+    /// How close to its expiry an entry is checked against the precise clock: four
+    /// resolutions of the coarse clock, which has been seen lagging by more than one.
+    clock_slack_ns: u64,
+    flights: Option<Flights<K, Entry<S, N>>>,
     counters: Counters,
+    /// Bumped by every `invalidate` and `clear`, before they remove anything. A computation
+    /// that sees it move has raced with one and must not leave its value stored.
+    invalidations: AtomicU64,
     evictions_at_clear: AtomicU64,
-    last_error_log_ms: AtomicU64,
+    last_error_log_ns: AtomicU64,
 }
 
 /// How long error logs of one cache stay quiet after one is written.
-const ERROR_LOG_INTERVAL_MS: u64 = 10_000;
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What a leader's computation produced and stored.
+struct Computed<R, S, const N: usize> {
+    result: R,
+    stored: Option<Entry<S, N>>,
+}
 
 impl<K, S, const N: usize, B> Cache<K, S, N, B>
 where
@@ -48,20 +60,23 @@ where
 {
     /// A cache over `backend`, declared with `config`.
     pub fn new(config: CacheConfig, backend: B) -> Self {
-        let ttl_ms = config
+        let ttl_ns = config
             .ttl
-            .map(|ttl| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
-        let coarse_clock = ttl_ms.is_some() && clock::start();
+            .map(|ttl| u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX));
+        let clock_slack_ns = u64::try_from(clock::clock_resolution().as_nanos())
+            .unwrap_or(u64::MAX)
+            .saturating_mul(4);
         let flights = config.single_flight.then(Flights::new);
         Cache {
             backend,
             config,
-            ttl_ms,
-            coarse_clock,
+            ttl_ns,
+            clock_slack_ns,
             flights,
             counters: Counters::new(),
+            invalidations: AtomicU64::new(0),
             evictions_at_clear: AtomicU64::new(0),
-            last_error_log_ms: AtomicU64::new(0),
+            last_error_log_ns: AtomicU64::new(0),
         }
     }
 
@@ -71,31 +86,26 @@ where
     }
 
     #[inline]
-    fn now_ms(&self) -> u64 {
-        if self.coarse_clock {
-            clock::coarse_ms()
-        } else {
-            clock::precise_ms()
-        }
-    }
-
-    #[inline]
     fn is_fresh(&self, entry: &Entry<S, N>) -> bool {
-        (entry.expires_at_ms == NEVER || self.now_ms() < entry.expires_at_ms)
-            && entry.tags.iter().all(TagStamp::is_current)
+        self.is_unexpired(entry.expires_at) && entry.tags.iter().all(TagStamp::is_current)
     }
 
-    /// Looks `key` up; a fresh entry is a hit (counted) and its value is returned.
+    /// The coarse clock decides while the expiry is far; near it, the precise clock does.
     #[inline]
-    pub fn get<Q>(&self, key: &Q) -> Option<S>
+    fn is_unexpired(&self, expires_at: u64) -> bool {
+        expires_at == NEVER
+            || clock::coarse_ns().saturating_add(self.clock_slack_ns) < expires_at
+            || clock::precise_ns() < expires_at
+    }
+
+    /// The fresh entry for `key`, if any (not counted).
+    #[inline]
+    fn fresh_entry<Q>(&self, key: &Q) -> Option<Entry<S, N>>
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         match self.backend.get(key) {
-            Ok(Some(entry)) if self.is_fresh(&entry) => {
-                self.counters.hits.increment();
-                Some(entry.value)
-            }
+            Ok(Some(entry)) if self.is_fresh(&entry) => Some(entry),
             Ok(_) => None,
             Err(error) => {
                 self.record_error("get", &error);
@@ -104,30 +114,27 @@ where
         }
     }
 
-    fn put(&self, key: K, value: S, tags: [TagStamp; N]) {
-        let expires_at_ms = match self.ttl_ms {
-            Some(ttl) => clock::precise_ms().saturating_add(ttl),
-            None => NEVER,
-        };
-        let entry = Entry {
-            value,
-            expires_at_ms,
-            tags,
-        };
-        if let Err(error) = self.backend.insert(key, entry) {
-            self.record_error("insert", &error);
-        }
+    /// Looks `key` up; a fresh entry is a hit (counted) and its value is returned.
+    #[inline]
+    pub fn get<Q>(&self, key: &Q) -> Option<S>
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
+        let entry = self.fresh_entry(key)?;
+        self.counters.hits.increment();
+        Some(entry.value)
     }
 
     fn record_error(&self, operation: &'static str, error: &BackendError) {
         self.counters.errors.fetch_add(1, Ordering::Relaxed);
-        let now = clock::precise_ms();
-        let last = self.last_error_log_ms.load(Ordering::Relaxed);
-        let quiet = last != 0 && now.saturating_sub(last) < ERROR_LOG_INTERVAL_MS;
+        let now = clock::precise_ns().max(1);
+        let last = self.last_error_log_ns.load(Ordering::Relaxed);
+        let interval = u64::try_from(ERROR_LOG_INTERVAL.as_nanos()).unwrap_or(u64::MAX);
+        let quiet = last != 0 && now.saturating_sub(last) < interval;
         if !quiet
             && self
-                .last_error_log_ms
-                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .last_error_log_ns
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
             tracing::warn!(
@@ -140,18 +147,61 @@ where
         }
     }
 
-    fn stored_outcome<R>(
+    /// What to do before computing: the invalidation generation and the expiry, both read
+    /// before the function runs so that what it read is what they describe.
+    fn start(&self) -> (u64, u64) {
+        let generation = self.invalidations.load(Ordering::SeqCst);
+        let expires_at = match self.ttl_ns {
+            Some(ttl) => clock::precise_ns().saturating_add(ttl),
+            None => NEVER,
+        };
+        (generation, expires_at)
+    }
+
+    /// Stores what the policy keeps of `result`, unless an invalidation raced with the
+    /// computation; returns the entry that stays stored.
+    fn finish<R>(
         &self,
         key: K,
         tags: [TagStamp; N],
         store: fn(&R) -> Option<S>,
-        result: &R,
-    ) -> Option<S> {
-        let stored = store(result);
-        if let Some(value) = &stored {
-            self.put(key, value.clone(), tags);
+        (generation, expires_at): (u64, u64),
+        result: R,
+    ) -> Computed<R, S, N> {
+        let Some(value) = store(&result) else {
+            return Computed {
+                result,
+                stored: None,
+            };
+        };
+        if self.invalidations.load(Ordering::SeqCst) != generation {
+            return Computed {
+                result,
+                stored: None,
+            };
         }
-        stored
+        let entry = Entry {
+            value,
+            expires_at,
+            tags,
+        };
+        let stored = match self.backend.insert(key.clone(), entry.clone()) {
+            Ok(()) => Some(entry),
+            Err(error) => {
+                self.record_error("insert", &error);
+                None
+            }
+        };
+        // An invalidation between the check above and the insert would have removed nothing:
+        // remove what was just stored. (Invalidations bump the generation before removing.)
+        if stored.is_some() && self.invalidations.load(Ordering::SeqCst) != generation {
+            let _ = self.backend.remove(&key);
+            return Computed {
+                result,
+                stored: None,
+            };
+        }
+        Computed { result, stored }
     }
 
     /// Runs `compute` on a miss, single flight unless disabled, and stores what the policy keeps.
@@ -167,30 +217,43 @@ where
         compute: impl FnOnce() -> R,
     ) -> R {
         let Some(flights) = &self.flights else {
+            let started = self.start();
             let result = self.timed(compute);
-            self.stored_outcome(key, tags, store, &result);
-            return result;
+            return self.finish(key, tags, store, started, result).result;
         };
         loop {
             match flights.join(&key) {
                 Role::Leader(guard) => {
                     // A flight that finished between our miss and joining may have stored it.
-                    if let Some(value) = self.get(&key) {
-                        guard.finish(Some(value.clone()));
+                    if let Some(entry) = self.fresh_entry(&key) {
+                        self.counters.hits.increment();
+                        let value = entry.value.clone();
+                        guard.finish(Some(entry));
                         return load(value);
                     }
-                    let result = self.timed(compute);
-                    let stored = self.stored_outcome(key, tags, store, &result);
-                    guard.finish(stored);
-                    return result;
+                    let started = self.start();
+                    let result = guard.lead(|| self.timed(compute));
+                    let computed = self.finish(key, tags, store, started, result);
+                    guard.finish(computed.stored);
+                    return computed.result;
                 }
                 Role::Follower(flight) => {
-                    if let Some(value) = flight.wait() {
-                        self.counters.hits.increment();
-                        return load(value);
+                    if led_by_this_thread(&flight) {
+                        // Our own computation calls us again with the same key: compute.
+                        let started = self.start();
+                        let result = self.timed(compute);
+                        return self.finish(key, tags, store, started, result).result;
                     }
-                    if let Some(value) = self.get(&key) {
-                        return load(value);
+                    match flight.wait() {
+                        Some(entry) if self.is_fresh(&entry) => {
+                            self.counters.hits.increment();
+                            return load(entry.value);
+                        }
+                        _ => {
+                            if let Some(value) = self.get(&key) {
+                                return load(value);
+                            }
+                        }
                     }
                 }
             }
@@ -208,29 +271,41 @@ where
         compute: impl Future<Output = R>,
     ) -> R {
         let Some(flights) = &self.flights else {
+            let started = self.start();
             let result = self.timed_async(compute).await;
-            self.stored_outcome(key, tags, store, &result);
-            return result;
+            return self.finish(key, tags, store, started, result).result;
         };
         loop {
             match flights.join(&key) {
                 Role::Leader(guard) => {
-                    if let Some(value) = self.get(&key) {
-                        guard.finish(Some(value.clone()));
+                    if let Some(entry) = self.fresh_entry(&key) {
+                        self.counters.hits.increment();
+                        let value = entry.value.clone();
+                        guard.finish(Some(entry));
                         return load(value);
                     }
-                    let result = self.timed_async(compute).await;
-                    let stored = self.stored_outcome(key, tags, store, &result);
-                    guard.finish(stored);
-                    return result;
+                    let started = self.start();
+                    let result = guard.lead_async(self.timed_async(compute)).await;
+                    let computed = self.finish(key, tags, store, started, result);
+                    guard.finish(computed.stored);
+                    return computed.result;
                 }
                 Role::Follower(flight) => {
-                    if let Some(value) = flight.wait_async().await {
-                        self.counters.hits.increment();
-                        return load(value);
+                    if led_by_this_thread(&flight) {
+                        let started = self.start();
+                        let result = self.timed_async(compute).await;
+                        return self.finish(key, tags, store, started, result).result;
                     }
-                    if let Some(value) = self.get(&key) {
-                        return load(value);
+                    match flight.wait_async().await {
+                        Some(entry) if self.is_fresh(&entry) => {
+                            self.counters.hits.increment();
+                            return load(entry.value);
+                        }
+                        _ => {
+                            if let Some(value) = self.get(&key) {
+                                return load(value);
+                            }
+                        }
                     }
                 }
             }
@@ -253,11 +328,13 @@ where
         result
     }
 
-    /// Removes the entry for `key`; returns whether there was one.
+    /// Removes the entry for `key`; returns whether there was one. A computation of any key
+    /// running meanwhile does not store its value (it may have read what was invalidated).
     pub fn invalidate<Q>(&self, key: &Q) -> bool
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
+        self.invalidations.fetch_add(1, Ordering::SeqCst);
         self.backend.remove(key).unwrap_or_else(|error| {
             self.record_error("remove", &error);
             false
@@ -266,6 +343,7 @@ where
 
     /// Removes every entry and resets the statistics, like Python's `cache_clear()`.
     pub fn clear(&self) {
+        self.invalidations.fetch_add(1, Ordering::SeqCst);
         if let Err(error) = self.backend.clear() {
             self.record_error("clear", &error);
         }
@@ -295,9 +373,7 @@ where
                 .evictions()
                 .saturating_sub(self.evictions_at_clear.load(Ordering::Relaxed)),
             errors: self.counters.errors.load(Ordering::Relaxed),
-            compute_time: std::time::Duration::from_nanos(
-                self.counters.compute_nanos.load(Ordering::Relaxed),
-            ),
+            compute_time: Duration::from_nanos(self.counters.compute_nanos.load(Ordering::Relaxed)),
         }
     }
 }

@@ -1,52 +1,108 @@
-//! A coarse monotonic clock for TTL checks on the hit path.
+//! The clocks of TTL checks.
 //!
 //! `Instant::now()` costs tens of nanoseconds on virtual machines, more than a whole cache hit
-//! should. A background thread (`cachemere-clock`, started by the first cache that has a TTL)
-//! advances a shared millisecond counter every [`TICK`]; a hit reads one atomic.
+//! should. On Linux a hit reads `CLOCK_MONOTONIC_COARSE` instead: a vDSO read of the time the
+//! kernel recorded at its last tick (a few nanoseconds, no system call, no thread of ours that
+//! could be starved or lost in a `fork`). Its resolution is the kernel's tick, typically 1 to
+//! 4 ms, and it has been seen lagging by a little more than one tick on a busy virtual
+//! machine. So a hit trusts it only while the entry's expiry is more than four resolutions
+//! away; closer to the expiry the precise monotonic clock decides. An entry is thus not served
+//! after its TTL unless the coarse clock lags by more than four ticks. Expiry times are taken from
+//! the precise clock, on the miss path, before the function runs. Elsewhere both are `Instant`.
 
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// How often the coarse clock advances: its resolution.
+#[cfg(target_os = "linux")]
+mod imp {
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    fn read(clock: libc::clockid_t) -> u64 {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `now` is a valid, writable timespec; both clocks exist on every Linux since 2.6.32.
+        let status = unsafe { libc::clock_gettime(clock, &mut now) };
+        if status != 0 {
+            return 0;
+        }
+        (now.tv_sec as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(now.tv_nsec as u64)
+    }
+
+    #[inline]
+    pub(super) fn coarse_ns() -> u64 {
+        read(libc::CLOCK_MONOTONIC_COARSE)
+    }
+
+    pub(super) fn precise_ns() -> u64 {
+        read(libc::CLOCK_MONOTONIC)
+    }
+
+    pub(super) fn resolution() -> Duration {
+        static RESOLUTION: OnceLock<Duration> = OnceLock::new();
+        *RESOLUTION.get_or_init(|| {
+            let mut resolution = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: `resolution` is a valid, writable timespec.
+            let status =
+                unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut resolution) };
+            if status != 0 {
+                // Unknown: assume a slow 100 Hz tick, which only makes expiry earlier.
+                return Duration::from_millis(10);
+            }
+            Duration::new(resolution.tv_sec as u64, resolution.tv_nsec as u32)
+        })
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod imp {
+    use std::sync::OnceLock;
+    use std::time::{Duration, Instant};
+
+    fn since_origin() -> u64 {
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        let origin = *ORIGIN.get_or_init(Instant::now);
+        u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    #[inline]
+    pub(super) fn coarse_ns() -> u64 {
+        since_origin()
+    }
+
+    pub(super) fn precise_ns() -> u64 {
+        since_origin()
+    }
+
+    pub(super) fn resolution() -> Duration {
+        Duration::ZERO
+    }
+}
+
+/// The resolution of the coarse clock that TTL checks read on a hit (the kernel's tick on
+/// Linux; zero elsewhere, where the precise clock is used). Entries closer than four resolutions
+/// to their expiry are checked against the precise clock.
 ///
-/// An entry can be served for at most about one tick after its TTL has run out (longer only if
-/// the operating system does not schedule the clock thread for a while).
-pub const TICK: Duration = Duration::from_millis(1);
-
-static ORIGIN: OnceLock<Instant> = OnceLock::new();
-static COARSE_MS: AtomicU64 = AtomicU64::new(0);
-static TICKING: OnceLock<bool> = OnceLock::new();
-
-fn origin() -> Instant {
-    *ORIGIN.get_or_init(Instant::now)
+/// ```
+/// assert!(cachemere::clock_resolution() < std::time::Duration::from_secs(1));
+/// ```
+pub fn clock_resolution() -> Duration {
+    imp::resolution()
 }
 
-/// Milliseconds since the clock's origin, read precisely (used on the miss path).
-pub(crate) fn precise_ms() -> u64 {
-    u64::try_from(origin().elapsed().as_millis()).unwrap_or(u64::MAX)
-}
-
-/// Starts the ticking thread once; returns whether the coarse clock is running.
-///
-/// If the thread cannot be spawned, callers fall back to the precise clock.
-pub(crate) fn start() -> bool {
-    *TICKING.get_or_init(|| {
-        COARSE_MS.store(precise_ms(), Ordering::Release);
-        std::thread::Builder::new()
-            .name("cachemere-clock".into())
-            .spawn(|| {
-                loop {
-                    std::thread::sleep(TICK);
-                    COARSE_MS.store(precise_ms(), Ordering::Release);
-                }
-            })
-            .is_ok()
-    })
-}
-
-/// Milliseconds since the clock's origin, at most about one [`TICK`] behind.
+/// Monotonic nanoseconds, cheap and up to [`clock_resolution`] behind.
 #[inline]
-pub(crate) fn coarse_ms() -> u64 {
-    COARSE_MS.load(Ordering::Acquire)
+pub(crate) fn coarse_ns() -> u64 {
+    imp::coarse_ns()
+}
+
+/// Monotonic nanoseconds, precise (used on the miss path and for logs).
+pub(crate) fn precise_ns() -> u64 {
+    imp::precise_ns()
 }

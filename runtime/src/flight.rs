@@ -1,15 +1,25 @@
 //! Single flight: concurrent misses of one key wait for one computation.
 //!
 //! The first caller of a cold key becomes its *leader* and computes; later callers *follow* and
-//! wait. When the leader finishes it hands followers the value it stored. When it stores nothing
-//! (an `Err`/`None` result), panics, or (async) is dropped, its guard wakes the followers with no
-//! value and one of them leads the next attempt, so nobody is stranded. The table of running
-//! flights is sharded and its locks are held only to look up, insert or remove a flight, never
-//! while a function runs, so different keys do not wait on each other.
+//! wait. When the leader finishes it hands followers the entry it stored. When it stores nothing
+//! (an `Err`/`None` result, or an invalidation raced with it), panics, or (async) is dropped, its
+//! guard wakes the followers with no entry and one of them leads the next attempt, so nobody is
+//! stranded. The table of running flights is sharded and its locks are held only to look up,
+//! insert or remove a flight, never while a function runs, so different keys do not wait on each
+//! other.
+//!
+//! A leader that calls its own function with the same key (directly or through other functions,
+//! on its thread or inside its future's poll) would wait on itself. Each thread records the
+//! flights it is leading while their computation runs; a call that would follow one of them
+//! computes instead.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::{BuildHasher, Hash, RandomState};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::task::{Context, Poll};
 
 use event_listener::{Event, Listener};
 
@@ -20,21 +30,18 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// One running computation that followers wait on.
 pub(crate) struct Flight<S> {
-    outcome: Mutex<Option<Option<S>>>,
+    /// Set once by the leader: `Some` is the entry it stored, `None` that followers must retry.
+    outcome: OnceLock<Option<S>>,
     finished: Event,
 }
 
 impl<S: Clone> Flight<S> {
-    fn outcome(&self) -> Option<Option<S>> {
-        lock(&self.outcome).clone()
-    }
-
-    /// Blocks the thread until the leader finishes; `Some` is the value it stored.
+    /// Blocks the thread until the leader finishes; `Some` is the entry it stored.
     pub(crate) fn wait(&self) -> Option<S> {
         loop {
             let listener = self.finished.listen();
-            if let Some(outcome) = self.outcome() {
-                return outcome;
+            if let Some(outcome) = self.outcome.get() {
+                return outcome.clone();
             }
             listener.wait();
         }
@@ -44,11 +51,51 @@ impl<S: Clone> Flight<S> {
     pub(crate) async fn wait_async(&self) -> Option<S> {
         loop {
             let listener = self.finished.listen();
-            if let Some(outcome) = self.outcome() {
-                return outcome;
+            if let Some(outcome) = self.outcome.get() {
+                return outcome.clone();
             }
             listener.await;
         }
+    }
+}
+
+/// An identity of a flight, for the per-thread record of flights being led.
+fn flight_id<S>(flight: &Arc<Flight<S>>) -> usize {
+    Arc::as_ptr(flight) as *const () as usize
+}
+
+thread_local! {
+    /// The flights whose computation is running on this thread (their leader's closure, or
+    /// their leader's future being polled).
+    static LEADING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether this thread is inside the computation of `flight`.
+pub(crate) fn led_by_this_thread<S>(flight: &Arc<Flight<S>>) -> bool {
+    let id = flight_id(flight);
+    LEADING
+        .try_with(|leading| leading.borrow().contains(&id))
+        .unwrap_or(false)
+}
+
+/// Records a flight as being led on this thread until dropped.
+struct LeadingMark(usize);
+
+impl LeadingMark {
+    fn enter(id: usize) -> Self {
+        let _ = LEADING.try_with(|leading| leading.borrow_mut().push(id));
+        LeadingMark(id)
+    }
+}
+
+impl Drop for LeadingMark {
+    fn drop(&mut self) {
+        let _ = LEADING.try_with(|leading| {
+            let mut leading = leading.borrow_mut();
+            if let Some(position) = leading.iter().rposition(|id| *id == self.0) {
+                leading.remove(position);
+            }
+        });
     }
 }
 
@@ -62,7 +109,7 @@ pub(crate) struct Flights<K, S> {
 }
 
 /// What a caller of a cold key does: compute, or wait.
-pub(crate) enum Role<'a, K: Hash + Eq, S: Clone> {
+pub(crate) enum Role<'a, K: Hash + Eq, S> {
     Leader(LeaderGuard<'a, K, S>),
     Follower(Arc<Flight<S>>),
 }
@@ -74,10 +121,10 @@ impl<K: Hash + Eq, S> Flights<K, S> {
     }
 }
 
-impl<K: Hash + Eq + Clone, S: Clone> Flights<K, S> {
+impl<K: Hash + Eq + Clone, S> Flights<K, S> {
     pub(crate) fn new() -> Self {
         let parallelism = std::thread::available_parallelism().map_or(4, |n| n.get());
-        let shards = (parallelism * 4).next_power_of_two();
+        let shards = (parallelism * 2).next_power_of_two().clamp(4, 64);
         Flights {
             shards: (0..shards).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
@@ -91,7 +138,7 @@ impl<K: Hash + Eq + Clone, S: Clone> Flights<K, S> {
             return Role::Follower(Arc::clone(flight));
         }
         let flight = Arc::new(Flight {
-            outcome: Mutex::new(None),
+            outcome: OnceLock::new(),
             finished: Event::new(),
         });
         running.insert(key.clone(), Arc::clone(&flight));
@@ -105,28 +152,41 @@ impl<K: Hash + Eq + Clone, S: Clone> Flights<K, S> {
 }
 
 /// Held by the computing caller; finishing or dropping it releases the followers.
-pub(crate) struct LeaderGuard<'a, K: Hash + Eq, S: Clone> {
+pub(crate) struct LeaderGuard<'a, K: Hash + Eq, S> {
     flights: &'a Flights<K, S>,
     key: K,
     flight: Arc<Flight<S>>,
     finished: bool,
 }
 
-impl<K: Hash + Eq + Clone, S: Clone> LeaderGuard<'_, K, S> {
-    /// Ends the flight, handing `stored` (the value now in the store, if any) to the followers.
+impl<K: Hash + Eq, S> LeaderGuard<'_, K, S> {
+    /// Ends the flight, handing `stored` (the entry now in the store, if any) to the followers.
     pub(crate) fn finish(mut self, stored: Option<S>) {
         self.release(stored);
     }
-}
 
-impl<K: Hash + Eq, S: Clone> LeaderGuard<'_, K, S> {
+    /// Runs the leader's computation with this flight recorded as led by this thread.
+    pub(crate) fn lead<R>(&self, compute: impl FnOnce() -> R) -> R {
+        let _mark = LeadingMark::enter(flight_id(&self.flight));
+        compute()
+    }
+
+    /// Wraps the leader's future so that each poll records this flight as led by the thread.
+    pub(crate) fn lead_async<F: Future>(&self, compute: F) -> LeadingFuture<F> {
+        LeadingFuture {
+            id: flight_id(&self.flight),
+            inner: Box::pin(compute),
+        }
+    }
+
     fn release(&mut self, stored: Option<S>) {
         if self.finished {
             return;
         }
         self.finished = true;
-        *lock(&self.flight.outcome) = Some(stored);
         {
+            // Unpublish and set the outcome together, so that a caller either finds this flight
+            // with its outcome or does not find it.
             let mut running = lock(self.flights.shard(&self.key));
             if running
                 .get(&self.key)
@@ -134,14 +194,30 @@ impl<K: Hash + Eq, S: Clone> LeaderGuard<'_, K, S> {
             {
                 running.remove(&self.key);
             }
+            let _ = self.flight.outcome.set(stored);
         }
         self.flight.finished.notify(usize::MAX);
     }
 }
 
-impl<K: Hash + Eq, S: Clone> Drop for LeaderGuard<'_, K, S> {
+impl<K: Hash + Eq, S> Drop for LeaderGuard<'_, K, S> {
     fn drop(&mut self) {
         // Panicked or cancelled before finishing: wake the followers so one of them takes over.
         self.release(None);
+    }
+}
+
+/// A leader's future, recording its flight as led by the polling thread during each poll.
+pub(crate) struct LeadingFuture<F> {
+    id: usize,
+    inner: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for LeadingFuture<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let _mark = LeadingMark::enter(self.id);
+        self.inner.as_mut().poll(cx)
     }
 }

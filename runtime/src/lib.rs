@@ -40,7 +40,7 @@ pub mod __private;
 
 pub use backend::{Backend, BackendError, CacheConfig, DEFAULT_MAXSIZE};
 pub use cachemere_macros::cached;
-pub use clock::TICK as CLOCK_RESOLUTION;
+pub use clock::clock_resolution;
 pub use equivalent::Equivalent;
 pub use memory::MemoryBackend;
 #[cfg(feature = "moka")]

@@ -35,21 +35,35 @@ struct EvictionCounter {
     hasher: RandomState,
 }
 
-/// Per-insert state: the hash of the key being inserted, whose old value is not an eviction.
-#[derive(Default)]
-struct InsertRequest {
+/// Per-insert state: the hash of the key being inserted, whose old value is not an eviction,
+/// and the evicted entries, dropped after quick_cache has released its shard lock (their `Drop`
+/// is user code).
+struct InsertRequest<K, V> {
     replacing: Option<u64>,
+    evicted: Vec<(K, V)>,
+}
+
+impl<K, V> Default for InsertRequest<K, V> {
+    fn default() -> Self {
+        InsertRequest {
+            replacing: None,
+            evicted: Vec::new(),
+        }
+    }
 }
 
 impl<K: Hash, V> Lifecycle<K, V> for EvictionCounter {
-    type RequestState = InsertRequest;
+    type RequestState = InsertRequest<K, V>;
 
-    fn on_evict(&self, state: &mut InsertRequest, key: K, _value: V) {
-        if state.replacing.is_some() && state.replacing == Some(self.hasher.hash_one(&key)) {
+    fn on_evict(&self, state: &mut InsertRequest<K, V>, key: K, value: V) {
+        let replaced =
+            state.replacing.is_some() && state.replacing == Some(self.hasher.hash_one(&key));
+        if replaced {
             state.replacing = None;
-            return;
+        } else {
+            self.evictions.fetch_add(1, Ordering::Relaxed);
         }
-        self.evictions.fetch_add(1, Ordering::Relaxed);
+        state.evicted.push((key, value));
     }
 }
 
@@ -115,8 +129,10 @@ where
     fn insert(&self, key: K, value: V) -> Result<(), BackendError> {
         let mut request = InsertRequest {
             replacing: Some(self.lifecycle.hasher.hash_one(&key)),
+            evicted: Vec::new(),
         };
         self.cache.insert_with_lifecycle(key, value, &mut request);
+        drop(request);
         Ok(())
     }
 

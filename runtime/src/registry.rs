@@ -56,8 +56,12 @@ static REGISTRY: Mutex<Vec<&'static dyn Registered>> = Mutex::new(Vec::new());
 /// assert_eq!(line.info.misses, 1);
 /// ```
 pub fn caches() -> Vec<CacheReport> {
-    let registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
-    let mut reports: Vec<CacheReport> = registry
+    // Statistics are read outside the lock: a custom backend's `len()` is user code.
+    let registered: Vec<&'static dyn Registered> = REGISTRY
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let mut reports: Vec<CacheReport> = registered
         .iter()
         .map(|cache| CacheReport {
             name: cache.name().to_owned(),
@@ -114,25 +118,43 @@ impl CacheSlot {
     where
         C: Registered + Any,
     {
+        if let Some(cache) = self.find::<C>() {
+            return cache;
+        }
+        // Built outside the lock: `init` runs a backend constructor, which may be user code.
+        let built = init();
         let mut others = self.others.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(cache) = self.first.get().and_then(|(_, c)| c.downcast_ref::<C>()) {
+        // Another thread may have won the race while we built ours; theirs is the one in use.
+        if let Some(cache) = self.find_locked::<C>(&others) {
             return cache;
         }
-        if let Some(cache) = others
-            .iter()
-            .find(|(id, _)| *id == TypeId::of::<C>())
-            .and_then(|(_, c)| c.downcast_ref::<C>())
-        {
-            return cache;
+        let cache: &'static C = Box::leak(Box::new(built));
+        if self.first.set((TypeId::of::<C>(), cache)).is_err() {
+            others.push((TypeId::of::<C>(), cache));
         }
-        let cache: &'static C = Box::leak(Box::new(init()));
+        drop(others);
         REGISTRY
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(cache);
-        if self.first.set((TypeId::of::<C>(), cache)).is_err() {
-            others.push((TypeId::of::<C>(), cache));
-        }
         cache
+    }
+
+    fn find<C: Any>(&'static self) -> Option<&'static C> {
+        let others = self.others.lock().unwrap_or_else(PoisonError::into_inner);
+        self.find_locked(&others)
+    }
+
+    fn find_locked<C: Any>(
+        &'static self,
+        others: &[(TypeId, &'static AnyCache)],
+    ) -> Option<&'static C> {
+        if let Some(cache) = self.first.get().and_then(|(_, c)| c.downcast_ref::<C>()) {
+            return Some(cache);
+        }
+        others
+            .iter()
+            .find(|(id, _)| *id == TypeId::of::<C>())
+            .and_then(|(_, c)| c.downcast_ref::<C>())
     }
 }

@@ -63,18 +63,21 @@ impl fmt::Display for CacheInfo {
 ///
 /// A thread owns a stripe index while it lives (indices are recycled when threads exit) and is
 /// the only writer of that stripe, so it increments with a plain load and store. Threads beyond
-/// the number of stripes share one `fetch_add` counter. Sums are exact.
+/// the number of stripes use `fetch_add` on a few shared overflow stripes. Sums are exact.
 pub(crate) struct StripedCounter {
     stripes: Box<[CachePadded<AtomicU64>]>,
-    overflow: AtomicU64,
+    overflow: [CachePadded<AtomicU64>; OVERFLOW_STRIPES],
 }
+
+/// Stripes shared, with `fetch_add`, by threads that have no stripe of their own.
+const OVERFLOW_STRIPES: usize = 4;
 
 /// How many threads get a stripe of their own in every counter.
 fn stripe_count() -> usize {
     static COUNT: OnceLock<usize> = OnceLock::new();
     *COUNT.get_or_init(|| {
         let parallelism = std::thread::available_parallelism().map_or(4, |n| n.get());
-        (parallelism * 4).clamp(8, 256)
+        (parallelism * 2).clamp(4, 64)
     })
 }
 
@@ -114,7 +117,7 @@ impl StripedCounter {
             stripes: (0..stripe_count())
                 .map(|_| CachePadded::new(AtomicU64::new(0)))
                 .collect(),
-            overflow: AtomicU64::new(0),
+            overflow: std::array::from_fn(|_| CachePadded::new(AtomicU64::new(0))),
         }
     }
 
@@ -130,7 +133,7 @@ impl StripedCounter {
                 stripe.store(stripe.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
             }
             None => {
-                self.overflow.fetch_add(1, Ordering::Relaxed);
+                self.overflow[index % OVERFLOW_STRIPES].fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -139,7 +142,12 @@ impl StripedCounter {
     /// each stripe keeps a single writer.
     pub(crate) fn sum(&self) -> u64 {
         let striped: u64 = self.stripes.iter().map(|s| s.load(Ordering::Relaxed)).sum();
-        striped + self.overflow.load(Ordering::Relaxed)
+        let overflow: u64 = self
+            .overflow
+            .iter()
+            .map(|s| s.load(Ordering::Relaxed))
+            .sum();
+        striped + overflow
     }
 }
 

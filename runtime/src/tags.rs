@@ -8,17 +8,18 @@
 //! entries (an extra miss, never a stale value); with 65,536 slots that is rare.
 
 use std::fmt::{self, Write as _};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const SLOTS: usize = 1 << 16;
 
-static EPOCHS: [AtomicU32; SLOTS] = [const { AtomicU32::new(0) }; SLOTS];
+// 64-bit epochs: a slot would need 2^64 invalidations to come back to an old epoch.
+static EPOCHS: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
 
 /// The epoch of one tag's slot, recorded in an entry when its computation started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TagStamp {
     slot: u32,
-    epoch: u32,
+    epoch: u64,
 }
 
 impl TagStamp {
