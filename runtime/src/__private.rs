@@ -62,6 +62,15 @@ pub struct MokaEnabled<K>(std::marker::PhantomData<K>);
 #[cfg(feature = "moka")]
 impl<K> MokaFeature for MokaEnabled<K> {}
 
+/// The store `backend = "moka"` builds: moka's, or without the feature the memory store (the
+/// constructor below then fails to compile with a message saying to enable the feature).
+#[cfg(feature = "moka")]
+pub type MokaStore<K, V> = crate::MokaBackend<K, V>;
+
+/// See the `moka` form.
+#[cfg(not(feature = "moka"))]
+pub type MokaStore<K, V> = MemoryBackend<K, V>;
+
 /// The moka store (feature `moka`).
 #[cfg(feature = "moka")]
 pub fn moka_backend<K, V>(config: &CacheConfig) -> crate::MokaBackend<K, V>

@@ -208,6 +208,7 @@ where
     ///
     /// `tags` must be stamped before the computation starts, so that an invalidation racing with
     /// it leaves the stored value stale.
+    #[inline]
     pub fn compute<R>(
         &self,
         key: K,
@@ -215,6 +216,19 @@ where
         store: fn(&R) -> Option<S>,
         load: fn(S) -> R,
         compute: impl FnOnce() -> R,
+    ) -> R {
+        // Boxed (on the miss path) so that the machinery below is compiled once per key, value
+        // and result type, not once per cached function.
+        self.compute_boxed(key, tags, store, load, Box::new(compute))
+    }
+
+    fn compute_boxed<R>(
+        &self,
+        key: K,
+        tags: [TagStamp; N],
+        store: fn(&R) -> Option<S>,
+        load: fn(S) -> R,
+        compute: Box<dyn FnOnce() -> R + '_>,
     ) -> R {
         let Some(flights) = &self.flights else {
             let started = self.start();
@@ -312,7 +326,7 @@ where
         }
     }
 
-    fn timed<R>(&self, compute: impl FnOnce() -> R) -> R {
+    fn timed<R>(&self, compute: Box<dyn FnOnce() -> R + '_>) -> R {
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let result = compute();

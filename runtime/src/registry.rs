@@ -97,8 +97,11 @@ impl CacheSlot {
     }
 
     /// The cache in this slot, creating and registering it with `init` on first use.
+    ///
+    /// `init` is a function pointer so that this code is compiled once per cache type, not once
+    /// per cached function.
     #[inline]
-    pub fn get_or_init<C>(&'static self, init: impl FnOnce() -> C) -> &'static C
+    pub fn get_or_init<C>(&'static self, init: fn() -> C) -> &'static C
     where
         C: Registered + Any,
     {
@@ -114,7 +117,7 @@ impl CacheSlot {
     }
 
     #[cold]
-    fn get_or_init_slow<C>(&'static self, init: impl FnOnce() -> C) -> &'static C
+    fn get_or_init_slow<C>(&'static self, init: fn() -> C) -> &'static C
     where
         C: Registered + Any,
     {
