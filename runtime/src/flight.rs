@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 
@@ -33,6 +34,9 @@ pub(crate) struct Flight<S> {
     /// Set once by the leader: `Some` is the entry it stored, `None` that followers must retry.
     outcome: OnceLock<Option<S>>,
     finished: Event,
+    /// Whether anyone joined as a follower; read and written under the shard lock, so the
+    /// leader can skip waking nobody (most misses have no followers).
+    followed: AtomicBool,
 }
 
 impl<S: Clone> Flight<S> {
@@ -135,11 +139,13 @@ impl<K: Hash + Eq + Clone, S> Flights<K, S> {
     pub(crate) fn join(&self, key: &K) -> Role<'_, K, S> {
         let mut running = lock(self.shard(key));
         if let Some(flight) = running.get(key) {
+            flight.followed.store(true, Ordering::Relaxed);
             return Role::Follower(Arc::clone(flight));
         }
         let flight = Arc::new(Flight {
             outcome: OnceLock::new(),
             finished: Event::new(),
+            followed: AtomicBool::new(false),
         });
         running.insert(key.clone(), Arc::clone(&flight));
         Role::Leader(LeaderGuard {
@@ -184,7 +190,7 @@ impl<K: Hash + Eq, S> LeaderGuard<'_, K, S> {
             return;
         }
         self.finished = true;
-        {
+        let followed = {
             // Unpublish and set the outcome together, so that a caller either finds this flight
             // with its outcome or does not find it.
             let mut running = lock(self.flights.shard(&self.key));
@@ -195,8 +201,12 @@ impl<K: Hash + Eq, S> LeaderGuard<'_, K, S> {
                 running.remove(&self.key);
             }
             let _ = self.flight.outcome.set(stored);
+            // No follower can join once the flight is unpublished, so this is final.
+            self.flight.followed.load(Ordering::Relaxed)
+        };
+        if followed {
+            self.flight.finished.notify(usize::MAX);
         }
-        self.flight.finished.notify(usize::MAX);
     }
 }
 

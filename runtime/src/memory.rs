@@ -40,14 +40,17 @@ struct EvictionCounter {
 /// is user code).
 struct InsertRequest<K, V> {
     replacing: Option<u64>,
-    evicted: Vec<(K, V)>,
+    /// An insert usually evicts at most one entry: kept inline, the rest in `more`.
+    evicted: Option<(K, V)>,
+    more: Vec<(K, V)>,
 }
 
 impl<K, V> Default for InsertRequest<K, V> {
     fn default() -> Self {
         InsertRequest {
             replacing: None,
-            evicted: Vec::new(),
+            evicted: None,
+            more: Vec::new(),
         }
     }
 }
@@ -63,7 +66,10 @@ impl<K: Hash, V> Lifecycle<K, V> for EvictionCounter {
         } else {
             self.evictions.fetch_add(1, Ordering::Relaxed);
         }
-        state.evicted.push((key, value));
+        match state.evicted {
+            None => state.evicted = Some((key, value)),
+            Some(_) => state.more.push((key, value)),
+        }
     }
 }
 
@@ -129,7 +135,7 @@ where
     fn insert(&self, key: K, value: V) -> Result<(), BackendError> {
         let mut request = InsertRequest {
             replacing: Some(self.lifecycle.hasher.hash_one(&key)),
-            evicted: Vec::new(),
+            ..InsertRequest::default()
         };
         self.cache.insert_with_lifecycle(key, value, &mut request);
         drop(request);
