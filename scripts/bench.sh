@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== ratios, interleaved rounds"
+cargo bench -p cachemere-benches --bench ratios 2>/dev/null
+echo
 echo "== hit latency (criterion medians)"
 cargo bench -p cachemere-benches --bench hit -- --warm-up-time 1 --measurement-time 5 >/dev/null
 python3 scripts/criterion_table.py target/criterion

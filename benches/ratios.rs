@@ -1,0 +1,192 @@
+//! Ratios measured in interleaved rounds: each round times cachemere and its peer back to back,
+//! so that the machine's noise falls on both sides of each ratio; the median ratio is reported.
+//! This is the table BENCHMARKS.md leads with.
+//!
+//! `cargo bench -p cachemere-benches --bench ratios`
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::{Arc, Barrier};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+/// A labelled pair of calls to compare, and the target for their ratio.
+type Pair<'a> = (&'a str, &'a dyn Fn(), &'a dyn Fn(), &'a str);
+/// A hit function under test, by name.
+type Subject = (&'static str, fn(u64) -> u64);
+
+const ROUNDS: usize = 31;
+const CALLS: u32 = 200_000;
+
+#[cachemere::cached(maxsize = 10_000)]
+fn cm_u64(key: u64) -> u64 {
+    key * 2
+}
+#[cached::proc_macro::cached(max_size = 10_000)]
+fn cd_u64(key: u64) -> u64 {
+    key * 2
+}
+#[cachemere::cached(maxsize = 10_000)]
+fn cm_str(key: &str) -> usize {
+    key.len()
+}
+#[cached::proc_macro::cached(max_size = 10_000)]
+fn cd_string(key: String) -> usize {
+    key.len()
+}
+#[cachemere::cached(maxsize = 10_000)]
+async fn cm_async(key: u64) -> u64 {
+    key * 2
+}
+#[cached::proc_macro::cached(max_size = 10_000)]
+async fn cd_async(key: u64) -> u64 {
+    key * 2
+}
+#[cachemere::cached(maxsize = 10_000, ttl = 300, tags = ["user:{key}"])]
+fn cm_ttl_tag(key: u64) -> u64 {
+    key * 2
+}
+
+fn ready<F: Future>(future: F) -> F::Output {
+    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(value) => value,
+        Poll::Pending => unreachable!("a hit is ready at once"),
+    }
+}
+
+fn nanos_per_call(f: &dyn Fn()) -> f64 {
+    let started = Instant::now();
+    for _ in 0..CALLS {
+        f();
+    }
+    started.elapsed().as_nanos() as f64 / f64::from(CALLS)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Median over interleaved rounds of (ours, theirs, ours / theirs).
+fn paired(ours: &dyn Fn(), theirs: &dyn Fn()) -> (f64, f64, f64) {
+    ours();
+    theirs();
+    let (mut a, mut b, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let x = nanos_per_call(ours);
+        let y = nanos_per_call(theirs);
+        a.push(x);
+        b.push(y);
+        r.push(x / y);
+    }
+    (median(a), median(b), median(r))
+}
+
+/// Aggregate wall-clock nanoseconds per call of `threads` threads calling `hit`.
+fn aggregate(threads: usize, hit: fn(u64) -> u64, hot: bool) -> f64 {
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                let mut key = t as u64 * 97;
+                for _ in 0..CALLS {
+                    key = if hot { 7 } else { (key + 1) % 1024 };
+                    black_box(hit(black_box(key)));
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let started = Instant::now();
+    for worker in workers {
+        worker.join().expect("worker");
+    }
+    started.elapsed().as_nanos() as f64 / (threads as f64 * f64::from(CALLS))
+}
+
+fn main() {
+    let name = "ada lovelace";
+    println!(
+        "| interleaved, median of {ROUNDS} rounds | cachemere (ns) | peer (ns) | ratio | target |"
+    );
+    println!("|---|---|---|---|---|");
+    let rows: [Pair<'_>; 4] = [
+        (
+            "sync hit, u64 (vs cached)",
+            &|| {
+                black_box(cm_u64(black_box(7)));
+            },
+            &|| {
+                black_box(cd_u64(black_box(7)));
+            },
+            "≤ 0.8×",
+        ),
+        (
+            "sync hit, &str (vs cached's String argument)",
+            &|| {
+                black_box(cm_str(black_box(name)));
+            },
+            &|| {
+                black_box(cd_string(black_box(name).to_owned()));
+            },
+            "≤ 0.4×",
+        ),
+        (
+            "async hit, u64 (vs cached async)",
+            &|| {
+                black_box(ready(cm_async(black_box(7))));
+            },
+            &|| {
+                black_box(ready(cd_async(black_box(7))));
+            },
+            "≤ 0.3×",
+        ),
+        (
+            "sync hit, u64 with ttl and a tag (vs cached without)",
+            &|| {
+                black_box(cm_ttl_tag(black_box(7)));
+            },
+            &|| {
+                black_box(cd_u64(black_box(7)));
+            },
+            "-",
+        ),
+    ];
+    for (label, ours, theirs, target) in rows {
+        let (a, b, ratio) = paired(ours, theirs);
+        println!("| {label} | {a:.1} | {b:.1} | {ratio:.2}× | {target} |");
+    }
+
+    println!();
+    println!(
+        "| 2 threads vs 1, aggregate per call, interleaved, median of {ROUNDS} | 1 thread (ns) | 2 threads (ns) | ratio | target |"
+    );
+    println!("|---|---|---|---|---|");
+    for key in 0..1024 {
+        cm_u64(key);
+        cd_u64(key);
+    }
+    let subjects: [Subject; 2] = [("cachemere", cm_u64), ("cached", cd_u64)];
+    for hot in [false, true] {
+        for (label, hit) in subjects {
+            let (mut one, mut two, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..ROUNDS {
+                let x = aggregate(1, hit, hot);
+                let y = aggregate(2, hit, hot);
+                one.push(x);
+                two.push(y);
+                ratio.push(y / x);
+            }
+            let keys = if hot { "one hot key" } else { "1024 keys" };
+            println!(
+                "| {label}, {keys} | {:.1} | {:.1} | {:.2}× | ≤ 0.75× |",
+                median(one),
+                median(two),
+                median(ratio)
+            );
+        }
+    }
+}
