@@ -3,12 +3,14 @@
 //!
 //! `cargo bench -p cachemere-benches --bench allocations`
 
+#[path = "common.rs"]
+mod common;
+
+use common::ready;
+
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll, Waker};
 
 struct Counting;
 
@@ -47,13 +49,6 @@ fn per_hit<T>(hit: impl Fn() -> T) -> f64 {
         black_box(hit());
     }
     (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / HITS as f64
-}
-
-fn ready<F: Future>(future: F) -> F::Output {
-    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(value) => value,
-        Poll::Pending => unreachable!("a hit is ready at once"),
-    }
 }
 
 #[cachemere::cached]

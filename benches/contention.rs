@@ -3,7 +3,10 @@
 //!
 //! `cargo bench -p cachemere-benches --bench contention`
 
-use std::hint::black_box;
+#[path = "common.rs"]
+mod common;
+
+use common::{aggregate_ns_per_call, median};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -23,35 +26,6 @@ fn cm_hit(key: u64) -> u64 {
 #[cached::proc_macro::cached(max_size = 10_000)]
 fn cd_hit(key: u64) -> u64 {
     key * 2
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-/// Wall-clock nanoseconds per operation, all threads together.
-fn aggregate_ns_per_op(threads: usize, hot: bool, hit: fn(u64) -> u64) -> f64 {
-    let barrier = Arc::new(Barrier::new(threads + 1));
-    let workers: Vec<_> = (0..threads)
-        .map(|t| {
-            let barrier = Arc::clone(&barrier);
-            std::thread::spawn(move || {
-                barrier.wait();
-                let mut key = t as u64 * 97;
-                for _ in 0..OPS_PER_THREAD {
-                    key = if hot { 7 } else { (key + 1) % KEYS };
-                    black_box(hit(black_box(key)));
-                }
-            })
-        })
-        .collect();
-    barrier.wait();
-    let started = Instant::now();
-    for worker in workers {
-        worker.join().expect("worker");
-    }
-    started.elapsed().as_nanos() as f64 / (threads as u64 * OPS_PER_THREAD) as f64
 }
 
 static RAW: std::sync::LazyLock<quick_cache::sync::Cache<u64, u64>> =
@@ -78,12 +52,12 @@ fn throughput() {
         for (name, hit) in subjects {
             let one = median(
                 (0..ROUNDS)
-                    .map(|_| aggregate_ns_per_op(1, hot, hit))
+                    .map(|_| aggregate_ns_per_call(1, OPS_PER_THREAD, hot, hit))
                     .collect(),
             );
             let two = median(
                 (0..ROUNDS)
-                    .map(|_| aggregate_ns_per_op(2, hot, hit))
+                    .map(|_| aggregate_ns_per_call(2, OPS_PER_THREAD, hot, hit))
                     .collect(),
             );
             let keys = if hot { "one hot key" } else { "1024 keys" };

@@ -3,11 +3,13 @@
 //!
 //! `cargo bench -p cachemere-benches --bench hit`
 
+#[path = "common.rs"]
+mod common;
+
+use common::ready;
+
 use std::collections::HashMap;
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -49,14 +51,6 @@ async fn cachemere_async(key: u64) -> u64 {
 #[cached::proc_macro::cached(max_size = 1000)]
 async fn cached_async(key: u64) -> u64 {
     key * 2
-}
-
-/// Polls a future that is ready at once (a hit): no runtime in the measurement.
-fn ready<F: Future>(future: F) -> F::Output {
-    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(value) => value,
-        Poll::Pending => unreachable!("a hit is ready at once"),
-    }
 }
 
 fn hits(c: &mut Criterion) {

@@ -4,12 +4,13 @@
 //!
 //! `cargo bench -p cachemere-benches --bench ratios`
 
-use std::future::Future;
+#[path = "common.rs"]
+mod common;
+
 use std::hint::black_box;
-use std::pin::pin;
-use std::sync::{Arc, Barrier};
-use std::task::{Context, Poll, Waker};
 use std::time::Instant;
+
+use common::{aggregate_ns_per_call, median, ready};
 
 /// A labelled pair of calls to compare, and the target for their ratio.
 type Pair<'a> = (&'a str, &'a dyn Fn(), &'a dyn Fn(), &'a str);
@@ -48,24 +49,12 @@ fn cm_ttl_tag(key: u64) -> u64 {
     key * 2
 }
 
-fn ready<F: Future>(future: F) -> F::Output {
-    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(value) => value,
-        Poll::Pending => unreachable!("a hit is ready at once"),
-    }
-}
-
 fn nanos_per_call(f: &dyn Fn()) -> f64 {
     let started = Instant::now();
     for _ in 0..CALLS {
         f();
     }
     started.elapsed().as_nanos() as f64 / f64::from(CALLS)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// Median over interleaved rounds of (ours, theirs, ours / theirs).
@@ -81,30 +70,6 @@ fn paired(ours: &dyn Fn(), theirs: &dyn Fn()) -> (f64, f64, f64) {
         r.push(x / y);
     }
     (median(a), median(b), median(r))
-}
-
-/// Aggregate wall-clock nanoseconds per call of `threads` threads calling `hit`.
-fn aggregate(threads: usize, hit: fn(u64) -> u64, hot: bool) -> f64 {
-    let barrier = Arc::new(Barrier::new(threads + 1));
-    let workers: Vec<_> = (0..threads)
-        .map(|t| {
-            let barrier = Arc::clone(&barrier);
-            std::thread::spawn(move || {
-                barrier.wait();
-                let mut key = t as u64 * 97;
-                for _ in 0..CALLS {
-                    key = if hot { 7 } else { (key + 1) % 1024 };
-                    black_box(hit(black_box(key)));
-                }
-            })
-        })
-        .collect();
-    barrier.wait();
-    let started = Instant::now();
-    for worker in workers {
-        worker.join().expect("worker");
-    }
-    started.elapsed().as_nanos() as f64 / (threads as f64 * f64::from(CALLS))
 }
 
 fn main() {
@@ -174,8 +139,8 @@ fn main() {
         for (label, hit) in subjects {
             let (mut one, mut two, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..ROUNDS {
-                let x = aggregate(1, hit, hot);
-                let y = aggregate(2, hit, hot);
+                let x = aggregate_ns_per_call(1, u64::from(CALLS), hot, hit);
+                let y = aggregate_ns_per_call(2, u64::from(CALLS), hot, hit);
                 one.push(x);
                 two.push(y);
                 ratio.push(y / x);
