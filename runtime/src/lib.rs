@@ -39,6 +39,62 @@ mod tags;
 pub mod __private;
 
 pub use backend::{Backend, BackendError, CacheConfig, DEFAULT_MAXSIZE};
+/// Caches a function's results: put it on a function, an `async fn`, or a `&self` method of an
+/// inherent `impl` block.
+///
+/// Options (all optional): `ttl = 300` or `ttl = "250ms" | "90s" | "5m" | "1h" | "1d"`,
+/// `maxsize = 1000` (default [`DEFAULT_MAXSIZE`]), `tags = ["users", "user:{id}"]`, `skip(a, b)`
+/// (and `skip(self)`), `key = <expr>` with `key_type = Type` (default `String`),
+/// `name = "..."`, `backend = "memory" | "moka" | path::to::constructor`, `cache_none = true`,
+/// `cache_err = true`, `single_flight = false`. Only `Some`/`Ok` are stored unless
+/// `cache_none`/`cache_err` say otherwise. Misuse is a compile error on the offending token.
+///
+/// A free function `f` gets `f::cache_info()`, `f::cache_clear()` and `f::invalidate(..)`
+/// (async for an `async fn`); a method `m` gets `m_cache_info()`, `m_cache_clear()` and
+/// `m_invalidate(..)`. Hits return clones: return `Arc<T>` for large values.
+///
+/// ```
+/// use std::sync::Arc;
+/// use cachemere::cached;
+///
+/// #[derive(Debug)]
+/// struct Report { lines: Vec<String> }
+///
+/// #[cached(ttl = "10m", maxsize = 100, tags = ["reports", "report:{id}"])]
+/// fn report(id: u64, locale: &str) -> Result<Arc<Report>, String> {
+///     if id == 0 {
+///         return Err("no report 0".into()); // not stored: the next call runs again
+///     }
+///     Ok(Arc::new(Report { lines: vec![format!("{locale}: report {id}")] }))
+/// }
+///
+/// let first = report(7, "en").unwrap();
+/// let again = report(7, "en").unwrap(); // a hit: the same Arc, no copy of the report
+/// assert!(Arc::ptr_eq(&first, &again));
+/// assert!(report(0, "en").is_err());
+///
+/// let info = report::cache_info();
+/// assert_eq!((info.hits, info.misses, info.currsize), (1, 2, 1));
+///
+/// cachemere::invalidate_tag("report:7");     // hides it, in O(1)
+/// assert!(!Arc::ptr_eq(&first, &report(7, "en").unwrap()));
+/// assert!(report::invalidate(7, "en"));      // removes exactly that entry
+///
+/// #[derive(Clone, Hash, PartialEq, Eq)]
+/// struct Repo { shard: u32 }
+///
+/// impl Repo {
+///     /// The receiver is part of the key unless `skip(self)`.
+///     #[cached(skip(self))]
+///     fn count(&self, table: &str) -> u64 {
+///         table.len() as u64
+///     }
+/// }
+///
+/// let repo = Repo { shard: 1 };
+/// assert_eq!(repo.count("users"), 5);
+/// assert!(Repo::count_invalidate("users"));
+/// ```
 pub use cachemere_macros::cached;
 pub use clock::clock_resolution;
 pub use equivalent::Equivalent;
