@@ -88,6 +88,8 @@ pub enum BackendError {
 ///
 /// Implement it to bring your own store, and name a function returning it in
 /// `#[cached(backend = path::to::constructor)]`; the constructor receives the [`CacheConfig`].
+/// It runs when the cache is first used; if two threads make that first use at once it may run
+/// twice, and one of the two stores is dropped unused.
 ///
 /// ```
 /// use std::collections::HashMap;

@@ -2,7 +2,7 @@
 //! flight, invalidation races, statistics and error handling.
 
 use std::future::Future;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,33 @@ use crate::stats::{CacheInfo, Counters};
 use crate::tags::TagStamp;
 
 const NEVER: u64 = u64::MAX;
+
+/// Stripes of per-key invalidation generations: invalidating one key discards the concurrent
+/// computations of about 1/64 of the other keys, not all of them.
+const KEY_STRIPES: usize = 64;
+
+/// The invalidation generations a computation started under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Generation {
+    cleared: u64,
+    invalidated: u64,
+}
+
+/// What a leader hands its followers: the entry it computed (stored or not) and the
+/// generation it started under. Each follower judges it against its own call.
+#[derive(Clone, Debug)]
+pub(crate) struct Handoff<S, const N: usize> {
+    entry: Entry<S, N>,
+    generation: Generation,
+}
+
+/// A caller's view when it missed: what a value handed to it must be at least as fresh as.
+struct Snapshot<const N: usize> {
+    generation: Generation,
+    tags: [TagStamp; N],
+    /// Precise monotonic nanoseconds at the call (only read when the cache has a TTL).
+    called_at: u64,
+}
 
 /// What a backend stores for one key: the value, when it expires, and its tags' epochs.
 #[derive(Clone, Debug)]
@@ -34,11 +61,14 @@ pub struct Cache<K, S, const N: usize, B> {
     /// How close to its expiry an entry is checked against the precise clock: four
     /// resolutions of the coarse clock, which has been seen lagging by more than one.
     clock_slack_ns: u64,
-    flights: Option<Flights<K, Entry<S, N>>>,
+    flights: Option<Flights<K, Handoff<S, N>>>,
     counters: Counters,
-    /// Bumped by every `invalidate` and `clear`, before they remove anything. A computation
-    /// that sees it move has raced with one and must not leave its value stored.
-    invalidations: AtomicU64,
+    /// Invalidation generations, bumped before anything is removed: one for `clear`, and one
+    /// per stripe of keys for `invalidate(key)`. A computation that sees its key's generation
+    /// move has raced with an invalidation and must not leave its value stored.
+    cleared: AtomicU64,
+    invalidated: [AtomicU64; KEY_STRIPES],
+    key_hasher: RandomState,
     evictions_at_clear: AtomicU64,
     last_error_log_ns: AtomicU64,
 }
@@ -46,10 +76,10 @@ pub struct Cache<K, S, const N: usize, B> {
 /// How long error logs of one cache stay quiet after one is written.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// What a leader's computation produced and stored.
+/// What a computation produced, and what it hands followers (its entry, stored or not).
 struct Computed<R, S, const N: usize> {
     result: R,
-    stored: Option<Entry<S, N>>,
+    handoff: Option<Handoff<S, N>>,
 }
 
 impl<K, S, const N: usize, B> Cache<K, S, N, B>
@@ -74,7 +104,9 @@ where
             clock_slack_ns,
             flights,
             counters: Counters::new(),
-            invalidations: AtomicU64::new(0),
+            cleared: AtomicU64::new(0),
+            invalidated: [const { AtomicU64::new(0) }; KEY_STRIPES],
+            key_hasher: RandomState::new(),
             evictions_at_clear: AtomicU64::new(0),
             last_error_log_ns: AtomicU64::new(0),
         }
@@ -147,61 +179,101 @@ where
         }
     }
 
-    /// What to do before computing: the invalidation generation and the expiry, both read
-    /// before the function runs so that what it read is what they describe.
-    fn start(&self) -> (u64, u64) {
-        let generation = self.invalidations.load(Ordering::SeqCst);
-        let expires_at = match self.ttl_ns {
-            Some(ttl) => clock::precise_ns().saturating_add(ttl),
+    fn key_stripe<Q: ?Sized + Hash>(&self, key: &Q) -> usize {
+        (self.key_hasher.hash_one(key) as usize) % KEY_STRIPES
+    }
+
+    fn generation(&self, stripe: usize) -> Generation {
+        Generation {
+            cleared: self.cleared.load(Ordering::SeqCst),
+            invalidated: self.invalidated[stripe].load(Ordering::SeqCst),
+        }
+    }
+
+    /// A caller's snapshot at its miss.
+    fn snapshot(&self, stripe: usize, tags: [TagStamp; N]) -> Snapshot<N> {
+        Snapshot {
+            generation: self.generation(stripe),
+            tags,
+            called_at: if self.ttl_ns.is_some() {
+                clock::precise_ns()
+            } else {
+                0
+            },
+        }
+    }
+
+    /// Whether a value computed by another caller is as fresh as this caller's own call needs:
+    /// no invalidation of its key and no tag invalidation since the computation started, and
+    /// not expired at the time of this call.
+    fn accepts(&self, snapshot: &Snapshot<N>, handoff: &Handoff<S, N>) -> bool {
+        handoff.generation == snapshot.generation
+            && handoff.entry.tags == snapshot.tags
+            && (handoff.entry.expires_at == NEVER || handoff.entry.expires_at > snapshot.called_at)
+    }
+
+    /// Read before the function runs, so that what it reads is what they describe: the
+    /// invalidation generation and the expiry.
+    fn start(&self, stripe: usize) -> (Generation, u64) {
+        let generation = self.generation(stripe);
+        let expires_at = match self.ttl_ns.map(|ttl| (ttl, clock::precise_ns())) {
+            // A clock that cannot be read gives an entry that is never fresh.
+            Some((_, u64::MAX)) => 0,
+            Some((ttl, now)) => now.saturating_add(ttl).min(NEVER - 1),
             None => NEVER,
         };
         (generation, expires_at)
     }
 
     /// Stores what the policy keeps of `result`, unless an invalidation raced with the
-    /// computation; returns the entry that stays stored.
+    /// computation; returns the result and what followers are handed.
     fn finish<R>(
         &self,
         key: K,
+        stripe: usize,
         tags: [TagStamp; N],
         store: fn(&R) -> Option<S>,
-        (generation, expires_at): (u64, u64),
+        (generation, expires_at): (Generation, u64),
         result: R,
     ) -> Computed<R, S, N> {
         let Some(value) = store(&result) else {
             return Computed {
                 result,
-                stored: None,
+                handoff: None,
             };
         };
-        if self.invalidations.load(Ordering::SeqCst) != generation {
+        let handoff = Handoff {
+            entry: Entry {
+                value,
+                expires_at,
+                tags,
+            },
+            generation,
+        };
+        if self.generation(stripe) != generation {
             return Computed {
                 result,
-                stored: None,
+                handoff: Some(handoff),
             };
         }
-        let entry = Entry {
-            value,
-            expires_at,
-            tags,
-        };
-        let stored = match self.backend.insert(key.clone(), entry.clone()) {
-            Ok(()) => Some(entry),
-            Err(error) => {
-                self.record_error("insert", &error);
-                None
-            }
-        };
+        if let Err(error) = self.backend.insert(key.clone(), handoff.entry.clone()) {
+            self.record_error("insert", &error);
+            return Computed {
+                result,
+                handoff: Some(handoff),
+            };
+        }
         // An invalidation between the check above and the insert would have removed nothing:
         // remove what was just stored. (Invalidations bump the generation before removing.)
-        if stored.is_some() && self.invalidations.load(Ordering::SeqCst) != generation {
-            let _ = self.backend.remove(&key);
-            return Computed {
-                result,
-                stored: None,
-            };
+        if self.generation(stripe) != generation
+            && let Err(error) = self.backend.remove(&key)
+        {
+            self.record_error("remove", &error);
         }
-        Computed { result, stored }
+        Computed {
+            result,
+            handoff: Some(handoff),
+        }
     }
 
     /// Runs `compute` on a miss, single flight unless disabled, and stores what the policy keeps.
@@ -230,40 +302,60 @@ where
         load: fn(S) -> R,
         compute: Box<dyn FnOnce() -> R + '_>,
     ) -> R {
+        let stripe = self.key_stripe(&key);
         let Some(flights) = &self.flights else {
-            let started = self.start();
+            let started = self.start(stripe);
             let result = self.timed(compute);
-            return self.finish(key, tags, store, started, result).result;
+            return self
+                .finish(key, stripe, tags, store, started, result)
+                .result;
         };
+        let snapshot = self.snapshot(stripe, tags);
         loop {
             match flights.join(&key) {
                 Role::Leader(guard) => {
+                    let started = self.start(stripe);
                     // A flight that finished between our miss and joining may have stored it.
                     if let Some(entry) = self.fresh_entry(&key) {
                         self.counters.hits.increment();
                         let value = entry.value.clone();
-                        guard.finish(Some(entry));
+                        guard.finish(Some(Handoff {
+                            entry,
+                            generation: started.0,
+                        }));
                         return load(value);
                     }
-                    let started = self.start();
                     let result = guard.lead(|| self.timed(compute));
-                    let computed = self.finish(key, tags, store, started, result);
-                    guard.finish(computed.stored);
+                    let computed = self.finish(key, stripe, tags, store, started, result);
+                    guard.finish(computed.handoff);
                     return computed.result;
                 }
                 Role::Follower(flight) => {
                     if led_by_this_thread(&flight) {
                         // Our own computation calls us again with the same key: compute.
-                        let started = self.start();
+                        let started = self.start(stripe);
                         let result = self.timed(compute);
-                        return self.finish(key, tags, store, started, result).result;
+                        return self
+                            .finish(key, stripe, tags, store, started, result)
+                            .result;
                     }
                     match flight.wait() {
-                        Some(entry) if self.is_fresh(&entry) => {
+                        Some(handoff) if self.accepts(&snapshot, &handoff) => {
                             self.counters.hits.increment();
-                            return load(entry.value);
+                            return load(handoff.entry.value);
                         }
-                        _ => {
+                        Some(_) => {
+                            // Computed from data invalidated (or expired) before our call:
+                            // compute ourselves rather than queue behind another attempt.
+                            let started = self.start(stripe);
+                            let result = self.timed(compute);
+                            return self
+                                .finish(key, stripe, tags, store, started, result)
+                                .result;
+                        }
+                        None => {
+                            // The leader stored nothing (panic, cancellation, Err/None):
+                            // take over unless someone stored it meanwhile.
                             if let Some(value) = self.get(&key) {
                                 return load(value);
                             }
@@ -284,38 +376,54 @@ where
         load: fn(S) -> R,
         compute: impl Future<Output = R>,
     ) -> R {
+        let stripe = self.key_stripe(&key);
         let Some(flights) = &self.flights else {
-            let started = self.start();
+            let started = self.start(stripe);
             let result = self.timed_async(compute).await;
-            return self.finish(key, tags, store, started, result).result;
+            return self
+                .finish(key, stripe, tags, store, started, result)
+                .result;
         };
+        let snapshot = self.snapshot(stripe, tags);
         loop {
             match flights.join(&key) {
                 Role::Leader(guard) => {
+                    let started = self.start(stripe);
                     if let Some(entry) = self.fresh_entry(&key) {
                         self.counters.hits.increment();
                         let value = entry.value.clone();
-                        guard.finish(Some(entry));
+                        guard.finish(Some(Handoff {
+                            entry,
+                            generation: started.0,
+                        }));
                         return load(value);
                     }
-                    let started = self.start();
                     let result = guard.lead_async(self.timed_async(compute)).await;
-                    let computed = self.finish(key, tags, store, started, result);
-                    guard.finish(computed.stored);
+                    let computed = self.finish(key, stripe, tags, store, started, result);
+                    guard.finish(computed.handoff);
                     return computed.result;
                 }
                 Role::Follower(flight) => {
                     if led_by_this_thread(&flight) {
-                        let started = self.start();
+                        let started = self.start(stripe);
                         let result = self.timed_async(compute).await;
-                        return self.finish(key, tags, store, started, result).result;
+                        return self
+                            .finish(key, stripe, tags, store, started, result)
+                            .result;
                     }
                     match flight.wait_async().await {
-                        Some(entry) if self.is_fresh(&entry) => {
+                        Some(handoff) if self.accepts(&snapshot, &handoff) => {
                             self.counters.hits.increment();
-                            return load(entry.value);
+                            return load(handoff.entry.value);
                         }
-                        _ => {
+                        Some(_) => {
+                            let started = self.start(stripe);
+                            let result = self.timed_async(compute).await;
+                            return self
+                                .finish(key, stripe, tags, store, started, result)
+                                .result;
+                        }
+                        None => {
                             if let Some(value) = self.get(&key) {
                                 return load(value);
                             }
@@ -342,13 +450,15 @@ where
         result
     }
 
-    /// Removes the entry for `key`; returns whether there was one. A computation of any key
-    /// running meanwhile does not store its value (it may have read what was invalidated).
+    /// Removes the entry for `key`; returns whether there was one. A computation of that key
+    /// running meanwhile (or of a key sharing its stripe) does not store its value: it may have
+    /// read what was invalidated.
     pub fn invalidate<Q>(&self, key: &Q) -> bool
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
-        self.invalidations.fetch_add(1, Ordering::SeqCst);
+        // `Q` hashes like `K` (the lookup contract), so both find the same stripe.
+        self.invalidated[self.key_stripe(key)].fetch_add(1, Ordering::SeqCst);
         self.backend.remove(key).unwrap_or_else(|error| {
             self.record_error("remove", &error);
             false
@@ -357,7 +467,7 @@ where
 
     /// Removes every entry and resets the statistics, like Python's `cache_clear()`.
     pub fn clear(&self) {
-        self.invalidations.fetch_add(1, Ordering::SeqCst);
+        self.cleared.fetch_add(1, Ordering::SeqCst);
         if let Err(error) = self.backend.clear() {
             self.record_error("clear", &error);
         }

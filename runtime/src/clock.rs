@@ -17,6 +17,8 @@ mod imp {
     use std::sync::OnceLock;
     use std::time::Duration;
 
+    /// Nanoseconds of `clock`, or `u64::MAX` if it cannot be read (callers then treat entries
+    /// as expired, never as fresh).
     fn read(clock: libc::clockid_t) -> u64 {
         let mut now = libc::timespec {
             tv_sec: 0,
@@ -25,7 +27,7 @@ mod imp {
         // SAFETY: `now` is a valid, writable timespec; both clocks exist on every Linux since 2.6.32.
         let status = unsafe { libc::clock_gettime(clock, &mut now) };
         if status != 0 {
-            return 0;
+            return u64::MAX;
         }
         (now.tv_sec as u64)
             .saturating_mul(1_000_000_000)

@@ -230,3 +230,51 @@ fn arguments_named_like_generated_locals_work() {
     assert_eq!(shadowing::cache_info().hits, 1);
     assert!(shadowing::invalidate(1, "a"));
 }
+
+static SHORT_TTL_CALLS: AtomicUsize = AtomicUsize::new(0);
+static SHORT_TTL_ARRIVED: AtomicUsize = AtomicUsize::new(0);
+const SHORT_TTL_FOLLOWERS: usize = 8;
+
+#[cached(ttl = "1s", skip(gate))]
+fn outlives_its_ttl(key: u64, gate: Arc<Gate>) -> u64 {
+    SHORT_TTL_CALLS.fetch_add(1, Ordering::SeqCst);
+    gate.wait();
+    key
+}
+
+#[test]
+fn waiters_accept_a_value_whose_ttl_ran_out_during_the_computation() {
+    let gate = Gate::new();
+    let leader = {
+        let gate = Arc::clone(&gate);
+        std::thread::spawn(move || outlives_its_ttl(5, gate))
+    };
+    while SHORT_TTL_CALLS.load(Ordering::SeqCst) == 0 {
+        std::thread::yield_now();
+    }
+    let followers: Vec<_> = (0..SHORT_TTL_FOLLOWERS)
+        .map(|_| {
+            let gate = Arc::clone(&gate);
+            std::thread::spawn(move || {
+                SHORT_TTL_ARRIVED.fetch_add(1, Ordering::SeqCst);
+                outlives_its_ttl(5, gate)
+            })
+        })
+        .collect();
+    while SHORT_TTL_ARRIVED.load(Ordering::SeqCst) < SHORT_TTL_FOLLOWERS {
+        std::thread::yield_now();
+    }
+    // The scenario: the computation takes longer than the TTL. (The followers called within
+    // the TTL's first second, so the leader's value was fresh when they asked.)
+    std::thread::sleep(Duration::from_millis(1500));
+    gate.open();
+    assert_eq!(leader.join().unwrap(), 5);
+    for follower in followers {
+        assert_eq!(follower.join().unwrap(), 5);
+    }
+    assert_eq!(
+        SHORT_TTL_CALLS.load(Ordering::SeqCst),
+        1,
+        "waiters were handed the value instead of computing one after another"
+    );
+}
