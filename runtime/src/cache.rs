@@ -36,6 +36,16 @@ pub(crate) struct Handoff<S, const N: usize> {
     generation: Generation,
 }
 
+/// What a follower does once its leader has finished.
+enum AfterWait<S> {
+    /// Return this value (a hit).
+    Hit(S),
+    /// The value was computed from data invalidated or expired before our call: compute.
+    Compute,
+    /// The leader stored nothing (panic, cancellation, `Err`/`None`): take over.
+    TakeOver,
+}
+
 /// A caller's view when it missed: what a value handed to it must be at least as fresh as.
 struct Snapshot<const N: usize> {
     generation: Generation,
@@ -212,6 +222,32 @@ where
             && (handoff.entry.expires_at == NEVER || handoff.entry.expires_at > snapshot.called_at)
     }
 
+    /// A new leader first looks again: a flight that finished between our miss and joining may
+    /// have stored the value. Returns it, with the hand-off for our own followers.
+    fn recheck(&self, key: &K, generation: Generation) -> Option<(S, Handoff<S, N>)> {
+        let entry = self.fresh_entry(key)?;
+        self.counters.hits.increment();
+        Some((entry.value.clone(), Handoff { entry, generation }))
+    }
+
+    fn after_wait(
+        &self,
+        key: &K,
+        snapshot: &Snapshot<N>,
+        outcome: Option<Handoff<S, N>>,
+    ) -> AfterWait<S> {
+        match outcome {
+            Some(handoff) if self.accepts(snapshot, &handoff) => {
+                self.counters.hits.increment();
+                AfterWait::Hit(handoff.entry.value)
+            }
+            // Rather than queue behind another attempt.
+            Some(_) => AfterWait::Compute,
+            // Unless someone stored it meanwhile.
+            None => self.get(key).map_or(AfterWait::TakeOver, AfterWait::Hit),
+        }
+    }
+
     /// Read before the function runs, so that what it reads is what they describe: the
     /// invalidation generation and the expiry.
     fn start(&self, stripe: usize) -> (Generation, u64) {
@@ -315,14 +351,8 @@ where
             match flights.join(&key) {
                 Role::Leader(guard) => {
                     let started = self.start(stripe);
-                    // A flight that finished between our miss and joining may have stored it.
-                    if let Some(entry) = self.fresh_entry(&key) {
-                        self.counters.hits.increment();
-                        let value = entry.value.clone();
-                        guard.finish(Some(Handoff {
-                            entry,
-                            generation: started.0,
-                        }));
+                    if let Some((value, handoff)) = self.recheck(&key, started.0) {
+                        guard.finish(Some(handoff));
                         return load(value);
                     }
                     let result = guard.lead(|| self.timed(compute));
@@ -331,35 +361,22 @@ where
                     return computed.result;
                 }
                 Role::Follower(flight) => {
-                    if led_by_this_thread(&flight) {
-                        // Our own computation calls us again with the same key: compute.
-                        let started = self.start(stripe);
-                        let result = self.timed(compute);
-                        return self
-                            .finish(key, stripe, tags, store, started, result)
-                            .result;
-                    }
-                    match flight.wait() {
-                        Some(handoff) if self.accepts(&snapshot, &handoff) => {
-                            self.counters.hits.increment();
-                            return load(handoff.entry.value);
-                        }
-                        Some(_) => {
-                            // Computed from data invalidated (or expired) before our call:
-                            // compute ourselves rather than queue behind another attempt.
+                    // Our own computation calling us again with the same key computes too.
+                    let next = if led_by_this_thread(&flight) {
+                        AfterWait::Compute
+                    } else {
+                        self.after_wait(&key, &snapshot, flight.wait())
+                    };
+                    match next {
+                        AfterWait::Hit(value) => return load(value),
+                        AfterWait::Compute => {
                             let started = self.start(stripe);
                             let result = self.timed(compute);
                             return self
                                 .finish(key, stripe, tags, store, started, result)
                                 .result;
                         }
-                        None => {
-                            // The leader stored nothing (panic, cancellation, Err/None):
-                            // take over unless someone stored it meanwhile.
-                            if let Some(value) = self.get(&key) {
-                                return load(value);
-                            }
-                        }
+                        AfterWait::TakeOver => {}
                     }
                 }
             }
@@ -389,13 +406,8 @@ where
             match flights.join(&key) {
                 Role::Leader(guard) => {
                     let started = self.start(stripe);
-                    if let Some(entry) = self.fresh_entry(&key) {
-                        self.counters.hits.increment();
-                        let value = entry.value.clone();
-                        guard.finish(Some(Handoff {
-                            entry,
-                            generation: started.0,
-                        }));
+                    if let Some((value, handoff)) = self.recheck(&key, started.0) {
+                        guard.finish(Some(handoff));
                         return load(value);
                     }
                     let result = guard.lead_async(self.timed_async(compute)).await;
@@ -404,30 +416,21 @@ where
                     return computed.result;
                 }
                 Role::Follower(flight) => {
-                    if led_by_this_thread(&flight) {
-                        let started = self.start(stripe);
-                        let result = self.timed_async(compute).await;
-                        return self
-                            .finish(key, stripe, tags, store, started, result)
-                            .result;
-                    }
-                    match flight.wait_async().await {
-                        Some(handoff) if self.accepts(&snapshot, &handoff) => {
-                            self.counters.hits.increment();
-                            return load(handoff.entry.value);
-                        }
-                        Some(_) => {
+                    let next = if led_by_this_thread(&flight) {
+                        AfterWait::Compute
+                    } else {
+                        self.after_wait(&key, &snapshot, flight.wait_async().await)
+                    };
+                    match next {
+                        AfterWait::Hit(value) => return load(value),
+                        AfterWait::Compute => {
                             let started = self.start(stripe);
                             let result = self.timed_async(compute).await;
                             return self
                                 .finish(key, stripe, tags, store, started, result)
                                 .result;
                         }
-                        None => {
-                            if let Some(value) = self.get(&key) {
-                                return load(value);
-                            }
-                        }
+                        AfterWait::TakeOver => {}
                     }
                 }
             }
