@@ -1,12 +1,27 @@
 #!/usr/bin/env bash
 # Runs every check and test of the workspace: formatting, clippy (all targets, all features,
-# warnings denied), and all tests (unit, integration, trybuild UI cases, doctests).
+# warnings denied), and all tests (unit, integration, trybuild UI cases, doctests). Installs
+# redis-server (Debian/Ubuntu) when missing: the Redis tests start their own servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo is not installed: install a Rust toolchain (https://rustup.rs), then run this again." >&2
     exit 1
+fi
+
+# The Redis tests start their own redis-server processes (never the machine's own server).
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1; then
+        echo "== installing redis-server and redis-cli (Debian/Ubuntu packages)"
+        sudo=""
+        if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+        $sudo apt-get update -q
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q redis-server
+    else
+        echo "The tests need redis-server and redis-cli on PATH: install Redis, then run this again." >&2
+        exit 1
+    fi
 fi
 
 echo "== cargo fmt --all --check"

@@ -7,6 +7,7 @@
 //! cachemere_tests::backend_conformance!(memory, cachemere::MemoryBackend::new);
 //! ```
 
+pub mod redis_harness;
 pub mod user_backend;
 
 /// Generates a module named `$name` of conformance tests for the backend built by `$ctor`, a
