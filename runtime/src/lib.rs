@@ -104,3 +104,8 @@ pub use moka_backend::MokaBackend;
 pub use registry::{CacheReport, caches};
 pub use stats::CacheInfo;
 pub use tags::invalidate_tag;
+
+/// The README's Rust examples, compiled and run as doctests so the README stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
