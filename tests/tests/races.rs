@@ -31,6 +31,28 @@ impl Gate {
         *self.open.lock().unwrap() = true;
         self.changed.notify_all();
     }
+    fn opened() -> Arc<Self> {
+        let gate = Gate::new();
+        gate.open();
+        gate
+    }
+}
+
+/// Starts `call` on a thread, held at a new gate, and returns once the computation has started
+/// (it sets `started`): the leader of a single flight, mid-computation.
+fn start_held_leader(
+    call: fn(Arc<Gate>) -> u64,
+    started: &AtomicBool,
+) -> (Arc<Gate>, std::thread::JoinHandle<u64>) {
+    let gate = Gate::new();
+    let leader = {
+        let gate = Arc::clone(&gate);
+        std::thread::spawn(move || call(gate))
+    };
+    while !started.load(Ordering::SeqCst) {
+        std::thread::yield_now();
+    }
+    (gate, leader)
 }
 
 static TAGGED_DB: AtomicU64 = AtomicU64::new(1);
@@ -46,14 +68,7 @@ fn tagged(id: u64, gate: Arc<Gate>) -> u64 {
 
 #[test]
 fn a_waiter_does_not_get_a_value_its_tag_invalidation_hid() {
-    let gate = Gate::new();
-    let leader = {
-        let gate = Arc::clone(&gate);
-        std::thread::spawn(move || tagged(42, gate))
-    };
-    while !TAGGED_STARTED.load(Ordering::SeqCst) {
-        std::thread::yield_now();
-    }
+    let (gate, leader) = start_held_leader(|gate| tagged(42, gate), &TAGGED_STARTED);
     // The leader has read 1. The data changes and the tag is invalidated; then a new caller
     // arrives and (very likely) waits on the running computation.
     TAGGED_DB.store(2, Ordering::SeqCst);
@@ -91,20 +106,12 @@ fn keyed(id: u64, gate: Arc<Gate>) -> u64 {
 
 #[test]
 fn invalidate_during_a_computation_is_not_lost() {
-    let gate = Gate::new();
-    let leader = {
-        let gate = Arc::clone(&gate);
-        std::thread::spawn(move || keyed(7, gate))
-    };
-    while !KEYED_STARTED.load(Ordering::SeqCst) {
-        std::thread::yield_now();
-    }
+    let (gate, leader) = start_held_leader(|gate| keyed(7, gate), &KEYED_STARTED);
     KEYED_DB.store(2, Ordering::SeqCst);
     assert!(!keyed::invalidate(7), "nothing is stored yet");
     gate.open();
     assert_eq!(leader.join().unwrap(), 1);
-    let open = Gate::new();
-    open.open();
+    let open = Gate::opened();
     assert_eq!(
         keyed(7, Arc::clone(&open)),
         2,
@@ -127,21 +134,12 @@ fn cleared(id: u64, gate: Arc<Gate>) -> u64 {
 
 #[test]
 fn cache_clear_during_a_computation_is_not_lost() {
-    let gate = Gate::new();
-    let leader = {
-        let gate = Arc::clone(&gate);
-        std::thread::spawn(move || cleared(3, gate))
-    };
-    while !CLEARED_STARTED.load(Ordering::SeqCst) {
-        std::thread::yield_now();
-    }
+    let (gate, leader) = start_held_leader(|gate| cleared(3, gate), &CLEARED_STARTED);
     CLEARED_DB.store(2, Ordering::SeqCst);
     cleared::cache_clear();
     gate.open();
     assert_eq!(leader.join().unwrap(), 1);
-    let open = Gate::new();
-    open.open();
-    assert_eq!(cleared(3, open), 2);
+    assert_eq!(cleared(3, Gate::opened()), 2);
 }
 
 #[cached(skip(depth))]
@@ -233,25 +231,20 @@ fn arguments_named_like_generated_locals_work() {
 
 static SHORT_TTL_CALLS: AtomicUsize = AtomicUsize::new(0);
 static SHORT_TTL_ARRIVED: AtomicUsize = AtomicUsize::new(0);
+static SHORT_TTL_STARTED: AtomicBool = AtomicBool::new(false);
 const SHORT_TTL_FOLLOWERS: usize = 8;
 
 #[cached(ttl = "1s", skip(gate))]
 fn outlives_its_ttl(key: u64, gate: Arc<Gate>) -> u64 {
     SHORT_TTL_CALLS.fetch_add(1, Ordering::SeqCst);
+    SHORT_TTL_STARTED.store(true, Ordering::SeqCst);
     gate.wait();
     key
 }
 
 #[test]
 fn waiters_accept_a_value_whose_ttl_ran_out_during_the_computation() {
-    let gate = Gate::new();
-    let leader = {
-        let gate = Arc::clone(&gate);
-        std::thread::spawn(move || outlives_its_ttl(5, gate))
-    };
-    while SHORT_TTL_CALLS.load(Ordering::SeqCst) == 0 {
-        std::thread::yield_now();
-    }
+    let (gate, leader) = start_held_leader(|gate| outlives_its_ttl(5, gate), &SHORT_TTL_STARTED);
     let followers: Vec<_> = (0..SHORT_TTL_FOLLOWERS)
         .map(|_| {
             let gate = Arc::clone(&gate);
