@@ -6,7 +6,10 @@
 #[path = "common.rs"]
 mod common;
 
-use common::ready;
+use common::{
+    cd_async, cd_string, cd_u64, cd_vec, cm_async, cm_slice, cm_str, cm_string, cm_ttl_tag, cm_u64,
+    ready,
+};
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -49,48 +52,6 @@ fn per_hit<T>(hit: impl Fn() -> T) -> f64 {
         black_box(hit());
     }
     (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / HITS as f64
-}
-
-#[cachemere::cached]
-fn cm_u64(key: u64) -> u64 {
-    key
-}
-#[cachemere::cached]
-fn cm_str(key: &str) -> usize {
-    key.len()
-}
-#[cachemere::cached]
-fn cm_string(key: String) -> usize {
-    key.len()
-}
-#[cachemere::cached]
-fn cm_slice(key: &[u32]) -> u32 {
-    key.iter().sum()
-}
-#[cachemere::cached(ttl = 300, tags = ["user:{key}"])]
-fn cm_ttl_tag(key: u64) -> u64 {
-    key
-}
-#[cachemere::cached]
-async fn cm_async(key: u64) -> u64 {
-    key
-}
-
-#[cached::proc_macro::cached(max_size = 10000)]
-fn cd_u64(key: u64) -> u64 {
-    key
-}
-#[cached::proc_macro::cached(max_size = 10000)]
-fn cd_string(key: String) -> usize {
-    key.len()
-}
-#[cached::proc_macro::cached(max_size = 10000)]
-fn cd_vec(key: Vec<u32>) -> u32 {
-    key.iter().sum()
-}
-#[cached::proc_macro::cached(max_size = 10000)]
-async fn cd_async(key: u64) -> u64 {
-    key
 }
 
 fn main() {

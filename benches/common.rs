@@ -1,5 +1,6 @@
-//! Helpers shared by the benchmark harnesses (included with `#[path]`; not every harness uses
-//! every helper).
+//! Helpers and cached functions shared by the benchmark harnesses (included with `#[path]`;
+//! not every harness uses every item). `cm_*` are cachemere's, `cd_*` the `cached` crate's:
+//! the same trivial bodies, so a hit measures only the cache.
 #![allow(dead_code)]
 
 use std::future::Future;
@@ -46,4 +47,54 @@ pub fn aggregate_ns_per_call(threads: usize, calls: u64, hot: bool, hit: fn(u64)
         worker.join().expect("worker");
     }
     started.elapsed().as_nanos() as f64 / (threads as u64 * calls) as f64
+}
+
+#[cachemere::cached(maxsize = 10_000)]
+pub fn cm_u64(key: u64) -> u64 {
+    key * 2
+}
+
+#[cached::proc_macro::cached(max_size = 10_000)]
+pub fn cd_u64(key: u64) -> u64 {
+    key * 2
+}
+
+#[cachemere::cached(maxsize = 10_000)]
+pub fn cm_str(key: &str) -> usize {
+    key.len()
+}
+
+#[cachemere::cached(maxsize = 10_000)]
+pub fn cm_string(key: String) -> usize {
+    key.len()
+}
+
+#[cached::proc_macro::cached(max_size = 10_000)]
+pub fn cd_string(key: String) -> usize {
+    key.len()
+}
+
+#[cachemere::cached(maxsize = 10_000)]
+pub fn cm_slice(key: &[u32]) -> u32 {
+    key.iter().sum()
+}
+
+#[cached::proc_macro::cached(max_size = 10_000)]
+pub fn cd_vec(key: Vec<u32>) -> u32 {
+    key.iter().sum()
+}
+
+#[cachemere::cached(maxsize = 10_000, ttl = 300, tags = ["user:{key}"])]
+pub fn cm_ttl_tag(key: u64) -> u64 {
+    key * 2
+}
+
+#[cachemere::cached(maxsize = 10_000)]
+pub async fn cm_async(key: u64) -> u64 {
+    key * 2
+}
+
+#[cached::proc_macro::cached(max_size = 10_000)]
+pub async fn cd_async(key: u64) -> u64 {
+    key * 2
 }

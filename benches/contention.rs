@@ -6,7 +6,7 @@
 #[path = "common.rs"]
 mod common;
 
-use common::{aggregate_ns_per_call, median};
+use common::{aggregate_ns_per_call, cd_u64, cm_u64, median};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -18,16 +18,6 @@ const OPS_PER_THREAD: u64 = 2_000_000;
 const KEYS: u64 = 1024;
 const ROUNDS: usize = 5;
 
-#[cachemere::cached(maxsize = 10_000)]
-fn cm_hit(key: u64) -> u64 {
-    key * 2
-}
-
-#[cached::proc_macro::cached(max_size = 10_000)]
-fn cd_hit(key: u64) -> u64 {
-    key * 2
-}
-
 static RAW: std::sync::LazyLock<quick_cache::sync::Cache<u64, u64>> =
     std::sync::LazyLock::new(|| quick_cache::sync::Cache::new(10_000));
 
@@ -37,15 +27,15 @@ fn raw_get(key: u64) -> u64 {
 
 fn throughput() {
     for key in 0..KEYS {
-        cm_hit(key);
-        cd_hit(key);
+        cm_u64(key);
+        cd_u64(key);
         RAW.insert(key, key * 2);
     }
     println!("| hits, aggregate ns per op | 1 thread | 2 threads | 2-thread / 1-thread |");
     println!("|---|---|---|---|");
     let subjects: [Subject; 3] = [
-        ("cachemere", cm_hit),
-        ("cached", cd_hit),
+        ("cachemere", cm_u64),
+        ("cached", cd_u64),
         ("quick_cache raw get", raw_get),
     ];
     for hot in [true, false] {

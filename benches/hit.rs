@@ -6,60 +6,20 @@
 #[path = "common.rs"]
 mod common;
 
-use common::ready;
+use common::{cd_async, cd_string, cd_u64, cm_async, cm_str, cm_string, cm_ttl_tag, cm_u64, ready};
 
 use std::collections::HashMap;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
-#[cachemere::cached(maxsize = 1000)]
-fn cachemere_u64(key: u64) -> u64 {
-    key * 2
-}
-
-#[cached::proc_macro::cached(max_size = 1000)]
-fn cached_u64(key: u64) -> u64 {
-    key * 2
-}
-
-#[cachemere::cached(maxsize = 1000)]
-fn cachemere_str(key: &str) -> usize {
-    key.len()
-}
-
-#[cachemere::cached(maxsize = 1000)]
-fn cachemere_string(key: String) -> usize {
-    key.len()
-}
-
-#[cached::proc_macro::cached(max_size = 1000)]
-fn cached_string(key: String) -> usize {
-    key.len()
-}
-
-#[cachemere::cached(maxsize = 1000, ttl = 300, tags = ["user:{key}"])]
-fn cachemere_u64_ttl_tag(key: u64) -> u64 {
-    key * 2
-}
-
-#[cachemere::cached(maxsize = 1000)]
-async fn cachemere_async(key: u64) -> u64 {
-    key * 2
-}
-
-#[cached::proc_macro::cached(max_size = 1000)]
-async fn cached_async(key: u64) -> u64 {
-    key * 2
-}
-
 fn hits(c: &mut Criterion) {
     let mut group = c.benchmark_group("hit");
 
-    cachemere_u64(7);
-    cached_u64(7);
-    group.bench_function("u64/cachemere", |b| b.iter(|| cachemere_u64(black_box(7))));
-    group.bench_function("u64/cached", |b| b.iter(|| cached_u64(black_box(7))));
+    cm_u64(7);
+    cd_u64(7);
+    group.bench_function("u64/cachemere", |b| b.iter(|| cm_u64(black_box(7))));
+    group.bench_function("u64/cached", |b| b.iter(|| cd_u64(black_box(7))));
     let raw: quick_cache::sync::Cache<u64, u64> = quick_cache::sync::Cache::new(1000);
     raw.insert(7, 14);
     group.bench_function("u64/quick_cache_raw_get", |b| {
@@ -75,33 +35,29 @@ fn hits(c: &mut Criterion) {
         b.iter(|| floor.get(black_box(&7)).copied())
     });
 
-    cachemere_u64_ttl_tag(7);
+    cm_ttl_tag(7);
     group.bench_function("u64_ttl_tag/cachemere", |b| {
-        b.iter(|| cachemere_u64_ttl_tag(black_box(7)))
+        b.iter(|| cm_ttl_tag(black_box(7)))
     });
 
     let name = "ada lovelace";
-    cachemere_str(name);
-    cachemere_string(name.to_owned());
-    cached_string(name.to_owned());
-    group.bench_function("str/cachemere_&str", |b| {
-        b.iter(|| cachemere_str(black_box(name)))
-    });
+    cm_str(name);
+    cm_string(name.to_owned());
+    cd_string(name.to_owned());
+    group.bench_function("str/cachemere_&str", |b| b.iter(|| cm_str(black_box(name))));
     group.bench_function("str/cachemere_String", |b| {
-        b.iter(|| cachemere_string(black_box(name).to_owned()))
+        b.iter(|| cm_string(black_box(name).to_owned()))
     });
     group.bench_function("str/cached_String", |b| {
-        b.iter(|| cached_string(black_box(name).to_owned()))
+        b.iter(|| cd_string(black_box(name).to_owned()))
     });
 
-    ready(cachemere_async(7));
-    ready(cached_async(7));
+    ready(cm_async(7));
+    ready(cd_async(7));
     group.bench_function("async/cachemere", |b| {
-        b.iter(|| ready(cachemere_async(black_box(7))))
+        b.iter(|| ready(cm_async(black_box(7))))
     });
-    group.bench_function("async/cached", |b| {
-        b.iter(|| ready(cached_async(black_box(7))))
-    });
+    group.bench_function("async/cached", |b| b.iter(|| ready(cd_async(black_box(7)))));
     group.finish();
 }
 

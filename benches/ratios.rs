@@ -10,7 +10,10 @@ mod common;
 use std::hint::black_box;
 use std::time::Instant;
 
-use common::{aggregate_ns_per_call, median, ready};
+use common::{
+    aggregate_ns_per_call, cd_async, cd_string, cd_u64, cm_async, cm_str, cm_ttl_tag, cm_u64,
+    median, ready,
+};
 
 /// A labelled pair of calls to compare, and the target for their ratio.
 type Pair<'a> = (&'a str, &'a dyn Fn(), &'a dyn Fn(), &'a str);
@@ -19,35 +22,6 @@ type Subject = (&'static str, fn(u64) -> u64);
 
 const ROUNDS: usize = 31;
 const CALLS: u32 = 200_000;
-
-#[cachemere::cached(maxsize = 10_000)]
-fn cm_u64(key: u64) -> u64 {
-    key * 2
-}
-#[cached::proc_macro::cached(max_size = 10_000)]
-fn cd_u64(key: u64) -> u64 {
-    key * 2
-}
-#[cachemere::cached(maxsize = 10_000)]
-fn cm_str(key: &str) -> usize {
-    key.len()
-}
-#[cached::proc_macro::cached(max_size = 10_000)]
-fn cd_string(key: String) -> usize {
-    key.len()
-}
-#[cachemere::cached(maxsize = 10_000)]
-async fn cm_async(key: u64) -> u64 {
-    key * 2
-}
-#[cached::proc_macro::cached(max_size = 10_000)]
-async fn cd_async(key: u64) -> u64 {
-    key * 2
-}
-#[cachemere::cached(maxsize = 10_000, ttl = 300, tags = ["user:{key}"])]
-fn cm_ttl_tag(key: u64) -> u64 {
-    key * 2
-}
 
 fn nanos_per_call(f: &dyn Fn()) -> f64 {
     let started = Instant::now();
