@@ -21,6 +21,8 @@ mod kw {
     syn::custom_keyword!(cache_none);
     syn::custom_keyword!(cache_err);
     syn::custom_keyword!(single_flight);
+    syn::custom_keyword!(version);
+    syn::custom_keyword!(remote);
 }
 
 /// The options written in `#[cached(...)]`, each with the span of the option for errors.
@@ -37,6 +39,19 @@ pub(crate) struct Options {
     pub(crate) cache_none: Option<LitBool>,
     pub(crate) cache_err: Option<LitBool>,
     pub(crate) single_flight: Option<LitBool>,
+    pub(crate) version: Option<At<u32>>,
+    /// `remote = path`: a `fn() -> cachemere::remote::Remote` choosing the store.
+    pub(crate) remote: Option<At<Path>>,
+}
+
+impl Options {
+    /// Whether entries live in a remote store (`"redis"` or `"remote"`).
+    pub(crate) fn is_remote(&self) -> bool {
+        matches!(
+            self.backend.as_ref().map(|b| &b.value),
+            Some(BackendChoice::Redis(_) | BackendChoice::Remote(_))
+        )
+    }
 }
 
 /// A value and where it was written.
@@ -51,10 +66,13 @@ pub(crate) enum BackendChoice {
     Moka,
     /// A function `fn(&CacheConfig) -> impl Backend<K, V>`.
     Custom(Path),
+    /// Redis through the default remote (feature `redis`); the span of the string.
+    Redis(Span),
+    /// Whatever remote store is installed as the default (feature `remote`).
+    Remote(Span),
 }
 
-const OPTIONS: &str =
-    "ttl, maxsize, tags, key, key_type, skip, name, backend, cache_none, cache_err, single_flight";
+const OPTIONS: &str = "ttl, maxsize, tags, key, key_type, skip, name, backend, version, remote, cache_none, cache_err, single_flight";
 
 /// The errors met so far, combined into one.
 #[derive(Default)]
@@ -196,6 +214,52 @@ impl Options {
                     errors,
                 );
             }
+        } else if lookahead.peek(kw::remote) {
+            let span = input.parse::<kw::remote>()?.span;
+            let value = match parse_value(input)? {
+                Expr::Group(group) => *group.expr,
+                other => other,
+            };
+            match value {
+                Expr::Path(path) if path.qself.is_none() => set_once(
+                    &mut self.remote,
+                    At {
+                        value: path.path,
+                        span,
+                    },
+                    span,
+                    "remote",
+                    errors,
+                ),
+                other => errors.at(
+                    other.span(),
+                    "`remote` names a function `fn() -> cachemere::remote::Remote`, e.g. remote = sessions_redis",
+                ),
+            }
+        } else if lookahead.peek(kw::version) {
+            let span = input.parse::<kw::version>()?.span;
+            let value = parse_value(input)?;
+            match &value {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Int(int), ..
+                }) => match int.base10_parse::<u32>() {
+                    Ok(version) => set_once(
+                        &mut self.version,
+                        At {
+                            value: version,
+                            span,
+                        },
+                        span,
+                        "version",
+                        errors,
+                    ),
+                    Err(error) => errors.push(error),
+                },
+                other => errors.at(
+                    other.span(),
+                    "`version` takes an integer literal, e.g. version = 2",
+                ),
+            }
         } else if lookahead.peek(kw::cache_none) {
             let span = input.parse::<kw::cache_none>()?.span;
             let value = parse_value(input)?;
@@ -336,21 +400,16 @@ fn backend_choice(value: Expr, errors: &mut Errors) -> Option<BackendChoice> {
         Expr::Group(group) => *group.expr,
         other => other,
     };
-    const HELP: &str = "write backend = \"memory\", backend = \"moka\", or a path to a function \
-                        `fn(&cachemere::CacheConfig) -> impl cachemere::Backend<K, V>`";
+    const HELP: &str = "write backend = \"memory\", \"moka\", \"redis\", \"remote\", or a path to a \
+                        function `fn(&cachemere::CacheConfig) -> impl cachemere::Backend<K, V>`";
     match value {
         Expr::Lit(ExprLit {
             lit: Lit::Str(lit), ..
         }) => match lit.value().as_str() {
             "memory" => Some(BackendChoice::Memory),
             "moka" => Some(BackendChoice::Moka),
-            "redis" => {
-                errors.at(
-                    lit.span(),
-                    "the \"redis\" backend is not available in this version of cachemere; use \"memory\" or \"moka\"",
-                );
-                None
-            }
+            "redis" => Some(BackendChoice::Redis(lit.span())),
+            "remote" => Some(BackendChoice::Remote(lit.span())),
             other => {
                 errors.at(lit.span(), format!("unknown backend \"{other}\": {HELP}"));
                 None

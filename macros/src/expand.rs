@@ -14,6 +14,8 @@ struct KeyPart {
     borrow: TokenStream,
     owned: Type,
     assert: TokenStream,
+    /// For a remote key: the check that the value (behind any reference) serializes.
+    remote_assert: TokenStream,
 }
 
 /// The pieces shared by the function and its helpers.
@@ -47,6 +49,7 @@ fn key_parts(analysis: &Analysis) -> Vec<KeyPart> {
             borrow: quote_spanned!(span=> self),
             owned: syn::parse_quote_spanned!(span=> Self),
             assert: quote_spanned!(span=> ::cachemere::__private::assert_receiver_key_part::<Self>();),
+            remote_assert: quote_spanned!(span=> ::cachemere::__private::assert_remote_key_part::<Self>();),
         });
     }
     for arg in analysis.args.iter().filter(|a| !a.skipped) {
@@ -67,10 +70,17 @@ fn key_parts(analysis: &Analysis) -> Vec<KeyPart> {
             other => (quote!(&#ident), with_static_lifetimes(other)),
         };
         let assert = quote_spanned!(span=> ::cachemere::__private::assert_key_part::<#owned>(););
+        let referent = match &arg.ty {
+            Type::Reference(reference) => with_static_lifetimes(&reference.elem),
+            other => with_static_lifetimes(other),
+        };
+        let remote_assert =
+            quote_spanned!(span=> ::cachemere::__private::assert_remote_key_part::<#referent>(););
         parts.push(KeyPart {
             borrow,
             owned,
             assert,
+            remote_assert,
         });
     }
     parts
@@ -179,6 +189,9 @@ impl Plan<'_> {
     }
 
     fn body(&self, accessor: TokenStream) -> TokenStream {
+        if self.options.is_remote() {
+            return self.remote_body(accessor);
+        }
         let cache_var = local("__cachemere_cache");
         let key_var = local("__cachemere_key");
         let tags_var = local("__cachemere_tags");
@@ -231,6 +244,9 @@ impl Plan<'_> {
 
     /// The typed accessor: creates the cache in its slot on first use.
     fn accessor(&self, name: &Ident, cache_name: TokenStream) -> TokenStream {
+        if self.options.is_remote() {
+            return self.remote_accessor(name, cache_name);
+        }
         let slot_var = local("__CACHEMERE_SLOT");
         let config_var = local("__cachemere_config");
         let backend_var = local("__cachemere_backend");
@@ -280,6 +296,9 @@ impl Plan<'_> {
                     quote_spanned!(path.span()=> #path),
                     quote!(impl ::cachemere::Backend<#key, #entry>),
                 ),
+                BackendChoice::Redis(_) | BackendChoice::Remote(_) => {
+                    unreachable!("remote caches have their own accessor")
+                }
             },
         };
         quote! {
@@ -325,7 +344,22 @@ impl Plan<'_> {
             let ty = with_elided_lifetimes(&arg.ty);
             quote!(#ident: #ty)
         });
-        let (setup, lookup) = self.lookup();
+        let (setup, lookup) = if self.options.is_remote() {
+            let (setup, arguments) = self.remote_arguments();
+            let invalidate = if asyncness.is_some() {
+                quote!(#accessor.invalidate_async(#accessor.arguments(#arguments)).await)
+            } else {
+                quote!(#accessor.invalidate(#accessor.arguments(#arguments)))
+            };
+            (setup, invalidate)
+        } else {
+            let (setup, lookup) = self.lookup();
+            (setup, quote!(#accessor.invalidate(#lookup)))
+        };
+        let clear_call = match (self.options.is_remote(), asyncness.is_some()) {
+            (true, true) => quote!(#accessor.clear_async().await),
+            _ => quote!(#accessor.clear()),
+        };
         let info_doc = format!("Statistics of the cache of `{fn_name}`.");
         let clear_doc = format!(
             "Removes every entry of the cache of `{fn_name}` and resets its statistics (as Python's `cache_clear()`)."
@@ -341,15 +375,137 @@ impl Plan<'_> {
 
             #[doc = #clear_doc]
             #vis #asyncness fn #clear() {
-                #accessor.clear()
+                #clear_call
             }
 
             #[doc = #invalidate_doc]
             #[allow(unused_variables)]
             #vis #asyncness fn #invalidate(#receiver #(#params),*) -> bool {
                 #setup
-                #accessor.invalidate(#lookup)
+                #lookup
             }
+        }
+    }
+
+    /// For a remote cache: the statement before, and the expression of, what the key encodes.
+    fn remote_arguments(&self) -> (TokenStream, TokenStream) {
+        match &self.options.key {
+            Some(expr) => {
+                let key_var = local("__cachemere_key");
+                let (key_type, _, _) = self.cache_types();
+                (
+                    quote_spanned!(expr.span()=> let #key_var: #key_type = #expr;),
+                    quote!(&#key_var),
+                )
+            }
+            None => {
+                let borrows = self.key_parts.iter().map(|p| &p.borrow);
+                (quote!(), quote!(&(#(#borrows,)*)))
+            }
+        }
+    }
+
+    /// The accessor of a remote cache (`backend = "redis"` or `"remote"`).
+    fn remote_accessor(&self, name: &Ident, cache_name: TokenStream) -> TokenStream {
+        let slot_var = local("__CACHEMERE_SLOT");
+        let (_, stored, _) = self.cache_types();
+        let asserts: Vec<TokenStream> = match (&self.options.key, &self.options.key_type) {
+            (None, _) => self
+                .key_parts
+                .iter()
+                .map(|p| p.remote_assert.clone())
+                .collect(),
+            (Some(_), Some(key_type)) => {
+                let ty = with_static_lifetimes(key_type);
+                vec![
+                    quote_spanned!(key_type.span()=> ::cachemere::__private::assert_remote_key_part::<#ty>();),
+                ]
+            }
+            (Some(_), None) => Vec::new(),
+        };
+        let policy = self.policy();
+        let output = self.output();
+        let output_span = self.analysis.output.span();
+        let assert_value = quote_spanned!(output_span=> ::cachemere::__private::assert_remote_value::<#policy, #output>(););
+        let feature_check = match self.options.backend.as_ref().map(|b| &b.value) {
+            Some(BackendChoice::Redis(span)) => {
+                quote_spanned!(*span=> ::cachemere::__private::assert_redis_feature::<#output>();)
+            }
+            Some(BackendChoice::Remote(span)) => {
+                quote_spanned!(*span=> ::cachemere::__private::assert_remote_feature::<#output>();)
+            }
+            _ => quote!(),
+        };
+        let ttl = match &self.options.ttl {
+            Some(ttl) => {
+                let ms = ttl.value;
+                quote!(::core::option::Option::Some(::cachemere::__private::Duration::from_millis(#ms)))
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        let version = self.options.version.as_ref().map_or(1, |v| v.value);
+        let with_remote = self.options.remote.as_ref().map(|remote| {
+            let path = &remote.value;
+            quote_spanned!(path.span()=> .with_remote(#path))
+        });
+        let single_flight = self.options.single_flight.as_ref().is_none_or(|f| f.value);
+        quote! {
+            #[doc(hidden)]
+            #[inline]
+            fn #name() -> &'static ::cachemere::__private::RemoteCache<#stored> {
+                #feature_check
+                #(#asserts)*
+                #assert_value
+                static #slot_var: ::cachemere::__private::CacheSlot = ::cachemere::__private::CacheSlot::new();
+                #slot_var.get_or_init(|| {
+                    ::cachemere::__private::RemoteCache::new(#cache_name, #version, #ttl, #single_flight)
+                        #with_remote
+                })
+            }
+        }
+    }
+
+    /// The body of a remotely cached function.
+    fn remote_body(&self, accessor: TokenStream) -> TokenStream {
+        let cache_var = local("__cachemere_cache");
+        let arguments_var = local("__cachemere_arguments");
+        let tags_var = local("__cachemere_tags");
+        let (setup, arguments) = self.remote_arguments();
+        let policy = self.policy();
+        let output = &self.analysis.output;
+        let output_static = self.output();
+        let tags = self.options.tags.iter().flatten();
+        let tag_count = self.options.tags.as_ref().map_or(0, Vec::len);
+        let block = &self.function.block;
+        let store = quote!(<#policy as ::cachemere::__private::Policy<#output_static>>::store);
+        let load = quote!(<#policy as ::cachemere::__private::Policy<#output_static>>::load);
+        let compute = if self.is_async() {
+            quote! {
+                #cache_var.compute_async(
+                    #arguments_var,
+                    &#tags_var,
+                    #store,
+                    #load,
+                    ::cachemere::__private::typed_future::<#output, _>(async move #block),
+                ).await
+            }
+        } else {
+            quote! {
+                #cache_var.compute(
+                    #arguments_var,
+                    &#tags_var,
+                    #store,
+                    #load,
+                    ::cachemere::__private::typed_closure::<#output, _>(move || #block),
+                )
+            }
+        };
+        quote! {
+            let #cache_var = #accessor;
+            #setup
+            let #arguments_var = #cache_var.arguments(#arguments);
+            let #tags_var: [::std::string::String; #tag_count] = [#(::std::format!(#tags),)*];
+            #compute
         }
     }
 

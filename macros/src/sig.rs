@@ -189,6 +189,7 @@ pub(crate) fn analyze(function: &ItemFn, options: &Options) -> syn::Result<Analy
     }
 
     let is_method = receiver.is_some() || mentions_self(function);
+    check_remote_options(options, is_method, &mut errors);
     errors.finish()?;
     Ok(Analysis {
         receiver,
@@ -312,4 +313,43 @@ fn mentions_self(function: &ItemFn) -> bool {
     let mut finder = SelfFinder(false);
     finder.visit_signature(&function.sig);
     finder.0
+}
+
+/// Options that only make sense for one kind of backend.
+fn check_remote_options(options: &Options, is_method: bool, errors: &mut Errors) {
+    if options.is_remote() {
+        if let Some(maxsize) = &options.maxsize {
+            errors.at(
+                maxsize.span,
+                "a remote cache is bounded by its `ttl` and the store's memory policy, not by \
+                 `maxsize`; remove `maxsize` (and give a `ttl`)",
+            );
+        }
+        if is_method && options.name.is_none() {
+            let span = options
+                .backend
+                .as_ref()
+                .map_or_else(Span::call_site, |b| b.span);
+            errors.at(
+                span,
+                "a method with a remote backend needs a stable cache name, shared by every \
+                 process: add `name = \"...\"` (type names are not stable across builds)",
+            );
+        }
+    } else {
+        if let Some(version) = &options.version {
+            errors.at(
+                version.span,
+                "`version` names a key space in a remote store; it goes with backend = \"redis\" \
+                 or \"remote\": remove it, or choose a remote backend",
+            );
+        }
+        if let Some(remote) = &options.remote {
+            errors.at(
+                remote.span,
+                "`remote` chooses the store of a remote cache; it goes with backend = \"redis\" \
+                 or \"remote\": remove it, or choose a remote backend",
+            );
+        }
+    }
 }

@@ -91,3 +91,62 @@ where
 {
     MemoryBackend::new(config)
 }
+
+#[cfg(feature = "remote")]
+pub use crate::remote::cache::{RemoteCache, RemoteKeyPart, RemoteValue};
+
+/// Checks at compile time that a key part can be written into a remote key.
+#[cfg(feature = "remote")]
+#[inline(always)]
+pub const fn assert_remote_key_part<T: ?Sized + RemoteKeyPart>() {}
+
+/// Checks at compile time that what the policy stores can be serialized.
+#[cfg(feature = "remote")]
+#[inline(always)]
+pub const fn assert_remote_value<P: Policy<R>, R>()
+where
+    P::Stored: RemoteValue,
+{
+}
+
+/// Marks that the `redis` feature of cachemere is enabled.
+#[diagnostic::on_unimplemented(
+    message = "`backend = \"redis\"` needs the `redis` feature of cachemere",
+    label = "enable it: cachemere = {{ version = \"...\", features = [\"redis\"] }}"
+)]
+pub trait RedisFeature {}
+
+/// Marks that the `remote` feature of cachemere is enabled.
+#[diagnostic::on_unimplemented(
+    message = "`backend = \"remote\"` needs the `remote` feature of cachemere",
+    label = "enable it: cachemere = {{ version = \"...\", features = [\"remote\"] }}"
+)]
+pub trait RemoteFeature {}
+
+/// The witness of the feature checks (generic, so they are checked where they are used).
+pub struct FeatureWitness<T>(std::marker::PhantomData<T>);
+
+#[cfg(feature = "redis")]
+impl<T> RedisFeature for FeatureWitness<T> {}
+
+#[cfg(feature = "remote")]
+impl<T> RemoteFeature for FeatureWitness<T> {}
+
+/// Fails to compile, saying which feature to enable, unless `redis` is on.
+#[inline(always)]
+pub const fn assert_redis_feature<T>()
+where
+    FeatureWitness<T>: RedisFeature,
+{
+}
+
+/// Fails to compile, saying which feature to enable, unless `remote` is on.
+#[inline(always)]
+pub const fn assert_remote_feature<T>()
+where
+    FeatureWitness<T>: RemoteFeature,
+{
+}
+
+#[cfg(not(feature = "remote"))]
+pub use crate::remote_disabled::*;

@@ -80,11 +80,7 @@ pub struct Cache<K, S, const N: usize, B> {
     invalidated: [AtomicU64; KEY_STRIPES],
     key_hasher: RandomState,
     evictions_at_clear: AtomicU64,
-    last_error_log_ns: AtomicU64,
 }
-
-/// How long error logs of one cache stay quiet after one is written.
-const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What a computation produced, and what it hands followers (its entry, stored or not).
 struct Computed<R, S, const N: usize> {
@@ -118,7 +114,6 @@ where
             invalidated: [const { AtomicU64::new(0) }; KEY_STRIPES],
             key_hasher: RandomState::new(),
             evictions_at_clear: AtomicU64::new(0),
-            last_error_log_ns: AtomicU64::new(0),
         }
     }
 
@@ -168,25 +163,8 @@ where
     }
 
     fn record_error(&self, operation: &'static str, error: &BackendError) {
-        self.counters.errors.fetch_add(1, Ordering::Relaxed);
-        let now = clock::precise_ns().max(1);
-        let last = self.last_error_log_ns.load(Ordering::Relaxed);
-        let interval = u64::try_from(ERROR_LOG_INTERVAL.as_nanos()).unwrap_or(u64::MAX);
-        let quiet = last != 0 && now.saturating_sub(last) < interval;
-        if !quiet
-            && self
-                .last_error_log_ns
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            tracing::warn!(
-                cache = self.config.name,
-                operation,
-                error = %error,
-                errors = self.counters.errors.load(Ordering::Relaxed),
-                "cache backend failed; the function runs uncached (further errors of this cache are counted, and logged at most every 10 s)"
-            );
-        }
+        self.counters
+            .record_error(self.config.name, operation, error);
     }
 
     fn key_stripe<Q: ?Sized + Hash>(&self, key: &Q) -> usize {
@@ -474,12 +452,7 @@ where
         if let Err(error) = self.backend.clear() {
             self.record_error("clear", &error);
         }
-        self.counters
-            .hits_at_clear
-            .store(self.counters.hits.sum(), Ordering::Relaxed);
-        self.counters.misses.store(0, Ordering::Relaxed);
-        self.counters.errors.store(0, Ordering::Relaxed);
-        self.counters.compute_nanos.store(0, Ordering::Relaxed);
+        self.counters.reset();
         self.evictions_at_clear
             .store(self.backend.evictions(), Ordering::Relaxed);
     }
@@ -487,11 +460,7 @@ where
     /// A snapshot of the statistics.
     pub fn info(&self) -> CacheInfo {
         CacheInfo {
-            hits: self
-                .counters
-                .hits
-                .sum()
-                .saturating_sub(self.counters.hits_at_clear.load(Ordering::Relaxed)),
+            hits: self.counters.hits_since_clear(),
             misses: self.counters.misses.load(Ordering::Relaxed),
             maxsize: self.backend.capacity(),
             currsize: self.backend.len(),

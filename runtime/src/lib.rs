@@ -31,7 +31,13 @@ mod memory;
 #[cfg(feature = "moka")]
 mod moka_backend;
 mod policy;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod registry;
+#[cfg(feature = "remote")]
+pub mod remote;
+#[cfg(not(feature = "remote"))]
+mod remote_disabled;
 mod stats;
 mod tags;
 
@@ -103,7 +109,7 @@ pub use memory::MemoryBackend;
 pub use moka_backend::MokaBackend;
 pub use registry::{CacheReport, caches};
 pub use stats::CacheInfo;
-pub use tags::invalidate_tag;
+pub use tags::{invalidate_tag, invalidate_tag_async};
 
 /// The README's Rust examples, compiled and run as doctests so the README stays true.
 #[cfg(doctest)]

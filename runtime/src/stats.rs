@@ -159,7 +159,12 @@ pub(crate) struct Counters {
     pub(crate) misses: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) compute_nanos: AtomicU64,
+    /// When an error of this cache was last logged (precise clock nanoseconds; 0 never).
+    last_error_log_ns: AtomicU64,
 }
+
+/// How long error logs of one cache stay quiet after one is written.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Counters {
     pub(crate) fn new() -> Self {
@@ -169,6 +174,50 @@ impl Counters {
             misses: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             compute_nanos: AtomicU64::new(0),
+            last_error_log_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Hits since the last `cache_clear`.
+    pub(crate) fn hits_since_clear(&self) -> u64 {
+        self.hits
+            .sum()
+            .saturating_sub(self.hits_at_clear.load(Ordering::Relaxed))
+    }
+
+    /// Starts the statistics over (`cache_clear`).
+    pub(crate) fn reset(&self) {
+        self.hits_at_clear.store(self.hits.sum(), Ordering::Relaxed);
+        self.misses.store(0, Ordering::Relaxed);
+        self.errors.store(0, Ordering::Relaxed);
+        self.compute_nanos.store(0, Ordering::Relaxed);
+    }
+
+    /// Counts a backend error and logs it, at most once per [`ERROR_LOG_INTERVAL`] per cache.
+    pub(crate) fn record_error(
+        &self,
+        cache: &str,
+        operation: &'static str,
+        error: &dyn std::error::Error,
+    ) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let now = crate::clock::precise_ns().max(1);
+        let last = self.last_error_log_ns.load(Ordering::Relaxed);
+        let interval = u64::try_from(ERROR_LOG_INTERVAL.as_nanos()).unwrap_or(u64::MAX);
+        let quiet = last != 0 && now.saturating_sub(last) < interval;
+        if !quiet
+            && self
+                .last_error_log_ns
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                cache,
+                operation,
+                error = %error,
+                errors = self.errors.load(Ordering::Relaxed),
+                "cache backend failed; the function runs uncached (further errors of this cache are counted, and logged at most every 10 s)"
+            );
         }
     }
 

@@ -59,7 +59,13 @@ fn slot_of(tag: fmt::Arguments<'_>) -> usize {
     (hasher.0 as usize) & (SLOTS - 1)
 }
 
-/// Hides every entry carrying `tag`, in every cache of this process.
+/// Hides every entry carrying `tag`: in every cache of this process and, with a remote
+/// backend, in every remote installed or used in this process, for every process sharing it.
+///
+/// The remote part blocks for at most each remote's operation timeout; from async code use
+/// [`invalidate_tag_async`]. A remote that cannot be reached is logged, and its tagged entries
+/// stay until they expire. A process that only invalidates (never calls a remote-cached
+/// function) must install its remote first (`RedisConfig::install`).
 ///
 /// Entries are not visited: the tag's epoch moves on and each entry that recorded the old epoch
 /// reads as a miss from then on. The call costs the same whether one entry or a million carry
@@ -80,6 +86,25 @@ fn slot_of(tag: fmt::Arguments<'_>) -> usize {
 /// assert_eq!(user_name::cache_info().misses, 2);
 /// ```
 pub fn invalidate_tag(tag: &str) {
+    invalidate_local_tag(tag);
+    #[cfg(feature = "remote")]
+    crate::remote::invalidate_tag_everywhere(tag);
+}
+
+/// The async form of [`invalidate_tag`]: reaches remote stores without blocking the executor.
+///
+/// ```
+/// # async fn demo() {
+/// cachemere::invalidate_tag_async("user:42").await;
+/// # }
+/// ```
+pub async fn invalidate_tag_async(tag: &str) {
+    invalidate_local_tag(tag);
+    #[cfg(feature = "remote")]
+    crate::remote::invalidate_tag_everywhere_async(tag).await;
+}
+
+fn invalidate_local_tag(tag: &str) {
     let slot = slot_of(format_args!("{tag}"));
     EPOCHS[slot].fetch_add(1, Ordering::AcqRel);
 }

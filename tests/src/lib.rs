@@ -5,10 +5,17 @@
 //!
 //! ```text
 //! cachemere_tests::backend_conformance!(memory, cachemere::MemoryBackend::new);
+//! cachemere_tests::backend_conformance!(redis, remote = cachemere_tests::remote_fixtures::single_node);
 //! ```
+//!
+//! An in-process store is given as its constructor; a remote store as a function returning
+//! its [`Remote`](cachemere::remote::Remote), tested through the `RemoteStore` seam and through
+//! `#[cached(backend = "remote", remote = ..)]` functions.
 
 pub mod redis_harness;
+pub mod remote_fixtures;
 pub mod user_backend;
+pub mod user_remote;
 
 /// Generates a module named `$name` of conformance tests for the backend built by `$ctor`, a
 /// function `fn(&CacheConfig) -> impl Backend<K, V>` generic over `K` and `V`.
@@ -178,6 +185,231 @@ macro_rules! backend_conformance {
                 assert_eq!(FLIGHT_CALLS.load(Ordering::SeqCst), 1);
                 let info = contended::cache_info();
                 assert_eq!((info.hits, info.misses), (CALLERS as u64 - 1, 1));
+            }
+        }
+    };
+
+    ($name:ident, remote = $remote:path) => {
+        mod $name {
+            use ::cachemere::cached;
+            use ::std::sync::atomic::{AtomicUsize, Ordering};
+            use ::std::sync::{Arc, Barrier};
+            use ::std::time::Duration;
+
+            const ARM: &str = stringify!($name);
+
+            fn block_on<F: ::std::future::Future>(future: F) -> F::Output {
+                ::tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a current-thread runtime")
+                    .block_on(future)
+            }
+
+            #[test]
+            fn store_reads_writes_deletes_and_counts() {
+                let store = $remote().store();
+                let prefix = format!("conformance:{ARM}:store:");
+                let key = |k: &str| format!("{prefix}{k}");
+                let hour = Duration::from_secs(3600);
+                block_on(async {
+                    store.set(key("a"), b"1".to_vec(), hour).await.unwrap();
+                    store.set(key("b"), vec![0xff, 0, b'\r', b'\n'], hour).await.unwrap();
+                    let read = store
+                        .get_many(vec![key("a"), key("missing"), key("b")])
+                        .await
+                        .unwrap();
+                    assert_eq!(read, vec![Some(b"1".to_vec()), None, Some(vec![0xff, 0, b'\r', b'\n'])]);
+                    store.set(key("a"), b"2".to_vec(), hour).await.unwrap();
+                    assert_eq!(store.get_many(vec![key("a")]).await.unwrap(), vec![Some(b"2".to_vec())], "set replaces");
+                    assert_eq!(store.count_prefix(prefix.clone()).await.unwrap(), 2);
+                    assert!(store.delete(key("a")).await.unwrap());
+                    assert!(!store.delete(key("a")).await.unwrap(), "a second delete finds nothing");
+                    assert_eq!(store.count_prefix(prefix.clone()).await.unwrap(), 1);
+                });
+            }
+
+            #[test]
+            fn values_expire_with_their_ttl() {
+                let store = $remote().store();
+                let key = format!("conformance:{ARM}:expiring");
+                block_on(async {
+                    store.set(key.clone(), b"x".to_vec(), Duration::from_millis(100)).await.unwrap();
+                    // Generous: ten times the TTL.
+                    ::tokio::time::sleep(Duration::from_millis(1000)).await;
+                    assert_eq!(store.get_many(vec![key]).await.unwrap(), vec![None]);
+                });
+            }
+
+            static SQUARES: AtomicUsize = AtomicUsize::new(0);
+
+            #[cached(backend = "remote", remote = $remote, tags = ["conformance-square:{arm}:{x}"])]
+            fn square(arm: &str, x: u64) -> u64 {
+                SQUARES.fetch_add(1, Ordering::SeqCst);
+                x * x
+            }
+
+            #[test]
+            fn cached_function_hits_invalidates_and_clears() {
+                assert_eq!(square(ARM, 3), 9);
+                assert_eq!(square(ARM, 3), 9);
+                assert_eq!(SQUARES.load(Ordering::SeqCst), 1);
+                assert!(square::cache_info().currsize >= 1, "the entry is in the store");
+                assert!(square::invalidate(ARM, 3));
+                assert!(!square::invalidate(ARM, 3), "already gone");
+                assert_eq!(square(ARM, 3), 9);
+                assert_eq!(SQUARES.load(Ordering::SeqCst), 2);
+                ::cachemere::invalidate_tag(&format!("conformance-square:{ARM}:3"));
+                assert_eq!(square(ARM, 3), 9);
+                assert_eq!(SQUARES.load(Ordering::SeqCst), 3, "a tag hides the entry");
+                assert_eq!(square(ARM, 3), 9);
+                assert_eq!(SQUARES.load(Ordering::SeqCst), 3);
+                square::cache_clear();
+                let info = square::cache_info();
+                assert_eq!((info.hits, info.misses, info.errors), (0, 0, 0));
+                assert_eq!(info.maxsize, 0, "a remote cache is bounded by TTLs, not a count");
+                assert_eq!(square(ARM, 3), 9);
+                assert_eq!(SQUARES.load(Ordering::SeqCst), 4, "a clear hides every entry");
+            }
+
+            static TTL_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+            #[cached(backend = "remote", remote = $remote, ttl = "100ms")]
+            fn short_lived(x: u64) -> usize {
+                x as usize + TTL_CALLS.fetch_add(1, Ordering::SeqCst)
+            }
+
+            #[test]
+            fn expired_entries_are_not_served() {
+                let first = short_lived(1);
+                assert_eq!(short_lived(1), first);
+                // Generous: ten times the TTL.
+                ::std::thread::sleep(Duration::from_millis(1000));
+                assert_ne!(short_lived(1), first, "an expired entry was served");
+            }
+
+            static FLIGHT_CALLS: AtomicUsize = AtomicUsize::new(0);
+            static ARRIVED: AtomicUsize = AtomicUsize::new(0);
+            const CALLERS: usize = 32;
+
+            #[cached(backend = "remote", remote = $remote)]
+            fn contended(x: u64) -> u64 {
+                FLIGHT_CALLS.fetch_add(1, Ordering::SeqCst);
+                while ARRIVED.load(Ordering::SeqCst) < CALLERS {
+                    ::std::thread::yield_now();
+                }
+                x + 1
+            }
+
+            #[test]
+            fn single_flight_computes_once_per_process() {
+                let barrier = Arc::new(Barrier::new(CALLERS));
+                let threads: Vec<_> = (0..CALLERS)
+                    .map(|_| {
+                        let barrier = Arc::clone(&barrier);
+                        ::std::thread::spawn(move || {
+                            barrier.wait();
+                            ARRIVED.fetch_add(1, Ordering::SeqCst);
+                            contended(41)
+                        })
+                    })
+                    .collect();
+                for thread in threads {
+                    assert_eq!(thread.join().unwrap(), 42);
+                }
+                assert_eq!(FLIGHT_CALLS.load(Ordering::SeqCst), 1);
+                let info = contended::cache_info();
+                assert_eq!((info.hits, info.misses), (CALLERS as u64 - 1, 1));
+            }
+
+            static ASYNC_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+            #[cached(backend = "remote", remote = $remote)]
+            async fn fetch_name(id: u64) -> Option<String> {
+                ASYNC_CALLS.fetch_add(1, Ordering::SeqCst);
+                ::tokio::task::yield_now().await;
+                (id != 0).then(|| format!("user {id}"))
+            }
+
+            #[test]
+            fn async_functions_hit_and_do_not_store_none() {
+                block_on(async {
+                    assert_eq!(fetch_name(7).await.as_deref(), Some("user 7"));
+                    assert_eq!(fetch_name(7).await.as_deref(), Some("user 7"));
+                    assert_eq!(ASYNC_CALLS.load(Ordering::SeqCst), 1);
+                    assert_eq!(fetch_name(0).await, None);
+                    assert_eq!(fetch_name(0).await, None);
+                    assert_eq!(ASYNC_CALLS.load(Ordering::SeqCst), 3, "None is not stored");
+                    assert!(fetch_name::invalidate(7).await);
+                    fetch_name::cache_clear().await;
+                });
+            }
+
+            static GARBLED_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+            #[cached(backend = "remote", remote = $remote, name = "conformance-garbled")]
+            fn garbled(x: u64) -> Vec<String> {
+                GARBLED_CALLS.fetch_add(1, Ordering::SeqCst);
+                vec![x.to_string(); 3]
+            }
+
+            #[test]
+            fn a_value_that_does_not_decode_is_a_miss_then_rewritten() {
+                let expected = vec!["5".to_string(); 3];
+                assert_eq!(garbled(5), expected);
+                let key = "conformance:conformance-garbled:v1:5".to_string();
+                let store = $remote().store();
+                // Garbage, and a frame whose postcard length prefix claims 2^62 strings.
+                let hostile = vec![0xCA, 1, 1, 0, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40];
+                for (round, bytes) in [b"\xff\x00garbage".to_vec(), hostile].into_iter().enumerate() {
+                    let errors = garbled::cache_info().errors;
+                    block_on(store.set(key.clone(), bytes, Duration::from_secs(60))).unwrap();
+                    assert_eq!(garbled(5), expected);
+                    assert_eq!(GARBLED_CALLS.load(Ordering::SeqCst), 2 + round, "a bad value is a miss");
+                    assert_eq!(garbled::cache_info().errors, errors + 1, "and an error");
+                    assert_eq!(garbled(5), expected);
+                    assert_eq!(GARBLED_CALLS.load(Ordering::SeqCst), 2 + round, "rewritten: a hit");
+                }
+            }
+
+            static JOINS: AtomicUsize = AtomicUsize::new(0);
+
+            #[cached(backend = "remote", remote = $remote)]
+            fn join(a: &str, b: &str) -> String {
+                JOINS.fetch_add(1, Ordering::SeqCst);
+                format!("{a}|{b}")
+            }
+
+            #[test]
+            fn separators_and_globs_in_arguments_never_collide() {
+                let pairs = [("a:b", "c"), ("a", "b:c"), ("*", "x"), ("a*", "x"), ("", ":"), (":", "")];
+                for (a, b) in pairs {
+                    assert_eq!(join(a, b), format!("{a}|{b}"));
+                }
+                assert_eq!(JOINS.load(Ordering::SeqCst), pairs.len());
+                for (a, b) in pairs {
+                    assert_eq!(join(a, b), format!("{a}|{b}"), "each pair hits its own entry");
+                }
+                assert_eq!(JOINS.load(Ordering::SeqCst), pairs.len());
+                assert_eq!(join::cache_info().currsize, pairs.len() as u64);
+            }
+
+            #[cached(backend = "remote", remote = $remote, name = "conformance-versioned")]
+            fn version_one(x: u64) -> u64 {
+                x
+            }
+
+            #[cached(backend = "remote", remote = $remote, name = "conformance-versioned", version = 2)]
+            fn version_two(x: u64) -> u64 {
+                x * 100
+            }
+
+            #[test]
+            fn a_version_is_a_fresh_key_space() {
+                assert_eq!(version_one(3), 3);
+                assert_eq!(version_two(3), 300, "version 2 does not read version 1's entry");
+                assert_eq!(version_one(3), 3);
+                assert_eq!(version_one::cache_info().hits, 1);
             }
         }
     };

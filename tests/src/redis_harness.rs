@@ -11,6 +11,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, Once, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How long a server may take to answer its first `PING` (generous: a loaded CI machine).
@@ -357,5 +358,50 @@ impl RedisCluster {
     /// `redis://127.0.0.1:<port>` of every node.
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
+    }
+}
+
+/// Processes (and their data directories) that live until the test process exits.
+static SHARED: Mutex<Vec<(u32, PathBuf)>> = Mutex::new(Vec::new());
+
+extern "C" fn stop_shared_at_exit() {
+    let shared = std::mem::take(&mut *SHARED.lock().unwrap_or_else(PoisonError::into_inner));
+    for (pid, dir) in shared {
+        if let Ok(pid) = i32::try_from(pid) {
+            // SAFETY: `kill` has no memory-safety preconditions; the pid is our own child's.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+fn stop_at_exit(server: &RedisServer) {
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| {
+        // SAFETY: registers a plain `extern "C" fn` without arguments, as `atexit` requires.
+        unsafe { libc::atexit(stop_shared_at_exit) };
+    });
+    if let Some(child) = &server.child {
+        SHARED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((child.id(), server.dir.clone()));
+    }
+}
+
+impl RedisServer {
+    /// Keeps the server for the rest of the test process (for fixtures shared by many tests):
+    /// it is killed, and its directory removed, when the process exits.
+    pub fn shared_until_exit(self) -> &'static RedisServer {
+        stop_at_exit(&self);
+        Box::leak(Box::new(self))
+    }
+}
+
+impl RedisCluster {
+    /// As [`RedisServer::shared_until_exit`], for every node.
+    pub fn shared_until_exit(self) -> &'static RedisCluster {
+        self.nodes.iter().for_each(stop_at_exit);
+        Box::leak(Box::new(self))
     }
 }

@@ -6,3 +6,15 @@ cachemere_tests::backend_conformance!(
     user_hashmap,
     cachemere_tests::user_backend::HashMapBackend::new
 );
+cachemere_tests::backend_conformance!(
+    redis,
+    remote = cachemere_tests::remote_fixtures::single_node
+);
+cachemere_tests::backend_conformance!(
+    redis_cluster,
+    remote = cachemere_tests::remote_fixtures::cluster
+);
+cachemere_tests::backend_conformance!(
+    user_remote,
+    remote = cachemere_tests::remote_fixtures::user_store
+);

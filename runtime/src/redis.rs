@@ -1,0 +1,530 @@
+//! Redis and Redis Cluster as the remote store of `#[cached(backend = "redis")]` (feature
+//! `redis`).
+//!
+//! Point the backend at a server from code, before the first call:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use cachemere::redis::RedisConfig;
+//!
+//! RedisConfig::new("redis://:secret@10.0.0.5:6379/0") // user and password pass through
+//!     .prefix("billing")
+//!     .timeout(Duration::from_millis(100))
+//!     .install()
+//!     .expect("a valid Redis URL");
+//!
+//! // Or a cluster, from any of its nodes:
+//! RedisConfig::cluster(["redis://10.0.0.5:7000", "redis://10.0.0.6:7000"]).install().ok();
+//! ```
+//!
+//! or let the first call build it from the environment: `CACHEMERE_REDIS_URL` (a URL, or a
+//! comma-separated list of cluster node URLs; `CACHEMERE_REDIS_CLUSTER=1` makes a single URL a
+//! cluster seed), falling back to `redis://127.0.0.1:6379`. `rediss://` URLs need the
+//! `redis-tls` feature. If the configuration is unusable, the problem is logged once, counted
+//! as an error on every call, and the functions run uncached.
+
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::cluster::{ClusterClient, ClusterClientBuilder};
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use ::redis::{Client, Cmd, RedisError, Value};
+
+use crate::backend::BackendError;
+use crate::remote::{Codec, Remote, RemoteBuilder, RemoteStore, StoreFuture, spawn_on_runtime};
+
+/// The environment variable naming the default Redis.
+pub const URL_VARIABLE: &str = "CACHEMERE_REDIS_URL";
+/// The environment variable that makes a single URL a cluster seed.
+pub const CLUSTER_VARIABLE: &str = "CACHEMERE_REDIS_CLUSTER";
+/// The URL used when [`URL_VARIABLE`] is unset.
+pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+
+/// Why a Redis configuration could not be built. Messages never contain a password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisConfigError {
+    /// No URL was given.
+    #[error("no Redis URL given")]
+    NoUrl,
+    /// A URL was rejected by the `redis` crate.
+    #[error("invalid Redis URL {url}: {reason}")]
+    InvalidUrl {
+        /// The URL, password redacted.
+        url: String,
+        /// The `redis` crate's reason.
+        reason: String,
+    },
+}
+
+/// How to reach Redis, and the policy of the caches using it.
+#[derive(Clone)]
+#[must_use]
+pub struct RedisConfig {
+    urls: Vec<String>,
+    cluster: bool,
+    prefix: Option<String>,
+    timeout: Duration,
+    codec: Codec,
+    max_ttl: Option<Duration>,
+    breaker: Option<(u32, Duration)>,
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let urls: Vec<String> = self.urls.iter().map(|url| redact(url)).collect();
+        f.debug_struct("RedisConfig")
+            .field("urls", &urls)
+            .field("cluster", &self.cluster)
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("codec", &self.codec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisConfig {
+    /// One Redis server (`redis://[user][:password@]host[:port][/db]`, `rediss://`, or
+    /// `redis+unix:///path`).
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisConfig {
+            urls: vec![url.into()],
+            cluster: false,
+            prefix: None,
+            timeout: crate::remote::DEFAULT_TIMEOUT,
+            codec: Codec::default(),
+            max_ttl: None,
+            breaker: None,
+        }
+    }
+
+    /// A Redis Cluster, from one or more of its nodes.
+    pub fn cluster<I, U>(nodes: I) -> Self
+    where
+        I: IntoIterator<Item = U>,
+        U: Into<String>,
+    {
+        let mut config = RedisConfig::new(String::new());
+        config.urls = nodes.into_iter().map(Into::into).collect();
+        config.cluster = true;
+        config
+    }
+
+    /// The configuration from `CACHEMERE_REDIS_URL` and `CACHEMERE_REDIS_CLUSTER`, or
+    /// [`DEFAULT_URL`].
+    pub fn from_env() -> Self {
+        let urls = std::env::var(URL_VARIABLE).unwrap_or_else(|_| DEFAULT_URL.to_owned());
+        let nodes: Vec<String> = urls
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let cluster_flag = std::env::var(CLUSTER_VARIABLE)
+            .is_ok_and(|value| matches!(value.as_str(), "1" | "true" | "yes"));
+        if nodes.len() > 1 || cluster_flag {
+            RedisConfig::cluster(nodes)
+        } else {
+            RedisConfig::new(nodes.into_iter().next().unwrap_or_default())
+        }
+    }
+
+    /// The first segment of every key (default `"cachemere"`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// The time budget of one Redis operation, connecting included (default 250 ms).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The value codec (default postcard).
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// The longest an entry or an invalidation stamp lives (default 24 h).
+    pub fn max_ttl(mut self, max_ttl: Duration) -> Self {
+        self.max_ttl = Some(max_ttl);
+        self
+    }
+
+    /// Consecutive failures that open the circuit, and the cool-down before a probe.
+    pub fn circuit_breaker(mut self, failure_threshold: u32, cool_down: Duration) -> Self {
+        self.breaker = Some((failure_threshold, cool_down));
+        self
+    }
+
+    /// Builds the store and its [`Remote`]; connects on first use, not here.
+    pub fn build(self) -> Result<Remote, RedisConfigError> {
+        let store = RedisStore::new(&self.urls, self.cluster, self.timeout)?;
+        let mut builder: RemoteBuilder = Remote::builder(store)
+            .timeout(self.timeout)
+            .codec(self.codec);
+        if let Some(prefix) = self.prefix {
+            builder = builder.prefix(prefix);
+        }
+        if let Some(max_ttl) = self.max_ttl {
+            builder = builder.max_ttl(max_ttl);
+        }
+        if let Some((threshold, cool_down)) = self.breaker {
+            builder = builder.circuit_breaker(threshold, cool_down);
+        }
+        Ok(builder.build())
+    }
+
+    /// Builds it and makes it the process default (see [`Remote::install`]).
+    pub fn install(self) -> Result<Remote, RedisConfigError> {
+        let remote = self.build()?;
+        remote.install();
+        Ok(remote)
+    }
+}
+
+/// `url` with any password replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let authority_end = url[scheme_end..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| scheme_end + i);
+    let Some(at) = url[scheme_end..authority_end]
+        .rfind('@')
+        .map(|i| scheme_end + i)
+    else {
+        return url.to_owned();
+    };
+    match url[scheme_end..at].find(':') {
+        Some(colon) => format!("{}:***{}", &url[..scheme_end + colon], &url[at..]),
+        None => url.to_owned(),
+    }
+}
+
+enum Target {
+    Single(Client),
+    Cluster(ClusterClient),
+}
+
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// The Redis [`RemoteStore`]: one multiplexed connection (or cluster connection) that
+/// reconnects by itself, created lazily on cachemere's background runtime.
+pub struct RedisStore {
+    inner: Arc<StoreInner>,
+}
+
+struct StoreInner {
+    target: Target,
+    timeout: Duration,
+    description: String,
+    connection: RwLock<Option<Connection>>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+fn backend_error(error: RedisError) -> BackendError {
+    if error.is_timeout() {
+        BackendError::Timeout(Duration::ZERO)
+    } else if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal()
+    {
+        BackendError::Unavailable(Box::new(error))
+    } else {
+        BackendError::Other(Box::new(error))
+    }
+}
+
+impl RedisStore {
+    /// A store for `urls` (one server, or cluster nodes); validates the URLs, connects later.
+    pub fn new(
+        urls: &[String],
+        cluster: bool,
+        timeout: Duration,
+    ) -> Result<Self, RedisConfigError> {
+        let invalid = |url: &str, error: RedisError| RedisConfigError::InvalidUrl {
+            url: redact(url),
+            reason: error.kind_description(),
+        };
+        let first = urls
+            .first()
+            .filter(|url| !url.is_empty())
+            .ok_or(RedisConfigError::NoUrl)?;
+        let redacted: Vec<String> = urls.iter().map(|url| redact(url)).collect();
+        let (target, description) = if cluster {
+            for url in urls {
+                Client::open(url.as_str()).map_err(|e| invalid(url, e))?;
+            }
+            let client = ClusterClientBuilder::new(urls.iter().map(String::as_str))
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .retries(1)
+                .build()
+                .map_err(|e| invalid(first, e))?;
+            (
+                Target::Cluster(client),
+                format!("Redis Cluster {}", redacted.join(",")),
+            )
+        } else {
+            let client = Client::open(first.as_str()).map_err(|e| invalid(first, e))?;
+            (Target::Single(client), format!("Redis {}", redacted[0]))
+        };
+        Ok(RedisStore {
+            inner: Arc::new(StoreInner {
+                target,
+                timeout,
+                description,
+                connection: RwLock::new(None),
+                connecting: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+}
+
+trait RedisErrorExt {
+    fn kind_description(&self) -> String;
+}
+
+impl RedisErrorExt for RedisError {
+    /// The error's kind and detail without the URL it may quote.
+    fn kind_description(&self) -> String {
+        format!("{:?}", self.kind())
+    }
+}
+
+impl StoreInner {
+    fn current(&self) -> Option<Connection> {
+        self.connection
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    async fn connection(self: Arc<Self>) -> Result<Connection, BackendError> {
+        if let Some(connection) = self.current() {
+            return Ok(connection);
+        }
+        let _connecting = self.connecting.lock().await;
+        if let Some(connection) = self.current() {
+            return Ok(connection);
+        }
+        // Connect on cachemere's runtime, so the connection's driver outlives the caller's.
+        let this = Arc::clone(&self);
+        let connected = spawn_on_runtime(async move {
+            match &this.target {
+                Target::Single(client) => {
+                    let config = ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(this.timeout))
+                        .set_response_timeout(Some(this.timeout))
+                        .set_number_of_retries(1)
+                        .set_max_delay(this.timeout);
+                    client
+                        .get_connection_manager_with_config(config)
+                        .await
+                        .map(Connection::Single)
+                }
+                Target::Cluster(client) => {
+                    client.get_async_connection().await.map(Connection::Cluster)
+                }
+            }
+        })?
+        .await
+        .map_err(|e| BackendError::Other(Box::new(e)))?
+        .map_err(backend_error)?;
+        *self
+            .connection
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(connected.clone());
+        Ok(connected)
+    }
+
+    async fn query<T: ::redis::FromRedisValue>(
+        self: Arc<Self>,
+        cmd: Cmd,
+    ) -> Result<T, BackendError> {
+        let connection = self.connection().await?;
+        let result = match connection {
+            Connection::Single(mut manager) => cmd.query_async(&mut manager).await,
+            Connection::Cluster(mut cluster) => cmd.query_async(&mut cluster).await,
+        };
+        result.map_err(backend_error)
+    }
+
+    async fn count(self: Arc<Self>, pattern: String) -> Result<u64, BackendError> {
+        match self.clone().connection().await? {
+            Connection::Single(manager) => scan_count(&pattern, |cmd| {
+                let mut manager = manager.clone();
+                async move { cmd.query_async::<Value>(&mut manager).await }
+            })
+            .await
+            .map_err(backend_error),
+            Connection::Cluster(mut cluster) => {
+                let mut total = 0;
+                for (host, port) in primaries(&mut cluster).await.map_err(backend_error)? {
+                    let cluster = cluster.clone();
+                    total += scan_count(&pattern, move |cmd| {
+                        let mut cluster = cluster.clone();
+                        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host: host.clone(),
+                            port,
+                        });
+                        async move { cluster.route_command(cmd, routing).await }
+                    })
+                    .await
+                    .map_err(backend_error)?;
+                }
+                Ok(total)
+            }
+        }
+    }
+}
+
+/// Counts the keys matching `pattern` on one node with `SCAN`.
+async fn scan_count<F, Fut>(pattern: &str, send: F) -> Result<u64, RedisError>
+where
+    F: Fn(Cmd) -> Fut,
+    Fut: std::future::Future<Output = Result<Value, RedisError>>,
+{
+    let mut cursor: u64 = 0;
+    let mut count = 0;
+    loop {
+        let mut cmd = ::redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000);
+        let (next, keys): (u64, Vec<Value>) = ::redis::from_redis_value(send(cmd).await?)?;
+        count += keys.len() as u64;
+        cursor = next;
+        if cursor == 0 {
+            return Ok(count);
+        }
+    }
+}
+
+/// The primaries of a cluster, from `CLUSTER SLOTS`.
+async fn primaries(cluster: &mut ClusterConnection) -> Result<Vec<(String, u16)>, RedisError> {
+    let slots: Vec<Value> = ::redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async(cluster)
+        .await?;
+    let mut nodes: Vec<(String, u16)> = Vec::new();
+    for range in slots {
+        let Value::Array(parts) = range else { continue };
+        let Some(Value::Array(primary)) = parts.get(2) else {
+            continue;
+        };
+        let host: Option<String> = primary
+            .first()
+            .and_then(|v| ::redis::from_redis_value(v.clone()).ok());
+        let port: Option<u16> = primary
+            .get(1)
+            .and_then(|v| ::redis::from_redis_value(v.clone()).ok());
+        if let (Some(host), Some(port)) = (host, port)
+            && !nodes.contains(&(host.clone(), port))
+        {
+            nodes.push((host, port));
+        }
+    }
+    Ok(nodes)
+}
+
+/// A `MATCH` pattern matching exactly the keys that start with `prefix`.
+fn prefix_pattern(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for ch in prefix.chars() {
+        if matches!(ch, '*' | '?' | '[' | ']' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(ch);
+    }
+    pattern.push('*');
+    pattern
+}
+
+impl RemoteStore for RedisStore {
+    fn get_many(&self, keys: Vec<String>) -> StoreFuture<Vec<Option<Vec<u8>>>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            let mut cmd = ::redis::cmd("MGET");
+            cmd.arg(&keys);
+            inner.query(cmd).await
+        })
+    }
+
+    fn set(&self, key: String, value: Vec<u8>, ttl: Duration) -> StoreFuture<()> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+            let mut cmd = ::redis::cmd("SET");
+            cmd.arg(key).arg(value).arg("PX").arg(millis);
+            inner.query::<()>(cmd).await
+        })
+    }
+
+    fn delete(&self, key: String) -> StoreFuture<bool> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            let mut cmd = ::redis::cmd("DEL");
+            cmd.arg(key);
+            Ok(inner.query::<u64>(cmd).await? > 0)
+        })
+    }
+
+    fn count_prefix(&self, prefix: String) -> StoreFuture<u64> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move { inner.count(prefix_pattern(&prefix)).await })
+    }
+
+    fn describe(&self) -> String {
+        self.inner.description.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("redis://:hunter2@host:6379/0"),
+            "redis://:***@host:6379/0"
+        );
+        assert_eq!(redact("rediss://ada:hunter2@host"), "rediss://ada:***@host");
+        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+        assert_eq!(redact("redis://ada@host"), "redis://ada@host");
+        let config = RedisConfig::new("redis://:hunter2@127.0.0.1:1");
+        assert!(!format!("{config:?}").contains("hunter2"));
+        let remote = config.build().unwrap();
+        assert!(!remote.describe().contains("hunter2"));
+        assert!(!format!("{remote:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn bad_urls_are_reported_without_secrets() {
+        let error = RedisConfig::new("nonsense://:hunter2@host")
+            .build()
+            .unwrap_err();
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        assert!(matches!(
+            RedisConfig::new("").build(),
+            Err(RedisConfigError::NoUrl)
+        ));
+    }
+
+    #[test]
+    fn patterns_escape_globs() {
+        assert_eq!(prefix_pattern("a*b?[c]\\:"), "a\\*b\\?\\[c\\]\\\\:*");
+    }
+}

@@ -1,0 +1,473 @@
+//! The cache of one function whose entries live in a remote store: key building, the read of
+//! an entry with its invalidation stamps, decoding, single flight within the process, writing,
+//! statistics, and running the function whenever the store cannot help.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::codec::{Stamp, frame, stamp_of, unframe};
+use super::{Remote, default_remote, key};
+use crate::backend::BackendError;
+use crate::flight::{Flights, LeaderGuard, Role, led_by_this_thread};
+use crate::stats::{CacheInfo, Counters};
+
+/// What a value stored in a remote cache must be.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be stored in a remote cache",
+    label = "this result is stored in Redis",
+    note = "a remote value is serialized: derive `serde::Serialize` and `serde::Deserialize`, and `Clone`"
+)]
+pub trait RemoteValue: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> RemoteValue for T {}
+
+/// What an argument of a remote cache's key must be.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be part of a remote cache key",
+    label = "this argument is part of the Redis key",
+    note = "derive `serde::Serialize` for it, or leave it out of the key with `skip(..)`"
+)]
+pub trait RemoteKeyPart: Serialize {}
+
+impl<T: ?Sized + Serialize> RemoteKeyPart for T {}
+
+/// One function's remote cache. Generated code reaches it through a `CacheSlot`.
+pub struct RemoteCache<S> {
+    name: &'static str,
+    /// `<cache name segment>:v<version>`.
+    space: String,
+    ttl: Option<Duration>,
+    flights: Option<Flights<String, S>>,
+    counters: Counters,
+    /// `remote = path`: where this cache's store comes from (else the default).
+    chosen: Option<fn() -> Remote>,
+    /// The remote last registered for tag invalidation by this cache.
+    registered: AtomicUsize,
+    _stored: PhantomData<fn() -> S>,
+}
+
+/// The keys one read covers and where the entry goes.
+struct Plan {
+    remote: Remote,
+    entry_key: String,
+    /// The entry key, then the cache's clear stamp key, then one stamp key per tag.
+    read_keys: Vec<String>,
+}
+
+/// What one read found.
+enum Found<S> {
+    /// A fresh value.
+    Hit(S),
+    /// No usable value; compute, and write under these stamps (`None`: the store is failing,
+    /// do not write).
+    Miss(Option<Vec<Stamp>>),
+}
+
+impl<S: RemoteValue> RemoteCache<S> {
+    /// The cache of `name` in key space `version`; entries live `ttl` (at most the remote's
+    /// `max_ttl`, which is also the default).
+    pub fn new(
+        name: &'static str,
+        version: u32,
+        ttl: Option<Duration>,
+        single_flight: bool,
+    ) -> Self {
+        RemoteCache {
+            name,
+            space: format!("{}:v{version}", key::name_segment(name)),
+            ttl,
+            flights: single_flight.then(Flights::new),
+            counters: Counters::new(),
+            chosen: None,
+            registered: AtomicUsize::new(0),
+            _stored: PhantomData,
+        }
+    }
+
+    /// Takes its store from `remote` (called on every use; return a clone of a shared
+    /// [`Remote`]) instead of the default.
+    pub fn with_remote(mut self, remote: fn() -> Remote) -> Self {
+        self.chosen = Some(remote);
+        self
+    }
+
+    /// The cache's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The argument segment of the key for `args`; `None` (an error counted) if they cannot be
+    /// encoded, in which case the call runs uncached.
+    pub fn arguments<T: ?Sized + Serialize>(&self, args: &T) -> Option<String> {
+        match key::argument_segment(args) {
+            Ok(segment) => Some(segment),
+            Err(error) => {
+                self.counters.record_error(self.name, "key", &error);
+                None
+            }
+        }
+    }
+
+    fn record(&self, operation: &'static str, error: &BackendError) {
+        self.counters.record_error(self.name, operation, error);
+    }
+
+    fn remote(&self) -> Option<Remote> {
+        if let Some(choose) = self.chosen {
+            let remote = choose();
+            // Known to `invalidate_tag` from its first use (once per remote and cache).
+            let identity = remote.identity();
+            if self.registered.swap(identity, Ordering::Relaxed) != identity {
+                super::register_in_use(&remote);
+            }
+            return Some(remote);
+        }
+        match default_remote() {
+            Ok(remote) => Some(remote),
+            Err(error) => {
+                self.record("connect", &error);
+                None
+            }
+        }
+    }
+
+    fn entry_key(&self, remote: &Remote, arguments: &str) -> String {
+        format!("{}:{}:{arguments}", remote.prefix(), self.space)
+    }
+
+    fn clear_key(&self, remote: &Remote) -> String {
+        format!("{}:#gen:{}", remote.prefix(), self.space)
+    }
+
+    fn plan(&self, arguments: &str, tags: &[String]) -> Option<Plan> {
+        let remote = self.remote()?;
+        let entry_key = self.entry_key(&remote, arguments);
+        let mut read_keys = Vec::with_capacity(2 + tags.len());
+        read_keys.push(entry_key.clone());
+        read_keys.push(self.clear_key(&remote));
+        read_keys.extend(tags.iter().map(|tag| remote.tag_key(tag)));
+        Some(Plan {
+            remote,
+            entry_key,
+            read_keys,
+        })
+    }
+
+    /// Judges what a read returned.
+    fn judge(&self, plan: &Plan, read: Result<Vec<Option<Vec<u8>>>, BackendError>) -> Found<S> {
+        let values = match read {
+            Ok(values) if values.len() == plan.read_keys.len() => values,
+            Ok(values) => {
+                let error = BackendError::Other(
+                    format!(
+                        "asked for {} keys, got {} values",
+                        plan.read_keys.len(),
+                        values.len()
+                    )
+                    .into(),
+                );
+                self.record("get", &error);
+                return Found::Miss(None);
+            }
+            Err(error) => {
+                self.record("get", &error);
+                return Found::Miss(None);
+            }
+        };
+        let stamps: Vec<Stamp> = values[1..]
+            .iter()
+            .map(|value| stamp_of(value.as_deref()))
+            .collect();
+        if let Some(bytes) = &values[0] {
+            let codec = plan.remote.codec();
+            let decoded = unframe(codec, bytes).and_then(|(written_under, payload)| {
+                Ok((written_under, codec.decode::<S>(payload)?))
+            });
+            match decoded {
+                Ok((written_under, value)) if written_under == stamps => return Found::Hit(value),
+                // Invalidated by a tag or a clear since it was written: a plain miss.
+                Ok(_) => {}
+                Err(error) => self.record("decode", &BackendError::Decode(Box::new(error))),
+            }
+        }
+        Found::Miss(Some(stamps))
+    }
+
+    /// The framed value to write, if any.
+    fn framed(
+        &self,
+        plan: &Plan,
+        stamps: &[Stamp],
+        value: &S,
+    ) -> Option<(String, Vec<u8>, Duration)> {
+        let codec = plan.remote.codec();
+        match codec.encode(value) {
+            Ok(payload) => {
+                let max_ttl = plan.remote.max_ttl();
+                let ttl = self
+                    .ttl
+                    .map_or(max_ttl, |ttl| ttl.min(max_ttl))
+                    .max(Duration::from_millis(1));
+                Some((plan.entry_key.clone(), frame(codec, stamps, &payload), ttl))
+            }
+            Err(error) => {
+                self.record("encode", &BackendError::Other(Box::new(error)));
+                None
+            }
+        }
+    }
+
+    fn timed<R>(&self, compute: impl FnOnce() -> R) -> R {
+        let started = Instant::now();
+        let result = compute();
+        self.counters.add_compute_time(started.elapsed());
+        result
+    }
+
+    async fn timed_async<R>(&self, compute: impl Future<Output = R>) -> R {
+        let started = Instant::now();
+        let result = compute.await;
+        self.counters.add_compute_time(started.elapsed());
+        result
+    }
+
+    fn hit<R>(&self, value: S, load: fn(S) -> R) -> R {
+        self.counters.hits.increment();
+        load(value)
+    }
+
+    fn miss(&self) {
+        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Joins the flight of `key`: `Ok(guard)` to go on (leading it, or alone), `Err(value)` when
+    /// a concurrent caller's value was handed over.
+    fn join(&self, key: &str) -> Result<Option<LeaderGuard<'_, String, S>>, S> {
+        let Some(flights) = &self.flights else {
+            return Ok(None);
+        };
+        loop {
+            match flights.join(&key.to_owned()) {
+                Role::Leader(guard) => return Ok(Some(guard)),
+                // A computation of this key calling itself: go on alone, without waiting.
+                Role::Follower(flight) if led_by_this_thread(&flight) => return Ok(None),
+                Role::Follower(flight) => match flight.wait() {
+                    Some(value) => return Err(value),
+                    // It stored nothing (an error, a panic, cancellation): take over.
+                    None => continue,
+                },
+            }
+        }
+    }
+
+    async fn join_async(&self, key: &str) -> Result<Option<LeaderGuard<'_, String, S>>, S> {
+        let Some(flights) = &self.flights else {
+            return Ok(None);
+        };
+        loop {
+            match flights.join(&key.to_owned()) {
+                Role::Leader(guard) => return Ok(Some(guard)),
+                Role::Follower(flight) if led_by_this_thread(&flight) => return Ok(None),
+                Role::Follower(flight) => match flight.wait_async().await {
+                    Some(value) => return Err(value),
+                    None => continue,
+                },
+            }
+        }
+    }
+
+    /// Looks the call up, and on a miss runs `compute` and stores what `store` keeps.
+    pub fn compute<R>(
+        &self,
+        arguments: Option<String>,
+        tags: &[String],
+        store: fn(&R) -> Option<S>,
+        load: fn(S) -> R,
+        compute: impl FnOnce() -> R,
+    ) -> R {
+        let Some(plan) = arguments.and_then(|arguments| self.plan(&arguments, tags)) else {
+            self.miss();
+            return self.timed(compute);
+        };
+        let guard = match self.join(&plan.entry_key) {
+            Ok(guard) => guard,
+            Err(value) => return self.hit(value, load),
+        };
+        let keys = plan.read_keys.clone();
+        let read = plan.remote.blocking(move |remote| remote.get_many(keys));
+        let stamps = match self.judge(&plan, read) {
+            Found::Hit(value) => {
+                finish(guard, Some(&value));
+                return self.hit(value, load);
+            }
+            Found::Miss(stamps) => stamps,
+        };
+        self.miss();
+        let result = match &guard {
+            Some(guard) => guard.lead(|| self.timed(compute)),
+            None => self.timed(compute),
+        };
+        let stored = store(&result);
+        if let (Some(value), Some(stamps)) = (&stored, &stamps)
+            && let Some((key, bytes, ttl)) = self.framed(&plan, stamps, value)
+            && let Err(error) = plan
+                .remote
+                .blocking(move |remote| remote.set(key, bytes, ttl))
+        {
+            self.record("set", &error);
+        }
+        finish(guard, stored.as_ref());
+        result
+    }
+
+    /// The `async fn` form of [`compute`](Self::compute).
+    pub async fn compute_async<R, F>(
+        &self,
+        arguments: Option<String>,
+        tags: &[String],
+        store: fn(&R) -> Option<S>,
+        load: fn(S) -> R,
+        compute: F,
+    ) -> R
+    where
+        F: Future<Output = R>,
+    {
+        let Some(plan) = arguments.and_then(|arguments| self.plan(&arguments, tags)) else {
+            self.miss();
+            return self.timed_async(compute).await;
+        };
+        let guard = match self.join_async(&plan.entry_key).await {
+            Ok(guard) => guard,
+            Err(value) => return self.hit(value, load),
+        };
+        let keys = plan.read_keys.clone();
+        let read = plan.remote.call(move |remote| remote.get_many(keys)).await;
+        let stamps = match self.judge(&plan, read) {
+            Found::Hit(value) => {
+                finish(guard, Some(&value));
+                return self.hit(value, load);
+            }
+            Found::Miss(stamps) => stamps,
+        };
+        self.miss();
+        let result = match &guard {
+            Some(guard) => self.timed_async(guard.lead_async(compute)).await,
+            None => self.timed_async(compute).await,
+        };
+        let stored = store(&result);
+        if let (Some(value), Some(stamps)) = (&stored, &stamps)
+            && let Some((key, bytes, ttl)) = self.framed(&plan, stamps, value)
+            && let Err(error) = plan
+                .remote
+                .call(move |remote| remote.set(key, bytes, ttl))
+                .await
+        {
+            self.record("set", &error);
+        }
+        finish(guard, stored.as_ref());
+        result
+    }
+
+    /// Deletes the entry for these arguments; returns whether there was one.
+    pub fn invalidate(&self, arguments: Option<String>) -> bool {
+        let Some(plan) = arguments.and_then(|arguments| self.plan(&arguments, &[])) else {
+            return false;
+        };
+        let key = plan.entry_key;
+        plan.remote
+            .blocking(move |remote| remote.delete(key))
+            .unwrap_or_else(|error| {
+                self.record("invalidate", &error);
+                false
+            })
+    }
+
+    /// The async form of [`invalidate`](Self::invalidate).
+    pub async fn invalidate_async(&self, arguments: Option<String>) -> bool {
+        let Some(plan) = arguments.and_then(|arguments| self.plan(&arguments, &[])) else {
+            return false;
+        };
+        let key = plan.entry_key;
+        match plan.remote.call(move |remote| remote.delete(key)).await {
+            Ok(existed) => existed,
+            Err(error) => {
+                self.record("invalidate", &error);
+                false
+            }
+        }
+    }
+
+    fn clear_write(&self) -> Option<(Remote, String, Vec<u8>, Duration)> {
+        let remote = self.remote()?;
+        let key = self.clear_key(&remote);
+        let ttl = remote.max_ttl();
+        Some((remote, key, super::fresh_stamp(), ttl))
+    }
+
+    /// Hides every entry of this cache for every process (they expire later) and resets this
+    /// process's statistics.
+    pub fn clear(&self) {
+        if let Some((remote, key, stamp, ttl)) = self.clear_write()
+            && let Err(error) = remote.blocking(move |store| store.set(key, stamp, ttl))
+        {
+            self.record("clear", &error);
+        }
+        self.counters.reset();
+    }
+
+    /// The async form of [`clear`](Self::clear).
+    pub async fn clear_async(&self) {
+        if let Some((remote, key, stamp, ttl)) = self.clear_write()
+            && let Err(error) = remote.call(move |store| store.set(key, stamp, ttl)).await
+        {
+            self.record("clear", &error);
+        }
+        self.counters.reset();
+    }
+
+    /// This process's hits, misses and errors; `currsize` counts the keys of this cache in
+    /// the store (including entries hidden by a tag or a clear until they expire), `maxsize`
+    /// is 0: a remote cache is bounded by its TTLs and the store's memory policy.
+    pub fn info(&self) -> CacheInfo {
+        let currsize = self.remote().map_or(0, |remote| {
+            let prefix = format!("{}:{}:", remote.prefix(), self.space);
+            remote
+                .blocking(move |store| store.count_prefix(prefix))
+                .unwrap_or_else(|error| {
+                    self.record("count", &error);
+                    0
+                })
+        });
+        CacheInfo {
+            hits: self.counters.hits_since_clear(),
+            misses: self.counters.misses.load(Ordering::Relaxed),
+            maxsize: 0,
+            currsize,
+            evictions: 0,
+            errors: self.counters.errors.load(Ordering::Relaxed),
+            compute_time: Duration::from_nanos(self.counters.compute_nanos.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// Ends a flight, handing its followers the value (a clone: the leader returns its own).
+fn finish<S: Clone>(guard: Option<LeaderGuard<'_, String, S>>, value: Option<&S>) {
+    if let Some(guard) = guard {
+        guard.finish(value.cloned());
+    }
+}
+
+impl<S: RemoteValue> crate::registry::Registered for RemoteCache<S> {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn info(&self) -> CacheInfo {
+        RemoteCache::info(self)
+    }
+}

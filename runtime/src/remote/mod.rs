@@ -1,0 +1,545 @@
+//! Caches shared between processes: the [`RemoteStore`] seam, the [`Remote`] that wraps a store
+//! with a key prefix, a codec, an operation timeout and a circuit breaker, and the process-wide
+//! default that `#[cached(backend = "redis")]` and `backend = "remote"` use.
+//!
+//! # Consistency
+//! - A remote entry is `<prefix>:<cache name>:v<version>:<arguments>` (see [`key`]), framed with
+//!   the *stamps* of its invalidation keys as they were read before the value was computed.
+//! - A hit reads the entry and its cache's and tags' invalidation keys in one `MGET` (one round
+//!   trip; on Redis Cluster the crate splits it per node and sends the parts at once).
+//! - [`invalidate_tag`](crate::invalidate_tag) and `cache_clear()` write a fresh random stamp; every
+//!   entry written under the old stamp then reads as a miss, in every process, from the next
+//!   read on. A computation that started before the invalidation writes its value under the old
+//!   stamp, so it is never served.
+//! - Invalidation keys live for the remote's `max_ttl`, and no entry lives longer than that, so
+//!   no index grows without bound and an expired stamp can never revive an old entry.
+//! - `invalidate(args)` deletes the one entry. A computation of the same key that started
+//!   before it, in another process, may still write its value afterwards (as in most caches);
+//!   use a tag when that matters.
+//! - Single flight is per process: concurrent misses of one key in one process compute once;
+//!   separate processes may each compute it once.
+//!
+//! # Failures
+//! Every operation has a timeout (default 250 ms). A failed or timed-out operation is counted in
+//! `CacheInfo::errors`, logged through `tracing` at most every 10 s per cache, and the function
+//! runs. After `failure_threshold` consecutive failures (default 5) the store is skipped for
+//! `cool_down` (default 5 s), then one probe goes through; when it succeeds, caching resumes.
+//!
+//! # Threads and runtimes
+//! Store operations run on one background tokio runtime owned by cachemere (one worker thread,
+//! named `cachemere-remote`), created on first use. An `async fn` awaits them without blocking
+//! its executor (any executor, tokio or not). A sync function blocks its thread until the
+//! operation ends or times out, which also works inside a tokio runtime: it never panics there,
+//! but it does occupy that worker for up to the timeout, as any blocking I/O would. Call such
+//! functions through `spawn_blocking`, or make them `async`, on latency-sensitive runtimes.
+
+mod breaker;
+pub(crate) mod cache;
+pub mod codec;
+pub mod key;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+use std::time::Duration;
+
+use crate::backend::BackendError;
+use breaker::{Admission, Breaker};
+pub use codec::{Codec, CodecError};
+
+/// What a [`RemoteStore`] operation returns: a boxed, sendable future.
+pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, BackendError>> + Send + 'static>>;
+
+/// A key-value store shared between processes: the seam a remote backend implements.
+///
+/// Keys are text, values bytes; everything else (framing, codecs, tags, timeouts, the
+/// circuit breaker, statistics) is done above it, so a store only moves bytes. Operations are
+/// polled on cachemere's background tokio runtime, so an implementation may use tokio I/O.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::{Arc, Mutex};
+/// use std::time::Duration;
+/// use cachemere::remote::{Remote, RemoteStore, StoreFuture};
+///
+/// /// A stand-in for a client of another shared store (memcached, a database table...).
+/// #[derive(Default)]
+/// struct Shared(Arc<Mutex<HashMap<String, Vec<u8>>>>);
+///
+/// impl RemoteStore for Shared {
+///     fn get_many(&self, keys: Vec<String>) -> StoreFuture<Vec<Option<Vec<u8>>>> {
+///         let map = Arc::clone(&self.0);
+///         Box::pin(async move {
+///             let map = map.lock().unwrap_or_else(|e| e.into_inner());
+///             Ok(keys.iter().map(|k| map.get(k).cloned()).collect())
+///         })
+///     }
+///     fn set(&self, key: String, value: Vec<u8>, _ttl: Duration) -> StoreFuture<()> {
+///         let map = Arc::clone(&self.0);
+///         Box::pin(async move {
+///             map.lock().unwrap_or_else(|e| e.into_inner()).insert(key, value);
+///             Ok(())
+///         })
+///     }
+///     fn delete(&self, key: String) -> StoreFuture<bool> {
+///         let map = Arc::clone(&self.0);
+///         Box::pin(async move { Ok(map.lock().unwrap_or_else(|e| e.into_inner()).remove(&key).is_some()) })
+///     }
+///     fn count_prefix(&self, prefix: String) -> StoreFuture<u64> {
+///         let map = Arc::clone(&self.0);
+///         Box::pin(async move {
+///             let map = map.lock().unwrap_or_else(|e| e.into_inner());
+///             Ok(map.keys().filter(|k| k.starts_with(&prefix)).count() as u64)
+///         })
+///     }
+///     fn describe(&self) -> String { "in-process stand-in".into() }
+/// }
+///
+/// Remote::builder(Shared::default()).prefix("doc").install();
+///
+/// #[cachemere::cached(backend = "remote")]
+/// fn double(x: u64) -> u64 { x * 2 }
+///
+/// assert_eq!(double(21), 42);
+/// assert_eq!(double(21), 42);
+/// assert_eq!(double::cache_info().hits, 1);
+/// ```
+pub trait RemoteStore: Send + Sync + 'static {
+    /// The values at `keys`, in order (`None` where absent), read together (one round trip
+    /// where the store allows it).
+    fn get_many(&self, keys: Vec<String>) -> StoreFuture<Vec<Option<Vec<u8>>>>;
+
+    /// Stores `value` at `key`, expiring after `ttl`, set atomically with the value.
+    fn set(&self, key: String, value: Vec<u8>, ttl: Duration) -> StoreFuture<()>;
+
+    /// Deletes `key`; returns whether it existed.
+    fn delete(&self, key: String) -> StoreFuture<bool>;
+
+    /// How many keys start with `prefix` (may be approximate; used for `currsize`).
+    fn count_prefix(&self, prefix: String) -> StoreFuture<u64>;
+
+    /// What the store is, for logs: never a password.
+    fn describe(&self) -> String;
+}
+
+/// The default operation timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
+/// The default bound on an entry's life, and the life of invalidation stamps.
+pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// The default key prefix.
+pub const DEFAULT_PREFIX: &str = "cachemere";
+
+/// A remote store with the policy around it. Cheap to clone; clones share the store.
+#[derive(Clone)]
+pub struct Remote {
+    inner: Arc<RemoteInner>,
+}
+
+struct RemoteInner {
+    store: Arc<dyn RemoteStore>,
+    prefix: String,
+    codec: Codec,
+    timeout: Duration,
+    max_ttl: Duration,
+    breaker: Breaker,
+    description: String,
+}
+
+impl fmt::Debug for Remote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Remote")
+            .field("store", &self.inner.description)
+            .field("prefix", &self.inner.prefix)
+            .field("codec", &self.inner.codec)
+            .field("timeout", &self.inner.timeout)
+            .field("max_ttl", &self.inner.max_ttl)
+            .finish()
+    }
+}
+
+/// Builds a [`Remote`]: [`Remote::builder`].
+#[must_use]
+pub struct RemoteBuilder {
+    store: Arc<dyn RemoteStore>,
+    prefix: String,
+    codec: Codec,
+    timeout: Duration,
+    max_ttl: Duration,
+    failure_threshold: u32,
+    cool_down: Duration,
+}
+
+impl RemoteBuilder {
+    /// The first segment of every key (default `"cachemere"`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The value codec (default [`Codec::Postcard`]).
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// The time budget of one store operation (default 250 ms).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The longest an entry lives (also the TTL of an entry without `ttl`), and how long
+    /// invalidation stamps live (default 24 h).
+    pub fn max_ttl(mut self, max_ttl: Duration) -> Self {
+        self.max_ttl = max_ttl.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Consecutive failures that open the circuit, and how long it stays open before a probe
+    /// (defaults 5 and 5 s).
+    pub fn circuit_breaker(mut self, failure_threshold: u32, cool_down: Duration) -> Self {
+        self.failure_threshold = failure_threshold;
+        self.cool_down = cool_down;
+        self
+    }
+
+    /// The remote.
+    pub fn build(self) -> Remote {
+        let description = self.store.describe();
+        Remote {
+            inner: Arc::new(RemoteInner {
+                store: self.store,
+                prefix: self.prefix,
+                codec: self.codec,
+                timeout: self.timeout,
+                max_ttl: self.max_ttl,
+                breaker: Breaker::new(self.failure_threshold, self.cool_down),
+                description,
+            }),
+        }
+    }
+
+    /// Builds the remote and makes it the process default; returns it.
+    pub fn install(self) -> Remote {
+        let remote = self.build();
+        remote.install();
+        remote
+    }
+}
+
+/// Why an operation was not sent: the circuit is open after repeated failures.
+#[derive(Debug, thiserror::Error)]
+#[error("the circuit breaker of {0} is open after repeated failures; skipping it")]
+pub struct CircuitOpen(String);
+
+/// Why no remote was available.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteUnavailable {
+    /// No remote was installed and none could be built from the environment.
+    #[error("no remote cache store is configured: {0}")]
+    NotConfigured(String),
+    /// cachemere's background runtime could not be started.
+    #[error("the cachemere-remote runtime could not start: {0}")]
+    Runtime(String),
+    /// The operation's task ended without an answer.
+    #[error("the remote operation was lost: {0}")]
+    Lost(String),
+}
+
+fn unavailable(error: RemoteUnavailable) -> BackendError {
+    BackendError::Unavailable(Box::new(error))
+}
+
+/// Grace beyond the operation timeout for a blocked caller (the task itself enforces it).
+const BLOCKING_GRACE: Duration = Duration::from_millis(50);
+
+fn runtime() -> Result<&'static tokio::runtime::Runtime, BackendError> {
+    static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("cachemere-remote")
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| unavailable(RemoteUnavailable::Runtime(e.clone())))
+}
+
+/// Spawns a future on cachemere's background runtime (used by stores to create their
+/// connections there, so they outlive the caller's runtime).
+pub(crate) fn spawn_on_runtime<F>(
+    future: F,
+) -> Result<tokio::task::JoinHandle<F::Output>, BackendError>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    Ok(runtime()?.spawn(future))
+}
+
+impl Remote {
+    /// Starts building a remote around `store`.
+    pub fn builder(store: impl RemoteStore) -> RemoteBuilder {
+        RemoteBuilder {
+            store: Arc::new(store),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            codec: Codec::default(),
+            timeout: DEFAULT_TIMEOUT,
+            max_ttl: DEFAULT_MAX_TTL,
+            failure_threshold: 5,
+            cool_down: Duration::from_secs(5),
+        }
+    }
+
+    /// Makes this remote the process default (replacing any): caches with
+    /// `backend = "redis"` or `"remote"` use it from their next call, and
+    /// [`invalidate_tag`](crate::invalidate_tag) reaches it.
+    pub fn install(&self) {
+        *DEFAULT.write().unwrap_or_else(PoisonError::into_inner) = Some(self.clone());
+        self.mark_in_use();
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// The value codec.
+    pub fn codec(&self) -> Codec {
+        self.inner.codec
+    }
+
+    /// The operation timeout.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// The longest life of an entry and of an invalidation stamp.
+    pub fn max_ttl(&self) -> Duration {
+        self.inner.max_ttl
+    }
+
+    /// The store itself, for direct use (its operations run on the caller's executor, without
+    /// this remote's timeout or breaker).
+    pub fn store(&self) -> Arc<dyn RemoteStore> {
+        Arc::clone(&self.inner.store)
+    }
+
+    /// What the store is (no secrets).
+    pub fn describe(&self) -> &str {
+        &self.inner.description
+    }
+
+    /// An identity of the shared store (equal for clones).
+    pub(crate) fn identity(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
+    }
+
+    fn mark_in_use(&self) {
+        let mut in_use = IN_USE.lock().unwrap_or_else(PoisonError::into_inner);
+        // Weak: a remote dropped by everyone leaves the list (and is not kept alive by it).
+        in_use.retain(|remote| remote.strong_count() > 0);
+        if !in_use
+            .iter()
+            .any(|remote| std::ptr::eq(remote.as_ptr(), Arc::as_ptr(&self.inner)))
+        {
+            in_use.push(Arc::downgrade(&self.inner));
+        }
+    }
+
+    pub(crate) fn tag_key(&self, tag: &str) -> String {
+        format!("{}:#tag:{}", self.inner.prefix, key::tag_segment(tag))
+    }
+
+    /// Runs `op` against the store under the breaker and the timeout.
+    async fn guarded<T>(inner: Arc<RemoteInner>, op: StoreFuture<T>) -> Result<T, BackendError> {
+        let admission = inner.breaker.admit();
+        if admission == Admission::Open {
+            return Err(unavailable_circuit(&inner));
+        }
+        let outcome = match tokio::time::timeout(inner.timeout, op).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(BackendError::Timeout(inner.timeout)),
+        };
+        if inner.breaker.record(&admission, outcome.is_ok()) {
+            tracing::warn!(
+                store = %inner.description,
+                cool_down = ?inner.breaker.cool_down(),
+                "remote cache store failing; skipping it for the cool-down, then probing"
+            );
+        }
+        outcome
+    }
+
+    /// Runs an operation and blocks this thread for its answer (at most the timeout).
+    pub(crate) fn blocking<T, F>(&self, op: F) -> Result<T, BackendError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn RemoteStore) -> StoreFuture<T> + Send + 'static,
+    {
+        let runtime = runtime()?;
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        let inner = Arc::clone(&self.inner);
+        runtime.spawn(async move {
+            let future = op(&*inner.store);
+            let _ = sender.send(Self::guarded(inner, future).await);
+        });
+        receiver
+            .recv_timeout(self.inner.timeout + BLOCKING_GRACE)
+            .unwrap_or(Err(BackendError::Timeout(self.inner.timeout)))
+    }
+
+    /// Runs an operation and awaits its answer without blocking the caller's executor.
+    pub(crate) async fn call<T, F>(&self, op: F) -> Result<T, BackendError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn RemoteStore) -> StoreFuture<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        let task = runtime()?.spawn(async move {
+            let future = op(&*inner.store);
+            Self::guarded(inner, future).await
+        });
+        match task.await {
+            Ok(outcome) => outcome,
+            Err(join_error) => Err(unavailable(RemoteUnavailable::Lost(join_error.to_string()))),
+        }
+    }
+
+    fn stamp_write(&self, tag: &str) -> (String, Vec<u8>, Duration) {
+        (self.tag_key(tag), fresh_stamp(), self.inner.max_ttl)
+    }
+
+    /// Hides every entry tagged `tag` in this remote, for every process (blocking).
+    pub fn invalidate_tag(&self, tag: &str) -> Result<(), BackendError> {
+        let (key, stamp, ttl) = self.stamp_write(tag);
+        self.blocking(move |store| store.set(key, stamp, ttl))
+    }
+
+    /// Hides every entry tagged `tag` in this remote, for every process.
+    pub async fn invalidate_tag_async(&self, tag: &str) -> Result<(), BackendError> {
+        let (key, stamp, ttl) = self.stamp_write(tag);
+        self.call(move |store| store.set(key, stamp, ttl)).await
+    }
+}
+
+fn unavailable_circuit(inner: &RemoteInner) -> BackendError {
+    BackendError::Unavailable(Box::new(CircuitOpen(inner.description.clone())))
+}
+
+/// A value for an invalidation key that no earlier invalidation wrote: 128 random bits (from
+/// std's per-process random hasher keys, the time and a counter).
+pub(crate) fn fresh_stamp() -> Vec<u8> {
+    use std::hash::{BuildHasher, RandomState};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static KEYS: OnceLock<(RandomState, RandomState)> = OnceLock::new();
+    let (a, b) = KEYS.get_or_init(|| (RandomState::new(), RandomState::new()));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let seed = (
+        nanos,
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        std::process::id(),
+    );
+    format!("{:016x}{:016x}", a.hash_one(seed), b.hash_one(seed)).into_bytes()
+}
+
+static DEFAULT: RwLock<Option<Remote>> = RwLock::new(None);
+static IN_USE: Mutex<Vec<std::sync::Weak<RemoteInner>>> = Mutex::new(Vec::new());
+
+/// The default remote: the installed one, or (with the `redis` feature) one built from
+/// `CACHEMERE_REDIS_URL` on first use. A failure to build it is logged once.
+pub fn default_remote() -> Result<Remote, BackendError> {
+    if let Some(remote) = DEFAULT
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+    {
+        return Ok(remote.clone());
+    }
+    static FROM_ENV: OnceLock<Result<Remote, String>> = OnceLock::new();
+    let built = FROM_ENV.get_or_init(|| {
+        let built = from_environment();
+        match &built {
+            Ok(remote) => {
+                tracing::info!(
+                    store = remote.describe(),
+                    "remote cache store configured from the environment"
+                );
+                remote.mark_in_use();
+            }
+            Err(message) => tracing::error!(
+                problem = %message,
+                "no remote cache store: functions with a remote backend run uncached"
+            ),
+        }
+        built
+    });
+    match built {
+        Ok(remote) => Ok(remote.clone()),
+        Err(message) => Err(unavailable(RemoteUnavailable::NotConfigured(
+            message.clone(),
+        ))),
+    }
+}
+
+#[cfg(feature = "redis")]
+fn from_environment() -> Result<Remote, String> {
+    crate::redis::RedisConfig::from_env()
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "redis"))]
+fn from_environment() -> Result<Remote, String> {
+    Err("install one with `Remote::builder(store).install()`".to_owned())
+}
+
+/// Invalidates `tag` in every remote installed or used in this process (blocking; each for at
+/// most its timeout). Failures are logged.
+pub(crate) fn invalidate_tag_everywhere(tag: &str) {
+    for remote in remotes_in_use() {
+        if let Err(error) = remote.invalidate_tag(tag) {
+            log_invalidation_failure(&remote, tag, &error);
+        }
+    }
+}
+
+/// The async form of [`invalidate_tag_everywhere`].
+pub(crate) async fn invalidate_tag_everywhere_async(tag: &str) {
+    for remote in remotes_in_use() {
+        if let Err(error) = remote.invalidate_tag_async(tag).await {
+            log_invalidation_failure(&remote, tag, &error);
+        }
+    }
+}
+
+pub(crate) fn register_in_use(remote: &Remote) {
+    remote.mark_in_use();
+}
+
+fn remotes_in_use() -> Vec<Remote> {
+    IN_USE
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .filter_map(std::sync::Weak::upgrade)
+        .map(|inner| Remote { inner })
+        .collect()
+}
+
+fn log_invalidation_failure(remote: &Remote, tag: &str, error: &BackendError) {
+    tracing::warn!(
+        store = remote.describe(),
+        tag,
+        error = %error,
+        "tag invalidation did not reach a remote cache store; its entries stay until they expire"
+    );
+}
