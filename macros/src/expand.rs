@@ -429,10 +429,10 @@ impl Plan<'_> {
         let assert_value = quote_spanned!(output_span=> ::cachemere::__private::assert_remote_value::<#policy, #output>(););
         let feature_check = match self.options.backend.as_ref().map(|b| &b.value) {
             Some(BackendChoice::Redis(span)) => {
-                quote_spanned!(*span=> ::cachemere::__private::assert_redis_feature::<#output>();)
+                quote_spanned!(*span=> ::cachemere::__private::assert_redis_feature::<()>();)
             }
             Some(BackendChoice::Remote(span)) => {
-                quote_spanned!(*span=> ::cachemere::__private::assert_remote_feature::<#output>();)
+                quote_spanned!(*span=> ::cachemere::__private::assert_remote_feature::<()>();)
             }
             _ => quote!(),
         };

@@ -51,7 +51,9 @@ pub use backend::{Backend, BackendError, CacheConfig, DEFAULT_MAXSIZE};
 /// Options (all optional): `ttl = 300` or `ttl = "250ms" | "90s" | "5m" | "1h" | "1d"`,
 /// `maxsize = 1000` (default [`DEFAULT_MAXSIZE`]), `tags = ["users", "user:{id}"]`, `skip(a, b)`
 /// (and `skip(self)`), `key = <expr>` with `key_type = Type` (default `String`),
-/// `name = "..."`, `backend = "memory" | "moka" | path::to::constructor`, `cache_none = true`,
+/// `name = "..."`, `backend = "memory" | "moka" | "redis" | "remote" | path::to::constructor`,
+/// `version = 2` and `remote = path::to::fn` (remote backends only; see the `remote` module),
+/// `cache_none = true`,
 /// `cache_err = true`, `single_flight = false`. Only `Some`/`Ok` are stored unless
 /// `cache_none`/`cache_err` say otherwise. Misuse is a compile error on the offending token.
 ///

@@ -68,7 +68,7 @@ enum Found<S> {
     Miss(Option<Vec<Stamp>>),
 }
 
-impl<S: RemoteValue> RemoteCache<S> {
+impl<S> RemoteCache<S> {
     /// The cache of `name` in key space `version`; entries live `ttl` (at most the remote's
     /// `max_ttl`, which is also the default).
     pub fn new(
@@ -103,7 +103,7 @@ impl<S: RemoteValue> RemoteCache<S> {
 
     /// The argument segment of the key for `args`; `None` (an error counted) if they cannot be
     /// encoded, in which case the call runs uncached.
-    pub fn arguments<T: ?Sized + Serialize>(&self, args: &T) -> Option<String> {
+    pub fn arguments<T: ?Sized + RemoteKeyPart>(&self, args: &T) -> Option<String> {
         match key::argument_segment(args) {
             Ok(segment) => Some(segment),
             Err(error) => {
@@ -158,6 +158,89 @@ impl<S: RemoteValue> RemoteCache<S> {
         })
     }
 
+    /// Deletes the entry for these arguments; returns whether there was one.
+    pub fn invalidate(&self, arguments: Option<String>) -> bool {
+        let Some(plan) = arguments.and_then(|arguments| self.plan(&arguments, &[])) else {
+            return false;
+        };
+        let key = plan.entry_key;
+        plan.remote
+            .blocking(move |remote| remote.delete(key))
+            .unwrap_or_else(|error| {
+                self.record("invalidate", &error);
+                false
+            })
+    }
+
+    /// The async form of [`invalidate`](Self::invalidate).
+    pub async fn invalidate_async(&self, arguments: Option<String>) -> bool {
+        let Some(plan) = arguments.and_then(|arguments| self.plan(&arguments, &[])) else {
+            return false;
+        };
+        let key = plan.entry_key;
+        match plan.remote.call(move |remote| remote.delete(key)).await {
+            Ok(existed) => existed,
+            Err(error) => {
+                self.record("invalidate", &error);
+                false
+            }
+        }
+    }
+
+    fn clear_write(&self) -> Option<(Remote, String, Vec<u8>, Duration)> {
+        let remote = self.remote()?;
+        let key = self.clear_key(&remote);
+        let ttl = remote.max_ttl();
+        Some((remote, key, super::fresh_stamp(), ttl))
+    }
+
+    /// Hides every entry of this cache for every process (they expire later) and resets this
+    /// process's statistics.
+    pub fn clear(&self) {
+        if let Some((remote, key, stamp, ttl)) = self.clear_write()
+            && let Err(error) = remote.blocking(move |store| store.set(key, stamp, ttl))
+        {
+            self.record("clear", &error);
+        }
+        self.counters.reset();
+    }
+
+    /// The async form of [`clear`](Self::clear).
+    pub async fn clear_async(&self) {
+        if let Some((remote, key, stamp, ttl)) = self.clear_write()
+            && let Err(error) = remote.call(move |store| store.set(key, stamp, ttl)).await
+        {
+            self.record("clear", &error);
+        }
+        self.counters.reset();
+    }
+
+    /// This process's hits, misses and errors; `currsize` counts the keys of this cache in
+    /// the store (including entries hidden by a tag or a clear until they expire), `maxsize`
+    /// is 0: a remote cache is bounded by its TTLs and the store's memory policy.
+    pub fn info(&self) -> CacheInfo {
+        let currsize = self.remote().map_or(0, |remote| {
+            let prefix = format!("{}:{}:", remote.prefix(), self.space);
+            remote
+                .blocking(move |store| store.count_prefix(prefix))
+                .unwrap_or_else(|error| {
+                    self.record("count", &error);
+                    0
+                })
+        });
+        CacheInfo {
+            hits: self.counters.hits_since_clear(),
+            misses: self.counters.misses.load(Ordering::Relaxed),
+            maxsize: 0,
+            currsize,
+            evictions: 0,
+            errors: self.counters.errors.load(Ordering::Relaxed),
+            compute_time: Duration::from_nanos(self.counters.compute_nanos.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+impl<S: RemoteValue> RemoteCache<S> {
     /// Judges what a read returned.
     fn judge(&self, plan: &Plan, read: Result<Vec<Option<Vec<u8>>>, BackendError>) -> Found<S> {
         let values = match read {
@@ -372,87 +455,6 @@ impl<S: RemoteValue> RemoteCache<S> {
         finish(guard, stored.as_ref());
         result
     }
-
-    /// Deletes the entry for these arguments; returns whether there was one.
-    pub fn invalidate(&self, arguments: Option<String>) -> bool {
-        let Some(plan) = arguments.and_then(|arguments| self.plan(&arguments, &[])) else {
-            return false;
-        };
-        let key = plan.entry_key;
-        plan.remote
-            .blocking(move |remote| remote.delete(key))
-            .unwrap_or_else(|error| {
-                self.record("invalidate", &error);
-                false
-            })
-    }
-
-    /// The async form of [`invalidate`](Self::invalidate).
-    pub async fn invalidate_async(&self, arguments: Option<String>) -> bool {
-        let Some(plan) = arguments.and_then(|arguments| self.plan(&arguments, &[])) else {
-            return false;
-        };
-        let key = plan.entry_key;
-        match plan.remote.call(move |remote| remote.delete(key)).await {
-            Ok(existed) => existed,
-            Err(error) => {
-                self.record("invalidate", &error);
-                false
-            }
-        }
-    }
-
-    fn clear_write(&self) -> Option<(Remote, String, Vec<u8>, Duration)> {
-        let remote = self.remote()?;
-        let key = self.clear_key(&remote);
-        let ttl = remote.max_ttl();
-        Some((remote, key, super::fresh_stamp(), ttl))
-    }
-
-    /// Hides every entry of this cache for every process (they expire later) and resets this
-    /// process's statistics.
-    pub fn clear(&self) {
-        if let Some((remote, key, stamp, ttl)) = self.clear_write()
-            && let Err(error) = remote.blocking(move |store| store.set(key, stamp, ttl))
-        {
-            self.record("clear", &error);
-        }
-        self.counters.reset();
-    }
-
-    /// The async form of [`clear`](Self::clear).
-    pub async fn clear_async(&self) {
-        if let Some((remote, key, stamp, ttl)) = self.clear_write()
-            && let Err(error) = remote.call(move |store| store.set(key, stamp, ttl)).await
-        {
-            self.record("clear", &error);
-        }
-        self.counters.reset();
-    }
-
-    /// This process's hits, misses and errors; `currsize` counts the keys of this cache in
-    /// the store (including entries hidden by a tag or a clear until they expire), `maxsize`
-    /// is 0: a remote cache is bounded by its TTLs and the store's memory policy.
-    pub fn info(&self) -> CacheInfo {
-        let currsize = self.remote().map_or(0, |remote| {
-            let prefix = format!("{}:{}:", remote.prefix(), self.space);
-            remote
-                .blocking(move |store| store.count_prefix(prefix))
-                .unwrap_or_else(|error| {
-                    self.record("count", &error);
-                    0
-                })
-        });
-        CacheInfo {
-            hits: self.counters.hits_since_clear(),
-            misses: self.counters.misses.load(Ordering::Relaxed),
-            maxsize: 0,
-            currsize,
-            evictions: 0,
-            errors: self.counters.errors.load(Ordering::Relaxed),
-            compute_time: Duration::from_nanos(self.counters.compute_nanos.load(Ordering::Relaxed)),
-        }
-    }
 }
 
 /// Ends a flight, handing its followers the value (a clone: the leader returns its own).
@@ -462,7 +464,7 @@ fn finish<S: Clone>(guard: Option<LeaderGuard<'_, String, S>>, value: Option<&S>
     }
 }
 
-impl<S: RemoteValue> crate::registry::Registered for RemoteCache<S> {
+impl<S: Send + Sync + 'static> crate::registry::Registered for RemoteCache<S> {
     fn name(&self) -> &str {
         self.name
     }

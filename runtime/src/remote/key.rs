@@ -34,9 +34,7 @@ fn is_plain_in_argument(byte: u8) -> bool {
 /// Appends `text` percent-escaped, keeping `plain` bytes and non-ASCII UTF-8 as they are.
 fn escape_into(out: &mut String, text: &str, plain: fn(u8) -> bool) {
     for ch in text.chars() {
-        if !ch.is_ascii() {
-            out.push(ch);
-        } else if plain(ch as u8) {
+        if !ch.is_ascii() || plain(ch as u8) {
             out.push(ch);
         } else {
             let _ = write!(out, "%{:02X}", ch as u8);

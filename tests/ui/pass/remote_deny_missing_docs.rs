@@ -1,0 +1,49 @@
+//! A user crate with strict lints and Redis-backed functions: the generated code passes them.
+#![deny(missing_docs, warnings, unused, unsafe_code)]
+
+use cachemere::cached;
+use serde::{Deserialize, Serialize};
+
+/// A value stored in Redis.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Profile {
+    /// Its name.
+    pub name: String,
+}
+
+/// A public Redis-cached function with tags and a version.
+#[cached(backend = "redis", ttl = 300, tags = ["user:{id}"], version = 2)]
+pub fn profile(id: u64, locale: &str) -> Result<Profile, String> {
+    Ok(Profile { name: format!("{id}:{locale}") })
+}
+
+/// A public async Redis-cached function that skips an argument.
+#[cached(backend = "redis", skip(trace))]
+pub async fn score(id: u64, trace: bool) -> Option<u64> {
+    let _ = trace;
+    Some(id)
+}
+
+#[cached(backend = "remote", key = format!("{a}-{b}"))]
+fn private_pair(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+/// A type with a Redis-cached method.
+#[derive(Clone, Serialize)]
+pub struct Shard {
+    /// Its number.
+    pub number: u32,
+}
+
+impl Shard {
+    /// A cached method, named as the remote backend requires.
+    #[cached(backend = "redis", name = "shard-lookup")]
+    pub fn lookup(&self, id: u64) -> u64 {
+        id + u64::from(self.number)
+    }
+}
+
+fn main() {
+    let _ = private_pair;
+}
