@@ -369,16 +369,19 @@ impl Plan<'_> {
         );
         quote! {
             #[doc = #info_doc]
+            #[allow(dead_code)]
             #vis fn #info() -> ::cachemere::CacheInfo {
                 #accessor.info()
             }
 
             #[doc = #clear_doc]
+            #[allow(dead_code)]
             #vis #asyncness fn #clear() {
                 #clear_call
             }
 
             #[doc = #invalidate_doc]
+            #[allow(dead_code)]
             #[allow(unused_variables)]
             #vis #asyncness fn #invalidate(#receiver #(#params),*) -> bool {
                 #setup

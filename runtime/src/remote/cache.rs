@@ -221,10 +221,11 @@ impl<S> RemoteCache<S> {
     pub fn info(&self) -> CacheInfo {
         let currsize = self.remote().map_or(0, |remote| {
             let prefix = format!("{}:{}:", remote.prefix(), self.space);
+            // Reading the statistics does not change them: a failed count is 0, not an error.
             remote
                 .blocking(move |store| store.count_prefix(prefix))
                 .unwrap_or_else(|error| {
-                    self.record("count", &error);
+                    tracing::debug!(cache = self.name, error = %error, "could not count entries");
                     0
                 })
         });

@@ -44,6 +44,13 @@ impl Shard {
     }
 }
 
+/// Unused generated helpers of a private async function do not warn.
+#[cached(backend = "redis", tags = ["private:{id}"])]
+async fn private_async(id: u64) -> u64 {
+    id
+}
+
 fn main() {
     let _ = private_pair;
+    let _ = private_async;
 }
