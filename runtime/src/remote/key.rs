@@ -418,7 +418,7 @@ mod tests {
     fn simple_arguments_stay_readable() {
         assert_eq!(argument_segment(&(42_u64, "ada")).unwrap(), "42:ada");
         assert_eq!(argument_segment(&(-7_i32,)).unwrap(), "-7");
-        assert_eq!(argument_segment(&()).unwrap(), "");
+        assert_eq!(argument_segment(&()).unwrap(), "()", "no arguments");
         assert_eq!(argument_segment(&("a@b.com",)).unwrap(), "a@b.com");
         assert_eq!(name_segment("app::users::get_user"), "app.users.get_user");
     }
