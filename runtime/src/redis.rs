@@ -188,24 +188,35 @@ impl RedisConfig {
     }
 }
 
-/// `url` with any password replaced by `***`.
+/// `url` with any password replaced by `***`: the one in the user-info part (everything up to
+/// the last `@`, so a password containing `/`, `?` or `#` is covered too) and `pass=` or
+/// `password=` query parameters.
 pub fn redact(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
+        return redact_query(url);
     };
-    let authority_end = url[scheme_end..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| scheme_end + i);
-    let Some(at) = url[scheme_end..authority_end]
-        .rfind('@')
-        .map(|i| scheme_end + i)
-    else {
-        return url.to_owned();
-    };
-    match url[scheme_end..at].find(':') {
-        Some(colon) => format!("{}:***{}", &url[..scheme_end + colon], &url[at..]),
+    let masked = match url[scheme_end..].rfind('@').map(|i| scheme_end + i) {
+        Some(at) => match url[scheme_end..at].find(':') {
+            Some(colon) => format!("{}:***{}", &url[..scheme_end + colon], &url[at..]),
+            None => url.to_owned(),
+        },
         None => url.to_owned(),
-    }
+    };
+    redact_query(&masked)
+}
+
+fn redact_query(url: &str) -> String {
+    let Some(question) = url.find('?') else {
+        return url.to_owned();
+    };
+    let params: Vec<String> = url[question + 1..]
+        .split('&')
+        .map(|param| match param.split_once('=') {
+            Some((name, _)) if matches!(name, "pass" | "password") => format!("{name}=***"),
+            _ => param.to_owned(),
+        })
+        .collect();
+    format!("{}?{}", &url[..question], params.join("&"))
 }
 
 // One per store: the size difference between the variants does not matter.
@@ -315,14 +326,15 @@ impl StoreInner {
         if let Some(connection) = self.current() {
             return Ok(connection);
         }
-        let _connecting = self.connecting.lock().await;
-        if let Some(connection) = self.current() {
-            return Ok(connection);
-        }
-        // Connect on cachemere's runtime, so the connection's driver outlives the caller's.
+        // Connect on cachemere's runtime, so the connection's driver outlives the caller's, and
+        // keep it there too: a caller that gives up (timeout) does not waste a slow handshake.
         let this = Arc::clone(&self);
-        let connected = spawn_on_runtime(async move {
-            match &this.target {
+        spawn_on_runtime(async move {
+            let _connecting = this.connecting.lock().await;
+            if let Some(connection) = this.current() {
+                return Ok(connection);
+            }
+            let connected = match &this.target {
                 Target::Single(client) => {
                     let config = ConnectionManagerConfig::new()
                         .set_connection_timeout(Some(this.timeout))
@@ -338,15 +350,15 @@ impl StoreInner {
                     client.get_async_connection().await.map(Connection::Cluster)
                 }
             }
+            .map_err(backend_error)?;
+            *this
+                .connection
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = Some(connected.clone());
+            Ok(connected)
         })?
         .await
         .map_err(|e| BackendError::Other(Box::new(e)))?
-        .map_err(backend_error)?;
-        *self
-            .connection
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Some(connected.clone());
-        Ok(connected)
     }
 
     async fn query<T: ::redis::FromRedisValue>(
@@ -506,6 +518,18 @@ mod tests {
         assert_eq!(redact("rediss://ada:hunter2@host"), "rediss://ada:***@host");
         assert_eq!(redact("redis://host:6379"), "redis://host:6379");
         assert_eq!(redact("redis://ada@host"), "redis://ada@host");
+        assert_eq!(
+            redact("redis://:hun/ter#2@host:1/0"),
+            "redis://:***@host:1/0"
+        );
+        assert_eq!(
+            redact("redis+unix:///tmp/r.sock?db=1&pass=hunter2"),
+            "redis+unix:///tmp/r.sock?db=1&pass=***"
+        );
+        let error = RedisConfig::new("redis://:hun/ter2@host").build();
+        if let Err(error) = error {
+            assert!(!error.to_string().contains("ter2"), "{error}");
+        }
         let config = RedisConfig::new("redis://:hunter2@127.0.0.1:1");
         assert!(!format!("{config:?}").contains("hunter2"));
         let remote = config.build().unwrap();

@@ -71,9 +71,48 @@ impl Breaker {
         let trips = *admission == Admission::Probe
             || (state.open_until.is_none() && state.consecutive_failures >= self.threshold);
         if trips {
-            state.open_until = Some(Instant::now() + self.cool_down);
+            let now = Instant::now();
+            state.open_until = Some(now.checked_add(self.cool_down).unwrap_or(now));
         }
         trips
+    }
+}
+
+/// An admitted operation; dropped without [`Ticket::record`] (a panic, a cancellation) it
+/// counts as a failure, so a probe can never leave the circuit half-open for good.
+pub(crate) struct Ticket<'a> {
+    breaker: &'a Breaker,
+    admission: Admission,
+    recorded: bool,
+}
+
+impl Breaker {
+    /// Admits an operation, or `None` while the circuit is open.
+    pub(crate) fn ticket(&self) -> Option<Ticket<'_>> {
+        match self.admit() {
+            Admission::Open => None,
+            admission => Some(Ticket {
+                breaker: self,
+                admission,
+                recorded: false,
+            }),
+        }
+    }
+}
+
+impl Ticket<'_> {
+    /// Records the outcome; returns `true` when this failure opened the circuit.
+    pub(crate) fn record(mut self, succeeded: bool) -> bool {
+        self.recorded = true;
+        self.breaker.record(&self.admission, succeeded)
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.breaker.record(&self.admission, false);
+        }
     }
 }
 
@@ -96,6 +135,18 @@ mod tests {
         assert_eq!(probe, Admission::Probe);
         assert_eq!(breaker.admit(), Admission::Open);
         breaker.record(&probe, true);
+        assert_eq!(breaker.admit(), Admission::Closed);
+    }
+
+    #[test]
+    fn a_probe_dropped_unrecorded_reopens_the_circuit() {
+        let breaker = Breaker::new(1, Duration::ZERO);
+        let first = breaker.ticket().unwrap();
+        assert!(first.record(false));
+        let probe = breaker.ticket().unwrap();
+        drop(probe); // as a panicking store future would
+        let next = breaker.ticket().expect("a new probe after the cool-down");
+        next.record(true);
         assert_eq!(breaker.admit(), Admission::Closed);
     }
 

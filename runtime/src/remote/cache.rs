@@ -63,9 +63,18 @@ struct Plan {
 enum Found<S> {
     /// A fresh value.
     Hit(S),
-    /// No usable value; compute, and write under these stamps (`None`: the store is failing,
-    /// do not write).
-    Miss(Option<Vec<Stamp>>),
+    /// No usable value; compute, and write as planned (`None`: the store is failing, do not
+    /// write).
+    Miss(Option<Write>),
+}
+
+/// How a miss's value is written: under these stamps, once the absent stamp keys are created.
+struct Write {
+    stamps: Vec<Stamp>,
+    /// Stamp keys that were absent, with the fresh values to create them with. An entry is
+    /// never written under an absent stamp, so a stamp that expires or is evicted later can
+    /// only turn its entries into misses, never bring an old one back.
+    create: Vec<(String, Vec<u8>)>,
 }
 
 impl<S> RemoteCache<S> {
@@ -160,37 +169,45 @@ impl<S> RemoteCache<S> {
 
     /// Deletes the entry for these arguments; returns whether there was one.
     pub fn invalidate(&self, arguments: Option<String>) -> bool {
+        super::note_invalidation();
         let Some(plan) = arguments.and_then(|arguments| self.plan(&arguments, &[])) else {
             return false;
         };
         let key = plan.entry_key;
-        plan.remote
+        let existed = plan
+            .remote
             .blocking(move |remote| remote.delete(key))
             .unwrap_or_else(|error| {
                 self.record("invalidate", &error);
                 false
-            })
+            });
+        super::note_invalidation();
+        existed
     }
 
     /// The async form of [`invalidate`](Self::invalidate).
     pub async fn invalidate_async(&self, arguments: Option<String>) -> bool {
+        super::note_invalidation();
         let Some(plan) = arguments.and_then(|arguments| self.plan(&arguments, &[])) else {
             return false;
         };
         let key = plan.entry_key;
-        match plan.remote.call(move |remote| remote.delete(key)).await {
+        let existed = match plan.remote.call(move |remote| remote.delete(key)).await {
             Ok(existed) => existed,
             Err(error) => {
                 self.record("invalidate", &error);
                 false
             }
-        }
+        };
+        super::note_invalidation();
+        existed
     }
 
     fn clear_write(&self) -> Option<(Remote, String, Vec<u8>, Duration)> {
+        super::note_invalidation();
         let remote = self.remote()?;
         let key = self.clear_key(&remote);
-        let ttl = remote.max_ttl();
+        let ttl = remote.stamp_ttl();
         Some((remote, key, super::fresh_stamp(), ttl))
     }
 
@@ -202,6 +219,7 @@ impl<S> RemoteCache<S> {
         {
             self.record("clear", &error);
         }
+        super::note_invalidation();
         self.counters.reset();
     }
 
@@ -212,6 +230,7 @@ impl<S> RemoteCache<S> {
         {
             self.record("clear", &error);
         }
+        super::note_invalidation();
         self.counters.reset();
     }
 
@@ -223,7 +242,7 @@ impl<S> RemoteCache<S> {
             let prefix = format!("{}:{}:", remote.prefix(), self.space);
             // Reading the statistics does not change them: a failed count is 0, not an error.
             remote
-                .blocking(move |store| store.count_prefix(prefix))
+                .blocking_unguarded(move |store| store.count_prefix(prefix))
                 .unwrap_or_else(|error| {
                     tracing::debug!(cache = self.name, error = %error, "could not count entries");
                     0
@@ -263,23 +282,66 @@ impl<S: RemoteValue> RemoteCache<S> {
                 return Found::Miss(None);
             }
         };
-        let stamps: Vec<Stamp> = values[1..]
-            .iter()
-            .map(|value| stamp_of(value.as_deref()))
-            .collect();
+        let mut stamps = Vec::with_capacity(values.len() - 1);
+        let mut create = Vec::new();
+        for (key, value) in plan.read_keys[1..].iter().zip(&values[1..]) {
+            match value {
+                Some(value) => stamps.push(stamp_of(Some(value))),
+                None => {
+                    let fresh = super::fresh_stamp();
+                    stamps.push(stamp_of(Some(&fresh)));
+                    create.push((key.clone(), fresh));
+                }
+            }
+        }
         if let Some(bytes) = &values[0] {
             let codec = plan.remote.codec();
             let decoded = unframe(codec, bytes).and_then(|(written_under, payload)| {
                 Ok((written_under, codec.decode::<S>(payload)?))
             });
             match decoded {
-                Ok((written_under, value)) if written_under == stamps => return Found::Hit(value),
+                Ok((written_under, value)) if create.is_empty() && written_under == stamps => {
+                    return Found::Hit(value);
+                }
                 // Invalidated by a tag or a clear since it was written: a plain miss.
                 Ok(_) => {}
                 Err(error) => self.record("decode", &BackendError::Decode(Box::new(error))),
             }
         }
-        Found::Miss(Some(stamps))
+        Found::Miss(Some(Write { stamps, create }))
+    }
+
+    /// Creates the absent stamp keys of `write`; `None` if that failed (then nothing is written).
+    fn create_stamps(&self, plan: &Plan, write: Option<Write>) -> Option<Vec<Stamp>> {
+        let write = write?;
+        let ttl = plan.remote.stamp_ttl();
+        for (key, value) in write.create {
+            if let Err(error) = plan
+                .remote
+                .blocking(move |store| store.set(key, value, ttl))
+            {
+                self.record("set", &error);
+                return None;
+            }
+        }
+        Some(write.stamps)
+    }
+
+    /// The async form of [`create_stamps`](Self::create_stamps).
+    async fn create_stamps_async(&self, plan: &Plan, write: Option<Write>) -> Option<Vec<Stamp>> {
+        let write = write?;
+        let ttl = plan.remote.stamp_ttl();
+        for (key, value) in write.create {
+            if let Err(error) = plan
+                .remote
+                .call(move |store| store.set(key, value, ttl))
+                .await
+            {
+                self.record("set", &error);
+                return None;
+            }
+        }
+        Some(write.stamps)
     }
 
     /// The framed value to write, if any.
@@ -382,15 +444,17 @@ impl<S: RemoteValue> RemoteCache<S> {
             Ok(guard) => guard,
             Err(value) => return self.hit(value, load),
         };
+        let epoch = super::invalidation_epoch();
         let keys = plan.read_keys.clone();
         let read = plan.remote.blocking(move |remote| remote.get_many(keys));
-        let stamps = match self.judge(&plan, read) {
+        let write = match self.judge(&plan, read) {
             Found::Hit(value) => {
-                finish(guard, Some(&value));
+                finish(guard, Some(&value), epoch);
                 return self.hit(value, load);
             }
-            Found::Miss(stamps) => stamps,
+            Found::Miss(write) => write,
         };
+        let stamps = self.create_stamps(&plan, write);
         self.miss();
         let result = match &guard {
             Some(guard) => guard.lead(|| self.timed(compute)),
@@ -405,7 +469,7 @@ impl<S: RemoteValue> RemoteCache<S> {
         {
             self.record("set", &error);
         }
-        finish(guard, stored.as_ref());
+        finish(guard, stored.as_ref(), epoch);
         result
     }
 
@@ -429,15 +493,17 @@ impl<S: RemoteValue> RemoteCache<S> {
             Ok(guard) => guard,
             Err(value) => return self.hit(value, load),
         };
+        let epoch = super::invalidation_epoch();
         let keys = plan.read_keys.clone();
         let read = plan.remote.call(move |remote| remote.get_many(keys)).await;
-        let stamps = match self.judge(&plan, read) {
+        let write = match self.judge(&plan, read) {
             Found::Hit(value) => {
-                finish(guard, Some(&value));
+                finish(guard, Some(&value), epoch);
                 return self.hit(value, load);
             }
-            Found::Miss(stamps) => stamps,
+            Found::Miss(write) => write,
         };
+        let stamps = self.create_stamps_async(&plan, write).await;
         self.miss();
         let result = match &guard {
             Some(guard) => self.timed_async(guard.lead_async(compute)).await,
@@ -453,15 +519,18 @@ impl<S: RemoteValue> RemoteCache<S> {
         {
             self.record("set", &error);
         }
-        finish(guard, stored.as_ref());
+        finish(guard, stored.as_ref(), epoch);
         result
     }
 }
 
-/// Ends a flight, handing its followers the value (a clone: the leader returns its own).
-fn finish<S: Clone>(guard: Option<LeaderGuard<'_, String, S>>, value: Option<&S>) {
+/// Ends a flight, handing its followers the value (a clone: the leader returns its own) unless
+/// an invalidation in this process happened since the leader read the store: followers that
+/// joined after it must not get a value read before it, so they read again.
+fn finish<S: Clone>(guard: Option<LeaderGuard<'_, String, S>>, value: Option<&S>, epoch: u64) {
     if let Some(guard) = guard {
-        guard.finish(value.cloned());
+        let current = epoch == super::invalidation_epoch();
+        guard.finish(value.filter(|_| current).cloned());
     }
 }
 

@@ -79,15 +79,23 @@ impl Codec {
     /// postcard and serde cap preallocation from length prefixes, bincode has a limit.
     pub fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T, CodecError> {
         match self {
-            Codec::Postcard => postcard::from_bytes(bytes).map_err(|e| self.error("decode", e)),
+            // Trailing bytes mean the value is of another type (e.g. a generic method's other
+            // instantiation sharing the name): refuse rather than misread.
+            Codec::Postcard => match postcard::take_from_bytes(bytes) {
+                Ok((value, [])) => Ok(value),
+                Ok(_) => Err(self.error("decode", "trailing bytes after the value")),
+                Err(error) => Err(self.error("decode", error)),
+            },
             #[cfg(feature = "json")]
             Codec::Json => serde_json::from_slice(bytes).map_err(|e| self.error("decode", e)),
             #[cfg(feature = "bincode")]
             Codec::Bincode => {
                 let config = bincode::config::standard().with_limit::<DECODE_LIMIT>();
-                bincode::serde::decode_from_slice(bytes, config)
-                    .map(|(value, _)| value)
-                    .map_err(|e| self.error("decode", e))
+                match bincode::serde::decode_from_slice(bytes, config) {
+                    Ok((value, read)) if read == bytes.len() => Ok(value),
+                    Ok(_) => Err(self.error("decode", "trailing bytes after the value")),
+                    Err(error) => Err(self.error("decode", error)),
+                }
             }
         }
     }
@@ -165,6 +173,13 @@ mod tests {
         assert!(unframe(Codec::Postcard, b"garbage").is_err());
         assert!(unframe(Codec::Postcard, &framed[..7]).is_err());
         assert!(unframe(Codec::Postcard, &[]).is_err());
+    }
+
+    #[test]
+    fn a_value_of_another_type_is_refused() {
+        let wide = Codec::Postcard.encode(&300_u64).unwrap();
+        assert!(Codec::Postcard.decode::<u8>(&wide).is_err());
+        assert_eq!(Codec::Postcard.decode::<u64>(&wide).unwrap(), 300);
     }
 
     #[test]

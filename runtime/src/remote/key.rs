@@ -125,6 +125,8 @@ impl KeyWriter {
                 '<' => '>',
                 _ => ')',
             }),
+            map_entries: Vec::new(),
+            map_key: None,
         }
     }
 }
@@ -135,6 +137,10 @@ struct Compound<'a> {
     first: bool,
     separator: char,
     close: Option<char>,
+    /// A map's `key=value` texts, sorted before they are written: a `HashMap`'s iteration
+    /// order is random per process, its key must not be.
+    map_entries: Vec<String>,
+    map_key: Option<String>,
 }
 
 impl Compound<'_> {
@@ -146,12 +152,26 @@ impl Compound<'_> {
         value.serialize(&mut *self.writer)
     }
 
-    fn end(self) -> Result<(), KeyError> {
+    fn end(mut self) -> Result<(), KeyError> {
+        if !self.map_entries.is_empty() {
+            self.map_entries.sort_unstable();
+            self.writer.out.push_str(&self.map_entries.join(","));
+        }
         if let Some(close) = self.close {
             self.writer.out.push(close);
         }
         Ok(())
     }
+}
+
+/// Renders one value on its own (a map's key or value).
+fn render<T: ?Sized + Serialize>(value: &T) -> Result<String, KeyError> {
+    let mut writer = KeyWriter {
+        out: String::new(),
+        top: false,
+    };
+    value.serialize(&mut writer)?;
+    Ok(writer.out)
 }
 
 macro_rules! display_numbers {
@@ -279,6 +299,8 @@ impl<'a> ser::Serializer for &'a mut KeyWriter {
                 first: true,
                 separator: ':',
                 close: None,
+                map_entries: Vec::new(),
+                map_key: None,
             });
         }
         Ok(self.open(None, '('))
@@ -369,11 +391,13 @@ impl ser::SerializeMap for Compound<'_> {
     type Ok = ();
     type Error = KeyError;
     fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), KeyError> {
-        self.element(key)
+        self.map_key = Some(render(key)?);
+        Ok(())
     }
     fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), KeyError> {
-        self.writer.out.push('=');
-        value.serialize(&mut *self.writer)
+        let key = self.map_key.take().unwrap_or_default();
+        self.map_entries.push(format!("{key}={}", render(value)?));
+        Ok(())
     }
     fn end(self) -> Result<(), KeyError> {
         Compound::end(self)
@@ -455,6 +479,19 @@ mod tests {
                 assert_ne!(a, b);
             }
         }
+    }
+
+    #[test]
+    fn maps_are_written_in_a_fixed_order() {
+        use std::collections::HashMap;
+        let forward: HashMap<u32, &str> = (0..50).map(|i| (i, "v")).collect();
+        let backward: HashMap<u32, &str> = (0..50).rev().map(|i| (i, "v")).collect();
+        assert_eq!(
+            argument_segment(&(&forward,)).unwrap(),
+            argument_segment(&(&backward,)).unwrap()
+        );
+        let small: HashMap<&str, u8> = [("b", 2), ("a", 1)].into_iter().collect();
+        assert_eq!(argument_segment(&(small,)).unwrap(), "<a=1,b=2>");
     }
 
     #[test]

@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use crate::backend::BackendError;
-use breaker::{Admission, Breaker};
+use breaker::Breaker;
 pub use codec::{Codec, CodecError};
 
 /// What a [`RemoteStore`] operation returns: a boxed, sendable future.
@@ -127,6 +127,11 @@ pub trait RemoteStore: Send + Sync + 'static {
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
 /// The default bound on an entry's life, and the life of invalidation stamps.
 pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// The longest operation timeout or breaker cool-down a builder accepts.
+const LONGEST_SETTING: Duration = Duration::from_secs(3600);
+/// The longest `max_ttl` (a year).
+const LONGEST_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "cachemere";
 
@@ -183,24 +188,24 @@ impl RemoteBuilder {
         self
     }
 
-    /// The time budget of one store operation (default 250 ms).
+    /// The time budget of one store operation (default 250 ms; at most an hour).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.timeout = timeout.min(LONGEST_SETTING);
         self
     }
 
     /// The longest an entry lives (also the TTL of an entry without `ttl`), and how long
     /// invalidation stamps live (default 24 h).
     pub fn max_ttl(mut self, max_ttl: Duration) -> Self {
-        self.max_ttl = max_ttl.max(Duration::from_millis(1));
+        self.max_ttl = max_ttl.clamp(Duration::from_millis(1), LONGEST_TTL);
         self
     }
 
     /// Consecutive failures that open the circuit, and how long it stays open before a probe
-    /// (defaults 5 and 5 s).
+    /// (defaults 5 and 5 s; the cool-down is at most an hour).
     pub fn circuit_breaker(mut self, failure_threshold: u32, cool_down: Duration) -> Self {
         self.failure_threshold = failure_threshold;
-        self.cool_down = cool_down;
+        self.cool_down = cool_down.min(LONGEST_SETTING);
         self
     }
 
@@ -356,17 +361,27 @@ impl Remote {
         format!("{}:#tag:{}", self.inner.prefix, key::tag_segment(tag))
     }
 
-    /// Runs `op` against the store under the breaker and the timeout.
-    async fn guarded<T>(inner: Arc<RemoteInner>, op: StoreFuture<T>) -> Result<T, BackendError> {
-        let admission = inner.breaker.admit();
-        if admission == Admission::Open {
-            return Err(unavailable_circuit(&inner));
-        }
+    /// Runs `op` against the store under the timeout and, with `breaker`, the circuit breaker.
+    async fn guarded<T>(
+        inner: Arc<RemoteInner>,
+        op: StoreFuture<T>,
+        breaker: bool,
+    ) -> Result<T, BackendError> {
+        let ticket = if breaker {
+            match inner.breaker.ticket() {
+                Some(ticket) => Some(ticket),
+                None => return Err(unavailable_circuit(&inner)),
+            }
+        } else {
+            None
+        };
         let outcome = match tokio::time::timeout(inner.timeout, op).await {
             Ok(outcome) => outcome,
             Err(_) => Err(BackendError::Timeout(inner.timeout)),
         };
-        if inner.breaker.record(&admission, outcome.is_ok()) {
+        if let Some(ticket) = ticket
+            && ticket.record(outcome.is_ok())
+        {
             tracing::warn!(
                 store = %inner.description,
                 cool_down = ?inner.breaker.cool_down(),
@@ -382,15 +397,33 @@ impl Remote {
         T: Send + 'static,
         F: FnOnce(&dyn RemoteStore) -> StoreFuture<T> + Send + 'static,
     {
+        self.blocking_with(true, op)
+    }
+
+    /// As [`blocking`](Self::blocking), outside the circuit breaker: for reads of statistics,
+    /// whose slowness must not switch caching off.
+    pub(crate) fn blocking_unguarded<T, F>(&self, op: F) -> Result<T, BackendError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn RemoteStore) -> StoreFuture<T> + Send + 'static,
+    {
+        self.blocking_with(false, op)
+    }
+
+    fn blocking_with<T, F>(&self, breaker: bool, op: F) -> Result<T, BackendError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn RemoteStore) -> StoreFuture<T> + Send + 'static,
+    {
         let runtime = runtime()?;
         let (sender, receiver) = std::sync::mpsc::sync_channel(1);
         let inner = Arc::clone(&self.inner);
         runtime.spawn(async move {
             let future = op(&*inner.store);
-            let _ = sender.send(Self::guarded(inner, future).await);
+            let _ = sender.send(Self::guarded(inner, future, breaker).await);
         });
         receiver
-            .recv_timeout(self.inner.timeout + BLOCKING_GRACE)
+            .recv_timeout(self.inner.timeout.saturating_add(BLOCKING_GRACE))
             .unwrap_or(Err(BackendError::Timeout(self.inner.timeout)))
     }
 
@@ -403,7 +436,7 @@ impl Remote {
         let inner = Arc::clone(&self.inner);
         let task = runtime()?.spawn(async move {
             let future = op(&*inner.store);
-            Self::guarded(inner, future).await
+            Self::guarded(inner, future, true).await
         });
         match task.await {
             Ok(outcome) => outcome,
@@ -412,7 +445,13 @@ impl Remote {
     }
 
     fn stamp_write(&self, tag: &str) -> (String, Vec<u8>, Duration) {
-        (self.tag_key(tag), fresh_stamp(), self.inner.max_ttl)
+        (self.tag_key(tag), fresh_stamp(), self.stamp_ttl())
+    }
+
+    /// How long a stamp key lives: beyond every entry written under it (memory bound only;
+    /// correctness does not depend on it, as entries are never written under an absent stamp).
+    pub(crate) fn stamp_ttl(&self) -> Duration {
+        self.inner.max_ttl.saturating_mul(2)
     }
 
     /// Hides every entry tagged `tag` in this remote, for every process (blocking).
@@ -502,23 +541,40 @@ fn from_environment() -> Result<Remote, String> {
     Err("install one with `Remote::builder(store).install()`".to_owned())
 }
 
+/// Invalidations made in this process: a single-flight leader that read the store before one
+/// does not hand its value to callers that joined after it.
+static INVALIDATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub(crate) fn invalidation_epoch() -> u64 {
+    INVALIDATIONS.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+pub(crate) fn note_invalidation() {
+    INVALIDATIONS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// Invalidates `tag` in every remote installed or used in this process (blocking; each for at
 /// most its timeout). Failures are logged.
 pub(crate) fn invalidate_tag_everywhere(tag: &str) {
+    note_invalidation();
     for remote in remotes_in_use() {
         if let Err(error) = remote.invalidate_tag(tag) {
             log_invalidation_failure(&remote, tag, &error);
         }
     }
+    // Again once written: a leader that read the store in between does not hand its value on.
+    note_invalidation();
 }
 
 /// The async form of [`invalidate_tag_everywhere`].
 pub(crate) async fn invalidate_tag_everywhere_async(tag: &str) {
+    note_invalidation();
     for remote in remotes_in_use() {
         if let Err(error) = remote.invalidate_tag_async(tag).await {
             log_invalidation_failure(&remote, tag, &error);
         }
     }
+    note_invalidation();
 }
 
 pub(crate) fn register_in_use(remote: &Remote) {
