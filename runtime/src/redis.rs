@@ -191,6 +191,11 @@ impl RedisConfig {
 /// `url` with any password replaced by `***`: the one in the user-info part (everything up to
 /// the last `@`, so a password containing `/`, `?` or `#` is covered too) and `pass=` or
 /// `password=` query parameters.
+///
+/// ```
+/// use cachemere::redis::redact;
+/// assert_eq!(redact("redis://app:s3cret@10.0.0.5:6379/0"), "redis://app:***@10.0.0.5:6379/0");
+/// ```
 pub fn redact(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return redact_query(url);

@@ -137,55 +137,7 @@ macro_rules! backend_conformance {
                 assert_eq!(info.maxsize, 64);
             }
 
-            static TTL_CALLS: AtomicUsize = AtomicUsize::new(0);
-
-            #[cached(backend = $ctor, ttl = "100ms")]
-            fn short_lived(x: u64) -> usize {
-                x as usize + TTL_CALLS.fetch_add(1, Ordering::SeqCst)
-            }
-
-            #[test]
-            fn expired_entries_are_not_served() {
-                let first = short_lived(1);
-                assert_eq!(short_lived(1), first);
-                // Generous: ten times the TTL.
-                ::std::thread::sleep(::std::time::Duration::from_millis(1000));
-                assert_ne!(short_lived(1), first, "an expired entry was served");
-            }
-
-            static FLIGHT_CALLS: AtomicUsize = AtomicUsize::new(0);
-            static ARRIVED: AtomicUsize = AtomicUsize::new(0);
-            const CALLERS: usize = 32;
-
-            #[cached(backend = $ctor)]
-            fn contended(x: u64) -> u64 {
-                FLIGHT_CALLS.fetch_add(1, Ordering::SeqCst);
-                while ARRIVED.load(Ordering::SeqCst) < CALLERS {
-                    ::std::thread::yield_now();
-                }
-                x + 1
-            }
-
-            #[test]
-            fn single_flight_computes_once() {
-                let barrier = Arc::new(Barrier::new(CALLERS));
-                let threads: Vec<_> = (0..CALLERS)
-                    .map(|_| {
-                        let barrier = Arc::clone(&barrier);
-                        ::std::thread::spawn(move || {
-                            barrier.wait();
-                            ARRIVED.fetch_add(1, Ordering::SeqCst);
-                            contended(41)
-                        })
-                    })
-                    .collect();
-                for thread in threads {
-                    assert_eq!(thread.join().unwrap(), 42);
-                }
-                assert_eq!(FLIGHT_CALLS.load(Ordering::SeqCst), 1);
-                let info = contended::cache_info();
-                assert_eq!((info.hits, info.misses), (CALLERS as u64 - 1, 1));
-            }
+            $crate::__shared_conformance_cases!(backend = $ctor);
         }
     };
 
@@ -272,55 +224,7 @@ macro_rules! backend_conformance {
                 assert_eq!(SQUARES.load(Ordering::SeqCst), 4, "a clear hides every entry");
             }
 
-            static TTL_CALLS: AtomicUsize = AtomicUsize::new(0);
-
-            #[cached(backend = "remote", remote = $remote, ttl = "100ms")]
-            fn short_lived(x: u64) -> usize {
-                x as usize + TTL_CALLS.fetch_add(1, Ordering::SeqCst)
-            }
-
-            #[test]
-            fn expired_entries_are_not_served() {
-                let first = short_lived(1);
-                assert_eq!(short_lived(1), first);
-                // Generous: ten times the TTL.
-                ::std::thread::sleep(Duration::from_millis(1000));
-                assert_ne!(short_lived(1), first, "an expired entry was served");
-            }
-
-            static FLIGHT_CALLS: AtomicUsize = AtomicUsize::new(0);
-            static ARRIVED: AtomicUsize = AtomicUsize::new(0);
-            const CALLERS: usize = 32;
-
-            #[cached(backend = "remote", remote = $remote)]
-            fn contended(x: u64) -> u64 {
-                FLIGHT_CALLS.fetch_add(1, Ordering::SeqCst);
-                while ARRIVED.load(Ordering::SeqCst) < CALLERS {
-                    ::std::thread::yield_now();
-                }
-                x + 1
-            }
-
-            #[test]
-            fn single_flight_computes_once_per_process() {
-                let barrier = Arc::new(Barrier::new(CALLERS));
-                let threads: Vec<_> = (0..CALLERS)
-                    .map(|_| {
-                        let barrier = Arc::clone(&barrier);
-                        ::std::thread::spawn(move || {
-                            barrier.wait();
-                            ARRIVED.fetch_add(1, Ordering::SeqCst);
-                            contended(41)
-                        })
-                    })
-                    .collect();
-                for thread in threads {
-                    assert_eq!(thread.join().unwrap(), 42);
-                }
-                assert_eq!(FLIGHT_CALLS.load(Ordering::SeqCst), 1);
-                let info = contended::cache_info();
-                assert_eq!((info.hits, info.misses), (CALLERS as u64 - 1, 1));
-            }
+            $crate::__shared_conformance_cases!(backend = "remote", remote = $remote);
 
             static ASYNC_CALLS: AtomicUsize = AtomicUsize::new(0);
 
@@ -411,6 +315,68 @@ macro_rules! backend_conformance {
                 assert_eq!(version_one(3), 3);
                 assert_eq!(version_one::cache_info().hits, 1);
             }
+        }
+    };
+}
+
+/// The cases every backend shares, generated with the backend options `$backend` (used by
+/// [`backend_conformance!`]; not for direct use).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __shared_conformance_cases {
+    ($($backend:tt)*) => {
+        static TTL_CALLS: ::std::sync::atomic::AtomicUsize = ::std::sync::atomic::AtomicUsize::new(0);
+
+        #[::cachemere::cached($($backend)*, ttl = "100ms")]
+        fn short_lived(x: u64) -> usize {
+            x as usize + TTL_CALLS.fetch_add(1, ::std::sync::atomic::Ordering::SeqCst)
+        }
+
+        #[test]
+        fn expired_entries_are_not_served() {
+            let first = short_lived(1);
+            assert_eq!(short_lived(1), first);
+            // Generous: ten times the TTL.
+            ::std::thread::sleep(::std::time::Duration::from_millis(1000));
+            assert_ne!(short_lived(1), first, "an expired entry was served");
+        }
+
+        static FLIGHT_CALLS: ::std::sync::atomic::AtomicUsize = ::std::sync::atomic::AtomicUsize::new(0);
+        static ARRIVED: ::std::sync::atomic::AtomicUsize = ::std::sync::atomic::AtomicUsize::new(0);
+        const CALLERS: usize = 32;
+
+        #[::cachemere::cached($($backend)*)]
+        fn contended(x: u64) -> u64 {
+            use ::std::sync::atomic::Ordering;
+            FLIGHT_CALLS.fetch_add(1, Ordering::SeqCst);
+            while ARRIVED.load(Ordering::SeqCst) < CALLERS {
+                ::std::thread::yield_now();
+            }
+            x + 1
+        }
+
+        /// For a remote backend: once per process (single flight does not span processes).
+        #[test]
+        fn single_flight_computes_once() {
+            use ::std::sync::atomic::Ordering;
+            use ::std::sync::{Arc, Barrier};
+            let barrier = Arc::new(Barrier::new(CALLERS));
+            let threads: Vec<_> = (0..CALLERS)
+                .map(|_| {
+                    let barrier = Arc::clone(&barrier);
+                    ::std::thread::spawn(move || {
+                        barrier.wait();
+                        ARRIVED.fetch_add(1, Ordering::SeqCst);
+                        contended(41)
+                    })
+                })
+                .collect();
+            for thread in threads {
+                assert_eq!(thread.join().unwrap(), 42);
+            }
+            assert_eq!(FLIGHT_CALLS.load(Ordering::SeqCst), 1);
+            let info = contended::cache_info();
+            assert_eq!((info.hits, info.misses), (CALLERS as u64 - 1, 1));
         }
     };
 }

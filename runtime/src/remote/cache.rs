@@ -174,15 +174,7 @@ impl<S> RemoteCache<S> {
             return false;
         };
         let key = plan.entry_key;
-        let existed = plan
-            .remote
-            .blocking(move |remote| remote.delete(key))
-            .unwrap_or_else(|error| {
-                self.record("invalidate", &error);
-                false
-            });
-        super::note_invalidation();
-        existed
+        self.invalidated(plan.remote.blocking(move |remote| remote.delete(key)))
     }
 
     /// The async form of [`invalidate`](Self::invalidate).
@@ -192,15 +184,16 @@ impl<S> RemoteCache<S> {
             return false;
         };
         let key = plan.entry_key;
-        let existed = match plan.remote.call(move |remote| remote.delete(key)).await {
-            Ok(existed) => existed,
-            Err(error) => {
-                self.record("invalidate", &error);
-                false
-            }
-        };
+        self.invalidated(plan.remote.call(move |remote| remote.delete(key)).await)
+    }
+
+    /// What a `DEL` of one entry came to: whether it existed (an error counts as no).
+    fn invalidated(&self, deleted: Result<bool, BackendError>) -> bool {
         super::note_invalidation();
-        existed
+        deleted.unwrap_or_else(|error| {
+            self.record("invalidate", &error);
+            false
+        })
     }
 
     fn clear_write(&self) -> Option<(Remote, String, Vec<u8>, Duration)> {
@@ -214,20 +207,26 @@ impl<S> RemoteCache<S> {
     /// Hides every entry of this cache for every process (they expire later) and resets this
     /// process's statistics.
     pub fn clear(&self) {
-        if let Some((remote, key, stamp, ttl)) = self.clear_write()
-            && let Err(error) = remote.blocking(move |store| store.set(key, stamp, ttl))
-        {
-            self.record("clear", &error);
-        }
-        super::note_invalidation();
-        self.counters.reset();
+        let written = self.clear_write().map(|(remote, key, stamp, ttl)| {
+            remote.blocking(move |store| store.set(key, stamp, ttl))
+        });
+        self.cleared(written);
     }
 
     /// The async form of [`clear`](Self::clear).
     pub async fn clear_async(&self) {
-        if let Some((remote, key, stamp, ttl)) = self.clear_write()
-            && let Err(error) = remote.call(move |store| store.set(key, stamp, ttl)).await
-        {
+        let written = match self.clear_write() {
+            Some((remote, key, stamp, ttl)) => {
+                Some(remote.call(move |store| store.set(key, stamp, ttl)).await)
+            }
+            None => None,
+        };
+        self.cleared(written);
+    }
+
+    /// Ends a clear: counts a failed stamp write and starts the statistics over.
+    fn cleared(&self, written: Option<Result<(), BackendError>>) {
+        if let Some(Err(error)) = written {
             self.record("clear", &error);
         }
         super::note_invalidation();
@@ -393,12 +392,12 @@ impl<S: RemoteValue> RemoteCache<S> {
 
     /// Joins the flight of `key`: `Ok(guard)` to go on (leading it, or alone), `Err(value)` when
     /// a concurrent caller's value was handed over.
-    fn join(&self, key: &str) -> Result<Option<LeaderGuard<'_, String, S>>, S> {
+    fn join(&self, key: &String) -> Result<Option<LeaderGuard<'_, String, S>>, S> {
         let Some(flights) = &self.flights else {
             return Ok(None);
         };
         loop {
-            match flights.join(&key.to_owned()) {
+            match flights.join(key) {
                 Role::Leader(guard) => return Ok(Some(guard)),
                 // A computation of this key calling itself: go on alone, without waiting.
                 Role::Follower(flight) if led_by_this_thread(&flight) => return Ok(None),
@@ -411,12 +410,12 @@ impl<S: RemoteValue> RemoteCache<S> {
         }
     }
 
-    async fn join_async(&self, key: &str) -> Result<Option<LeaderGuard<'_, String, S>>, S> {
+    async fn join_async(&self, key: &String) -> Result<Option<LeaderGuard<'_, String, S>>, S> {
         let Some(flights) = &self.flights else {
             return Ok(None);
         };
         loop {
-            match flights.join(&key.to_owned()) {
+            match flights.join(key) {
                 Role::Leader(guard) => return Ok(Some(guard)),
                 Role::Follower(flight) if led_by_this_thread(&flight) => return Ok(None),
                 Role::Follower(flight) => match flight.wait_async().await {

@@ -6,6 +6,15 @@ use serde::de::DeserializeOwned;
 
 /// The serde format of remote values. Chosen per [`Remote`](super::Remote); a value written by
 /// another codec reads as a miss (and is then overwritten).
+///
+/// ```
+/// use cachemere::remote::Codec;
+///
+/// let bytes = Codec::Postcard.encode(&("ada", 36_u8)).unwrap();
+/// let back: (String, u8) = Codec::Postcard.decode(&bytes).unwrap();
+/// assert_eq!(back, ("ada".to_string(), 36));
+/// assert!(Codec::Postcard.decode::<u8>(&bytes).is_err(), "another type is refused");
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Codec {

@@ -343,49 +343,28 @@ impl<'a> ser::Serializer for &'a mut KeyWriter {
     }
 }
 
-impl ser::SerializeSeq for Compound<'_> {
-    type Ok = ();
-    type Error = KeyError;
-    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), KeyError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), KeyError> {
-        Compound::end(self)
-    }
+/// The compound traits whose elements are written in order, as `self.element`.
+macro_rules! in_order {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl ser::$trait for Compound<'_> {
+            type Ok = ();
+            type Error = KeyError;
+            fn $method<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), KeyError> {
+                self.element(value)
+            }
+            fn end(self) -> Result<(), KeyError> {
+                Compound::end(self)
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Compound<'_> {
-    type Ok = ();
-    type Error = KeyError;
-    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), KeyError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), KeyError> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_> {
-    type Ok = ();
-    type Error = KeyError;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), KeyError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), KeyError> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_> {
-    type Ok = ();
-    type Error = KeyError;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), KeyError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), KeyError> {
-        Compound::end(self)
-    }
-}
+in_order!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 impl ser::SerializeMap for Compound<'_> {
     type Ok = ();
@@ -404,35 +383,27 @@ impl ser::SerializeMap for Compound<'_> {
     }
 }
 
-impl ser::SerializeStruct for Compound<'_> {
-    type Ok = ();
-    type Error = KeyError;
-    fn serialize_field<T: ?Sized + Serialize>(
-        &mut self,
-        _key: &'static str,
-        value: &T,
-    ) -> Result<(), KeyError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), KeyError> {
-        Compound::end(self)
-    }
+/// The struct traits: field values in declaration order, names left out.
+macro_rules! fields_in_order {
+    ($($trait:ident),*) => {$(
+        impl ser::$trait for Compound<'_> {
+            type Ok = ();
+            type Error = KeyError;
+            fn serialize_field<T: ?Sized + Serialize>(
+                &mut self,
+                _key: &'static str,
+                value: &T,
+            ) -> Result<(), KeyError> {
+                self.element(value)
+            }
+            fn end(self) -> Result<(), KeyError> {
+                Compound::end(self)
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for Compound<'_> {
-    type Ok = ();
-    type Error = KeyError;
-    fn serialize_field<T: ?Sized + Serialize>(
-        &mut self,
-        _key: &'static str,
-        value: &T,
-    ) -> Result<(), KeyError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), KeyError> {
-        Compound::end(self)
-    }
-}
+fields_in_order!(SerializeStruct, SerializeStructVariant);
 
 #[cfg(test)]
 mod tests {

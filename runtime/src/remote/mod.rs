@@ -136,6 +136,33 @@ const LONGEST_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 pub const DEFAULT_PREFIX: &str = "cachemere";
 
 /// A remote store with the policy around it. Cheap to clone; clones share the store.
+///
+/// ```
+/// use std::time::Duration;
+/// use cachemere::remote::{Codec, Remote};
+/// # use cachemere::remote::{RemoteStore, StoreFuture};
+/// # struct MyStore;
+/// # impl RemoteStore for MyStore {
+/// #     fn get_many(&self, keys: Vec<String>) -> StoreFuture<Vec<Option<Vec<u8>>>> {
+/// #         Box::pin(async move { Ok(vec![None; keys.len()]) })
+/// #     }
+/// #     fn set(&self, _: String, _: Vec<u8>, _: Duration) -> StoreFuture<()> { Box::pin(async { Ok(()) }) }
+/// #     fn delete(&self, _: String) -> StoreFuture<bool> { Box::pin(async { Ok(false) }) }
+/// #     fn count_prefix(&self, _: String) -> StoreFuture<u64> { Box::pin(async { Ok(0) }) }
+/// #     fn describe(&self) -> String { "my store".into() }
+/// # }
+///
+/// let remote = Remote::builder(MyStore)
+///     .prefix("orders")
+///     .codec(Codec::Postcard)
+///     .timeout(Duration::from_millis(100))
+///     .max_ttl(Duration::from_secs(3600))
+///     .circuit_breaker(3, Duration::from_secs(2))
+///     .build();
+/// assert_eq!(remote.prefix(), "orders");
+/// assert_eq!(remote.timeout(), Duration::from_millis(100));
+/// // `remote.install()` would make it the default of `backend = "redis"` / `"remote"`.
+/// ```
 #[derive(Clone)]
 pub struct Remote {
     inner: Arc<RemoteInner>,
