@@ -24,7 +24,7 @@
 //! as an error on every call, and the functions run uncached.
 
 use std::fmt;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -32,9 +32,10 @@ use ::redis::cluster::{ClusterClient, ClusterClientBuilder};
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use ::redis::{Client, Cmd, RedisError, Value};
+use tokio::runtime::{Handle, Id as RuntimeId};
 
 use crate::backend::BackendError;
-use crate::remote::{Codec, Remote, RemoteBuilder, RemoteStore, StoreFuture, spawn_on_runtime};
+use crate::remote::{Codec, Remote, RemoteBuilder, RemoteStore, StoreFuture, background_runtime};
 
 /// The environment variable naming the default Redis.
 pub const URL_VARIABLE: &str = "CACHEMERE_REDIS_URL";
@@ -237,8 +238,12 @@ enum Connection {
     Cluster(ClusterConnection),
 }
 
-/// The Redis [`RemoteStore`]: one multiplexed connection (or cluster connection) that
-/// reconnects by itself, created lazily on cachemere's background runtime.
+/// The Redis [`RemoteStore`]: a multiplexed connection (or cluster connection) that reconnects
+/// by itself, one per tokio runtime that runs its operations, created lazily on that runtime.
+///
+/// A connection's driver is a task of the runtime that created it, so a hit awaited on the
+/// caller's runtime never waits for another thread; the connection is forgotten when its runtime
+/// shuts down.
 pub struct RedisStore {
     inner: Arc<StoreInner>,
 }
@@ -247,7 +252,7 @@ struct StoreInner {
     target: Target,
     timeout: Duration,
     description: String,
-    connection: RwLock<Option<Connection>>,
+    connections: RwLock<Vec<(RuntimeId, Connection)>>,
     connecting: tokio::sync::Mutex<()>,
 }
 
@@ -301,7 +306,7 @@ impl RedisStore {
                 target,
                 timeout,
                 description,
-                connection: RwLock::new(None),
+                connections: RwLock::new(Vec::new()),
                 connecting: tokio::sync::Mutex::new(()),
             }),
         })
@@ -319,51 +324,89 @@ impl RedisErrorExt for RedisError {
     }
 }
 
+/// Forgets a runtime's connection when that runtime shuts down (and drops its tasks).
+struct ForgetOnShutdown {
+    store: Weak<StoreInner>,
+    runtime: RuntimeId,
+}
+
+impl Drop for ForgetOnShutdown {
+    fn drop(&mut self) {
+        if let Some(store) = self.store.upgrade() {
+            store
+                .connections
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|(runtime, _)| *runtime != self.runtime);
+        }
+    }
+}
+
 impl StoreInner {
-    fn current(&self) -> Option<Connection> {
-        self.connection
+    fn current(&self, runtime: RuntimeId) -> Option<Connection> {
+        self.connections
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .iter()
+            .find(|(owner, _)| *owner == runtime)
+            .map(|(_, connection)| connection.clone())
     }
 
+    /// The connection of the runtime polling this operation (cachemere's when there is none).
     async fn connection(self: Arc<Self>) -> Result<Connection, BackendError> {
-        if let Some(connection) = self.current() {
+        let runtime = match Handle::try_current() {
+            Ok(handle) => handle,
+            Err(_) => background_runtime()?,
+        };
+        let id = runtime.id();
+        if let Some(connection) = self.current(id) {
             return Ok(connection);
         }
-        // Connect on cachemere's runtime, so the connection's driver outlives the caller's, and
-        // keep it there too: a caller that gives up (timeout) does not waste a slow handshake.
+        // Connect in a task of that runtime, so the connection's driver is spawned there, and a
+        // caller that gives up (timeout) does not waste a slow handshake.
         let this = Arc::clone(&self);
-        spawn_on_runtime(async move {
-            let _connecting = this.connecting.lock().await;
-            if let Some(connection) = this.current() {
-                return Ok(connection);
-            }
-            let connected = match &this.target {
-                Target::Single(client) => {
-                    let config = ConnectionManagerConfig::new()
-                        .set_connection_timeout(Some(this.timeout))
-                        .set_response_timeout(Some(this.timeout))
-                        .set_number_of_retries(1)
-                        .set_max_delay(this.timeout);
-                    client
-                        .get_connection_manager_with_config(config)
-                        .await
-                        .map(Connection::Single)
+        runtime
+            .spawn(async move {
+                let _connecting = this.connecting.lock().await;
+                if let Some(connection) = this.current(id) {
+                    return Ok(connection);
                 }
-                Target::Cluster(client) => {
-                    client.get_async_connection().await.map(Connection::Cluster)
-                }
+                let connected = this.connect().await?;
+                this.connections
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((id, connected.clone()));
+                let forget = ForgetOnShutdown {
+                    store: Arc::downgrade(&this),
+                    runtime: id,
+                };
+                // Never finishes: the runtime drops it when it shuts down.
+                tokio::spawn(async move {
+                    let _forget = forget;
+                    std::future::pending::<()>().await;
+                });
+                Ok(connected)
+            })
+            .await
+            .map_err(|e| BackendError::Other(Box::new(e)))?
+    }
+
+    async fn connect(&self) -> Result<Connection, BackendError> {
+        match &self.target {
+            Target::Single(client) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(self.timeout);
+                client
+                    .get_connection_manager_with_config(config)
+                    .await
+                    .map(Connection::Single)
             }
-            .map_err(backend_error)?;
-            *this
-                .connection
-                .write()
-                .unwrap_or_else(PoisonError::into_inner) = Some(connected.clone());
-            Ok(connected)
-        })?
-        .await
-        .map_err(|e| BackendError::Other(Box::new(e)))?
+            Target::Cluster(client) => client.get_async_connection().await.map(Connection::Cluster),
+        }
+        .map_err(backend_error)
     }
 
     async fn query<T: ::redis::FromRedisValue>(
@@ -374,6 +417,18 @@ impl StoreInner {
         let result = match connection {
             Connection::Single(mut manager) => cmd.query_async(&mut manager).await,
             Connection::Cluster(mut cluster) => cmd.query_async(&mut cluster).await,
+        };
+        result.map_err(backend_error)
+    }
+
+    async fn query_pipeline<T: ::redis::FromRedisValue>(
+        self: Arc<Self>,
+        pipeline: ::redis::Pipeline,
+    ) -> Result<T, BackendError> {
+        let connection = self.connection().await?;
+        let result = match connection {
+            Connection::Single(mut manager) => pipeline.query_async(&mut manager).await,
+            Connection::Cluster(mut cluster) => pipeline.query_async(&mut cluster).await,
         };
         result.map_err(backend_error)
     }
@@ -458,6 +513,11 @@ async fn primaries(cluster: &mut ClusterConnection) -> Result<Vec<(String, u16)>
     Ok(nodes)
 }
 
+/// A TTL in whole milliseconds, at least 1.
+fn millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
 /// A `MATCH` pattern matching exactly the keys that start with `prefix`.
 fn prefix_pattern(prefix: &str) -> String {
     let mut pattern = String::with_capacity(prefix.len() + 1);
@@ -484,10 +544,34 @@ impl RemoteStore for RedisStore {
     fn set(&self, key: String, value: Vec<u8>, ttl: Duration) -> StoreFuture<()> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
-            let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
             let mut cmd = ::redis::cmd("SET");
-            cmd.arg(key).arg(value).arg("PX").arg(millis);
+            cmd.arg(key).arg(value).arg("PX").arg(millis(ttl));
             inner.query::<()>(cmd).await
+        })
+    }
+
+    /// `SET key value NX PX ttl` and `GET key` in one pipeline.
+    fn get_or_set(
+        &self,
+        key: String,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> StoreFuture<Option<Vec<u8>>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            let mut pipeline = ::redis::pipe();
+            pipeline
+                .cmd("SET")
+                .arg(&key)
+                .arg(value)
+                .arg("NX")
+                .arg("PX")
+                .arg(millis(ttl))
+                .ignore()
+                .cmd("GET")
+                .arg(&key);
+            let (current,): (Option<Vec<u8>>,) = inner.query_pipeline(pipeline).await?;
+            Ok(current)
         })
     }
 

@@ -178,6 +178,12 @@ macro_rules! backend_conformance {
                     assert!(store.delete(key("a")).await.unwrap());
                     assert!(!store.delete(key("a")).await.unwrap(), "a second delete finds nothing");
                     assert_eq!(store.count_prefix(prefix.clone()).await.unwrap(), 1);
+                    assert_eq!(store.get_or_set(key("c"), b"first".to_vec(), hour).await.unwrap(), Some(b"first".to_vec()));
+                    assert_eq!(
+                        store.get_or_set(key("c"), b"second".to_vec(), hour).await.unwrap(),
+                        Some(b"first".to_vec()),
+                        "get_or_set keeps the value there"
+                    );
                 });
             }
 
@@ -246,6 +252,51 @@ macro_rules! backend_conformance {
                     assert_eq!(ASYNC_CALLS.load(Ordering::SeqCst), 3, "None is not stored");
                     assert!(fetch_name::invalidate(7).await);
                     fetch_name::cache_clear().await;
+                });
+            }
+
+            static TRIPLED: AtomicUsize = AtomicUsize::new(0);
+
+            #[cached(backend = "remote", remote = $remote, tags = ["conformance-triple:{arm}"])]
+            async fn triple(arm: &str, x: u64) -> u64 {
+                assert_eq!(arm, ARM);
+                TRIPLED.fetch_add(1, Ordering::SeqCst);
+                ::tokio::task::yield_now().await;
+                x * 3
+            }
+
+            /// Many tasks at once on a multi-threaded runtime: the operations run on the
+            /// caller's runtime there, and concurrent reads are merged.
+            #[test]
+            fn concurrent_async_hits_on_a_multi_thread_runtime() {
+                async fn all_of(xs: ::std::ops::Range<u64>) -> Vec<(u64, u64)> {
+                    let mut tasks = ::tokio::task::JoinSet::new();
+                    for x in xs {
+                        tasks.spawn(async move { (x, triple(ARM, x).await) });
+                    }
+                    let mut answers = tasks.join_all().await;
+                    answers.sort_unstable();
+                    answers
+                }
+                let expected: Vec<(u64, u64)> = (0..64).map(|x| (x, x * 3)).collect();
+                let runtime = ::tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("a multi-thread runtime");
+                runtime.block_on(async {
+                    ::cachemere::invalidate_tag_async(&format!("conformance-triple:{ARM}")).await;
+                    assert_eq!(all_of(0..64).await, expected);
+                    assert_eq!(TRIPLED.load(Ordering::SeqCst), 64, "each key computed once");
+                    let before = triple::cache_info();
+                    assert_eq!(all_of(0..64).await, expected);
+                    let after = triple::cache_info();
+                    assert_eq!(TRIPLED.load(Ordering::SeqCst), 64, "then all hits");
+                    assert_eq!(after.hits - before.hits, 64);
+                    assert_eq!(after.errors, 0);
+                    ::cachemere::invalidate_tag_async(&format!("conformance-triple:{ARM}")).await;
+                    assert_eq!(all_of(0..64).await, expected);
+                    assert_eq!(TRIPLED.load(Ordering::SeqCst), 128, "the tag hid every entry");
                 });
             }
 

@@ -40,6 +40,20 @@ impl RemoteStore for SharedMapStore {
         })
     }
 
+    fn get_or_set(
+        &self,
+        key: String,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> StoreFuture<Option<Vec<u8>>> {
+        self.with(move |entries| {
+            let (current, _) = entries
+                .entry(key)
+                .or_insert_with(|| (value, Instant::now() + ttl));
+            Some(current.clone())
+        })
+    }
+
     fn delete(&self, key: String) -> StoreFuture<bool> {
         self.with(move |entries| entries.remove(&key).is_some())
     }

@@ -71,10 +71,10 @@ enum Found<S> {
 /// How a miss's value is written: under these stamps, once the absent stamp keys are created.
 struct Write {
     stamps: Vec<Stamp>,
-    /// Stamp keys that were absent, with the fresh values to create them with. An entry is
-    /// never written under an absent stamp, so a stamp that expires or is evicted later can
-    /// only turn its entries into misses, never bring an old one back.
-    create: Vec<(String, Vec<u8>)>,
+    /// Stamp keys that were absent (their place in `stamps`, the key, a fresh value to create
+    /// them with). An entry is never written under an absent stamp, so a stamp that expires
+    /// or is evicted later can only turn its entries into misses, never bring an old one back.
+    create: Vec<(usize, String, Vec<u8>)>,
 }
 
 impl<S> RemoteCache<S> {
@@ -287,9 +287,8 @@ impl<S: RemoteValue> RemoteCache<S> {
             match value {
                 Some(value) => stamps.push(stamp_of(Some(value))),
                 None => {
-                    let fresh = super::fresh_stamp();
-                    stamps.push(stamp_of(Some(&fresh)));
-                    create.push((key.clone(), fresh));
+                    create.push((stamps.len(), key.clone(), super::fresh_stamp()));
+                    stamps.push(0);
                 }
             }
         }
@@ -310,37 +309,43 @@ impl<S: RemoteValue> RemoteCache<S> {
         Found::Miss(Some(Write { stamps, create }))
     }
 
-    /// Creates the absent stamp keys of `write`; `None` if that failed (then nothing is written).
+    /// Creates the absent stamp keys of `write` (or adopts the stamp a racing writer created
+    /// first); `None` if that failed (then nothing is written).
     fn create_stamps(&self, plan: &Plan, write: Option<Write>) -> Option<Vec<Stamp>> {
-        let write = write?;
+        let mut write = write?;
         let ttl = plan.remote.stamp_ttl();
-        for (key, value) in write.create {
-            if let Err(error) = plan
+        for (place, key, fresh) in write.create {
+            let created = plan
                 .remote
-                .blocking(move |store| store.set(key, value, ttl))
-            {
-                self.record("set", &error);
-                return None;
-            }
+                .blocking(move |store| store.get_or_set(key, fresh, ttl));
+            write.stamps[place] = self.created(created)?;
         }
         Some(write.stamps)
     }
 
     /// The async form of [`create_stamps`](Self::create_stamps).
     async fn create_stamps_async(&self, plan: &Plan, write: Option<Write>) -> Option<Vec<Stamp>> {
-        let write = write?;
+        let mut write = write?;
         let ttl = plan.remote.stamp_ttl();
-        for (key, value) in write.create {
-            if let Err(error) = plan
+        for (place, key, fresh) in write.create {
+            let created = plan
                 .remote
-                .call(move |store| store.set(key, value, ttl))
-                .await
-            {
-                self.record("set", &error);
-                return None;
-            }
+                .call(move |store| store.get_or_set(key, fresh, ttl))
+                .await;
+            write.stamps[place] = self.created(created)?;
         }
         Some(write.stamps)
+    }
+
+    /// The stamp a creation left in the store.
+    fn created(&self, created: Result<Option<Vec<u8>>, BackendError>) -> Option<Stamp> {
+        match created {
+            Ok(current) => Some(stamp_of(Some(current.as_deref()?))),
+            Err(error) => {
+                self.record("set", &error);
+                None
+            }
+        }
     }
 
     /// The framed value to write, if any.
@@ -493,8 +498,7 @@ impl<S: RemoteValue> RemoteCache<S> {
             Err(value) => return self.hit(value, load),
         };
         let epoch = super::invalidation_epoch();
-        let keys = plan.read_keys.clone();
-        let read = plan.remote.call(move |remote| remote.get_many(keys)).await;
+        let read = plan.remote.read(&plan.read_keys).await;
         let write = match self.judge(&plan, read) {
             Found::Hit(value) => {
                 finish(guard, Some(&value), epoch);

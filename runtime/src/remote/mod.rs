@@ -26,15 +26,26 @@
 //! `cool_down` (default 5 s), then one probe goes through; when it succeeds, caching resumes.
 //!
 //! # Threads and runtimes
-//! Store operations run on one background tokio runtime owned by cachemere (one worker thread,
-//! named `cachemere-remote`), created on first use. An `async fn` awaits them without blocking
-//! its executor (any executor, tokio or not). A sync function blocks its thread until the
-//! operation ends or times out, which also works inside a tokio runtime: it never panics there,
-//! but it does occupy that worker for up to the timeout, as any blocking I/O would. Call such
-//! functions through `spawn_blocking`, or make them `async`, on latency-sensitive runtimes.
+//! An `async fn` called on a multi-threaded tokio runtime (as under `#[tokio::main]`) awaits
+//! its store operations on its own task, over a connection driven by that runtime, so a hit
+//! costs one round trip and no hop between threads. Reads of one remote that run at the same
+//! time there are merged into one `get_many` (one `MGET`). Everywhere else (other executors,
+//! current-thread runtimes, runtimes without the I/O or time driver, sync functions) operations
+//! run on one background tokio runtime owned by cachemere (one worker thread, named
+//! `cachemere-remote`), created on first use; an `async fn` awaits them without blocking its
+//! executor. A sync function blocks its thread until the operation ends or times out, which
+//! also works inside a tokio runtime: it never panics there, but it does occupy that worker for
+//! up to the timeout, as any blocking I/O would. Call such functions through `spawn_blocking`,
+//! or make them `async`, on latency-sensitive runtimes.
+//!
+//! On a multi-threaded runtime the operation's timeout is the runtime's timer, so code that
+//! blocks every worker of that runtime while waiting for a cached `async fn` (a nested
+//! `block_on` on each worker) deadlocks it, as it would any tokio I/O.
 
+mod batch;
 mod breaker;
 pub(crate) mod cache;
+mod caller;
 pub mod codec;
 pub mod key;
 
@@ -55,7 +66,10 @@ pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, BackendError>> +
 ///
 /// Keys are text, values bytes; everything else (framing, codecs, tags, timeouts, the
 /// circuit breaker, statistics) is done above it, so a store only moves bytes. Operations are
-/// polled on cachemere's background tokio runtime, so an implementation may use tokio I/O.
+/// polled inside a tokio runtime with I/O and time enabled (the caller's multi-threaded
+/// runtime, or cachemere's background one), so an implementation may use tokio I/O; one that
+/// keeps connections should keep one per runtime (`tokio::runtime::Handle::id`), as the Redis
+/// store does, since a connection's driver task dies with the runtime that spawned it.
 ///
 /// ```
 /// use std::collections::HashMap;
@@ -112,6 +126,23 @@ pub trait RemoteStore: Send + Sync + 'static {
 
     /// Stores `value` at `key`, expiring after `ttl`, set atomically with the value.
     fn set(&self, key: String, value: Vec<u8>, ttl: Duration) -> StoreFuture<()>;
+
+    /// Stores `value` at `key` (expiring after `ttl`) unless `key` holds a value, and returns
+    /// the value `key` holds afterwards (`None` if it vanished in between). Invalidation
+    /// stamps are created with it, so that processes racing to create one agree on it.
+    ///
+    /// The default stores unconditionally and returns `value`: the last of racing writers
+    /// wins, and the entries the others wrote read as misses once. Override it with the store's
+    /// atomic set-if-absent where there is one.
+    fn get_or_set(
+        &self,
+        key: String,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> StoreFuture<Option<Vec<u8>>> {
+        let set = self.set(key, value.clone(), ttl);
+        Box::pin(async move { set.await.map(|()| Some(value)) })
+    }
 
     /// Deletes `key`; returns whether it existed.
     fn delete(&self, key: String) -> StoreFuture<bool>;
@@ -176,6 +207,7 @@ struct RemoteInner {
     max_ttl: Duration,
     breaker: Breaker,
     description: String,
+    reads: batch::Reads,
 }
 
 impl fmt::Debug for Remote {
@@ -248,6 +280,7 @@ impl RemoteBuilder {
                 max_ttl: self.max_ttl,
                 breaker: Breaker::new(self.failure_threshold, self.cool_down),
                 description,
+                reads: batch::Reads::default(),
             }),
         }
     }
@@ -302,16 +335,10 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, BackendError> {
         .map_err(|e| unavailable(RemoteUnavailable::Runtime(e.clone())))
 }
 
-/// Spawns a future on cachemere's background runtime (used by stores to create their
-/// connections there, so they outlive the caller's runtime).
-pub(crate) fn spawn_on_runtime<F>(
-    future: F,
-) -> Result<tokio::task::JoinHandle<F::Output>, BackendError>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    Ok(runtime()?.spawn(future))
+/// A handle to cachemere's background runtime (stores connect there for operations polled
+/// outside any tokio runtime).
+pub(crate) fn background_runtime() -> Result<tokio::runtime::Handle, BackendError> {
+    Ok(runtime()?.handle().clone())
 }
 
 impl Remote {
@@ -454,8 +481,31 @@ impl Remote {
             .unwrap_or(Err(BackendError::Timeout(self.inner.timeout)))
     }
 
-    /// Runs an operation and awaits its answer without blocking the caller's executor.
+    /// Runs an operation and awaits its answer without blocking the caller's executor: on the
+    /// caller's own runtime where it can (see [`caller`]), else on cachemere's.
     pub(crate) async fn call<T, F>(&self, op: F) -> Result<T, BackendError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn RemoteStore) -> StoreFuture<T> + Send + 'static,
+    {
+        if caller::runs_here().await {
+            self.here(op).await
+        } else {
+            self.elsewhere(op).await
+        }
+    }
+
+    /// Runs an operation on the caller's task.
+    async fn here<T, F>(&self, op: F) -> Result<T, BackendError>
+    where
+        F: FnOnce(&dyn RemoteStore) -> StoreFuture<T>,
+    {
+        let future = op(&*self.inner.store);
+        Self::guarded(Arc::clone(&self.inner), future, true).await
+    }
+
+    /// Runs an operation on cachemere's background runtime and awaits it from any executor.
+    async fn elsewhere<T, F>(&self, op: F) -> Result<T, BackendError>
     where
         T: Send + 'static,
         F: FnOnce(&dyn RemoteStore) -> StoreFuture<T> + Send + 'static,
@@ -468,6 +518,40 @@ impl Remote {
         match task.await {
             Ok(outcome) => outcome,
             Err(join_error) => Err(unavailable(RemoteUnavailable::Lost(join_error.to_string()))),
+        }
+    }
+
+    /// Reads `keys`, merged with the reads of this remote that run at the same time (see
+    /// [`batch`]) where the operation runs on the caller's runtime.
+    pub(crate) async fn read(&self, keys: &[String]) -> Result<batch::Values, BackendError> {
+        let alone = |keys: &[String]| {
+            let keys = keys.to_vec();
+            move |store: &dyn RemoteStore| store.get_many(keys)
+        };
+        if !caller::runs_here().await {
+            return self.elsewhere(alone(keys)).await;
+        }
+        match self.inner.reads.arrive(keys) {
+            batch::Arrival::Alone(_in_flight) => self.here(alone(keys)).await,
+            batch::Arrival::Open(opener) => {
+                // Let the reads polled meanwhile join before the batch leaves.
+                tokio::task::yield_now().await;
+                let Some(batch) = opener.close() else {
+                    return self.here(alone(keys)).await;
+                };
+                let (all_keys, answer) = batch.into_keys();
+                let outcome = self.here(move |store| store.get_many(all_keys)).await;
+                answer.answer(outcome)
+            }
+            batch::Arrival::Joined(answer) => {
+                let patience = self.inner.timeout.saturating_add(BLOCKING_GRACE);
+                match tokio::time::timeout(patience, answer).await {
+                    Ok(Ok(outcome)) => outcome,
+                    // The opener was dropped: read alone.
+                    Ok(Err(_closed)) => self.here(alone(keys)).await,
+                    Err(_) => Err(BackendError::Timeout(self.inner.timeout)),
+                }
+            }
         }
     }
 
