@@ -3,11 +3,15 @@
 //! A read that finds no other read of its remote in flight is sent at once, so a lone hit pays
 //! nothing. A read that arrives while one is in flight opens a batch and yields once: the reads
 //! polled in the meantime (the rest of a `join_all`, other tasks on the runtime) join it, and
-//! the opener then sends all their keys together and hands each its slice of the answer.
+//! the opener then sends all their keys together and hands each its slice of the answer. While
+//! batches find joiners, a read opens one even with nothing in flight, so a burst goes out as
+//! one read rather than a first read and then the rest; the first batch that finds none ends
+//! that, so sequential callers go back to paying nothing.
 //!
 //! No caller is stranded: an opener dropped before it sent the batch closes it, and one dropped
 //! after drops the joiners' answer channels; either way each joiner reads on its own instead.
 
+use std::ops::Range;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::oneshot;
@@ -29,22 +33,66 @@ pub(crate) struct Reads {
 #[derive(Debug, Default)]
 struct State {
     in_flight: usize,
+    /// Whether the last batch found joiners.
+    merging: bool,
     batches: u64,
     open: Option<Batch>,
 }
 
-/// The keys gathered by an opener, and where each joiner's part starts.
+/// The keys gathered by an opener: each distinct key once (reads of one cache share their
+/// invalidation keys), and where each read's keys are among them.
 #[derive(Debug)]
 pub(crate) struct Batch {
     number: u64,
     keys: Vec<String>,
+    /// Indices in `keys` of keys that were not the first of their read (the invalidation
+    /// keys): the only ones looked for when a read joins, as entry keys are rarely shared.
+    shared: Vec<usize>,
+    /// For each read in turn, the index in `keys` of each of its keys.
+    places: Vec<usize>,
+    opener: Range<usize>,
     joiners: Vec<Joiner>,
 }
 
 #[derive(Debug)]
 struct Joiner {
-    start: usize,
+    places: Range<usize>,
     answer: oneshot::Sender<Result<Values, BackendError>>,
+}
+
+impl Batch {
+    fn new(number: u64, keys: &[String]) -> Self {
+        let mut batch = Batch {
+            number,
+            keys: Vec::with_capacity(64),
+            shared: Vec::new(),
+            places: Vec::with_capacity(128),
+            opener: 0..0,
+            joiners: Vec::new(),
+        };
+        batch.opener = batch.add(keys);
+        batch
+    }
+
+    /// Adds a read's keys; returns where its places are.
+    fn add(&mut self, keys: &[String]) -> Range<usize> {
+        let start = self.places.len();
+        for (n, key) in keys.iter().enumerate() {
+            let known = (n > 0)
+                .then(|| self.shared.iter().copied().find(|&i| self.keys[i] == *key))
+                .flatten();
+            let place = known.unwrap_or_else(|| {
+                self.keys.push(key.clone());
+                let place = self.keys.len() - 1;
+                if n > 0 {
+                    self.shared.push(place);
+                }
+                place
+            });
+            self.places.push(place);
+        }
+        start..self.places.len()
+    }
 }
 
 /// How a read goes.
@@ -78,7 +126,10 @@ impl Opener<'_> {
     /// Takes the batch out of reach of later readers: its keys (the opener's first) and the
     /// joiners to answer.
     pub(crate) fn close(&self) -> Option<Batch> {
-        take_if(&mut self.in_flight.reads.state(), self.number)
+        let mut state = self.in_flight.reads.state();
+        let batch = take_if(&mut state, self.number)?;
+        state.merging = !batch.joiners.is_empty();
+        Some(batch)
     }
 }
 
@@ -109,14 +160,11 @@ impl Reads {
             && batch.keys.len() + keys.len() <= MOST_KEYS
         {
             let (answer, receiver) = oneshot::channel();
-            batch.joiners.push(Joiner {
-                start: batch.keys.len(),
-                answer,
-            });
-            batch.keys.extend_from_slice(keys);
+            let places = batch.add(keys);
+            batch.joiners.push(Joiner { places, answer });
             return Arrival::Joined(receiver);
         }
-        let opens = state.in_flight > 0 && state.open.is_none();
+        let opens = state.open.is_none() && (state.in_flight > 0 || state.merging);
         state.in_flight += 1;
         let in_flight = InFlight { reads: self };
         if !opens {
@@ -124,11 +172,7 @@ impl Reads {
         }
         state.batches += 1;
         let number = state.batches;
-        state.open = Some(Batch {
-            number,
-            keys: keys.to_vec(),
-            joiners: Vec::new(),
-        });
+        state.open = Some(Batch::new(number, keys));
         Arrival::Open(Opener { in_flight, number })
     }
 }
@@ -151,15 +195,19 @@ impl Batch {
     pub(crate) fn into_keys(self) -> (Vec<String>, Answer) {
         let answer = Answer {
             asked: self.keys.len(),
+            places: self.places,
+            opener: self.opener,
             joiners: self.joiners,
         };
         (self.keys, answer)
     }
 }
 
-/// The joiners of a sent batch, waiting for their parts.
+/// The reads of a sent batch, waiting for their parts.
 pub(crate) struct Answer {
     asked: usize,
+    places: Vec<usize>,
+    opener: Range<usize>,
     joiners: Vec<Joiner>,
 }
 
@@ -187,12 +235,28 @@ impl Answer {
                 return Err(error);
             }
         };
-        // Joiners are in key order: each takes the tail from its start.
-        for joiner in self.joiners.into_iter().rev() {
-            let part = values.split_off(joiner.start);
-            let _ = joiner.answer.send(Ok(part));
+        // A value goes to its last reader, and is cloned for the others.
+        let mut readers = vec![0_u32; values.len()];
+        for &place in &self.places {
+            readers[place] += 1;
         }
-        Ok(values)
+        let mut part = |places: Range<usize>| -> Values {
+            self.places[places]
+                .iter()
+                .map(|&place| {
+                    readers[place] -= 1;
+                    if readers[place] == 0 {
+                        values[place].take()
+                    } else {
+                        values[place].clone()
+                    }
+                })
+                .collect()
+        };
+        for joiner in self.joiners {
+            let _ = joiner.answer.send(Ok(part(joiner.places)));
+        }
+        Ok(part(self.opener))
     }
 }
 
@@ -225,22 +289,36 @@ mod tests {
         let Arrival::Alone(first) = reads.arrive(&keys(&["a"])) else {
             panic!("nothing in flight: the first read goes alone");
         };
-        let Arrival::Open(opener) = reads.arrive(&keys(&["b", "c"])) else {
+        let Arrival::Open(opener) = reads.arrive(&keys(&["b", "stamp"])) else {
             panic!("one in flight: the second opens a batch");
         };
-        let Arrival::Joined(mut joined) = reads.arrive(&keys(&["d"])) else {
+        let Arrival::Joined(mut joined) = reads.arrive(&keys(&["d", "stamp", "tag"])) else {
             panic!("a batch is open: the third joins it");
         };
         let batch = opener.close().expect("the opener's batch");
         assert!(opener.close().is_none(), "closed once");
         let (sent, answer) = batch.into_keys();
-        assert_eq!(sent, keys(&["b", "c", "d"]));
-        let own = answer.answer(Ok(vec![value("b"), None, value("d")]));
-        assert_eq!(own.unwrap(), vec![value("b"), None]);
-        assert_eq!(joined.try_recv().unwrap().unwrap(), vec![value("d")]);
+        assert_eq!(
+            sent,
+            keys(&["b", "stamp", "d", "tag"]),
+            "a shared key is sent once"
+        );
+        let own = answer.answer(Ok(vec![value("b"), value("s"), None, value("t")]));
+        assert_eq!(own.unwrap(), vec![value("b"), value("s")]);
+        assert_eq!(
+            joined.try_recv().unwrap().unwrap(),
+            vec![None, value("s"), value("t")]
+        );
         drop((first, opener));
         assert_eq!(reads.state().in_flight, 0);
-        assert!(matches!(reads.arrive(&keys(&["e"])), Arrival::Alone(_)));
+        // That batch found a joiner: a burst is on, so even a read alone opens one.
+        let Arrival::Open(opener) = reads.arrive(&keys(&["e"])) else {
+            panic!("merging: opens a batch");
+        };
+        assert!(opener.close().is_some());
+        drop(opener);
+        // Nobody joined it: the burst is over, reads go alone again.
+        assert!(matches!(reads.arrive(&keys(&["f"])), Arrival::Alone(_)));
     }
 
     #[test]
@@ -274,7 +352,8 @@ mod tests {
         let Arrival::Joined(mut joined) = reads.arrive(&keys(&["c"])) else {
             panic!("joins");
         };
-        let (_, answer) = opener.close().unwrap().into_keys();
+        let (sent, answer) = opener.close().unwrap().into_keys();
+        assert_eq!(sent.len(), 2);
         let own = answer.answer(Ok(vec![value("b")]));
         assert!(matches!(own, Err(BackendError::Other(_))));
         assert!(matches!(

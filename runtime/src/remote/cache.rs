@@ -54,9 +54,31 @@ pub struct RemoteCache<S> {
 /// The keys one read covers and where the entry goes.
 struct Plan {
     remote: Remote,
-    entry_key: String,
     /// The entry key, then the cache's clear stamp key, then one stamp key per tag.
     read_keys: Vec<String>,
+}
+
+impl Plan {
+    fn entry_key(&self) -> &String {
+        &self.read_keys[0]
+    }
+
+    fn into_entry_key(self) -> String {
+        self.read_keys.into_iter().next().unwrap_or_default()
+    }
+}
+
+/// `parts` joined by `:` (what `format!` would do, without its formatting machinery: this
+/// runs on every remote hit).
+fn key_of(parts: &[&str]) -> String {
+    let mut key = String::with_capacity(parts.iter().map(|part| part.len() + 1).sum());
+    for (n, part) in parts.iter().enumerate() {
+        if n > 0 {
+            key.push(':');
+        }
+        key.push_str(part);
+    }
+    key
 }
 
 /// What one read found.
@@ -146,25 +168,20 @@ impl<S> RemoteCache<S> {
     }
 
     fn entry_key(&self, remote: &Remote, arguments: &str) -> String {
-        format!("{}:{}:{arguments}", remote.prefix(), self.space)
+        key_of(&[remote.prefix(), &self.space, arguments])
     }
 
     fn clear_key(&self, remote: &Remote) -> String {
-        format!("{}:#gen:{}", remote.prefix(), self.space)
+        key_of(&[remote.prefix(), "#gen", &self.space])
     }
 
     fn plan(&self, arguments: &str, tags: &[String]) -> Option<Plan> {
         let remote = self.remote()?;
-        let entry_key = self.entry_key(&remote, arguments);
         let mut read_keys = Vec::with_capacity(2 + tags.len());
-        read_keys.push(entry_key.clone());
+        read_keys.push(self.entry_key(&remote, arguments));
         read_keys.push(self.clear_key(&remote));
         read_keys.extend(tags.iter().map(|tag| remote.tag_key(tag)));
-        Some(Plan {
-            remote,
-            entry_key,
-            read_keys,
-        })
+        Some(Plan { remote, read_keys })
     }
 
     /// Deletes the entry for these arguments; returns whether there was one.
@@ -173,8 +190,9 @@ impl<S> RemoteCache<S> {
         let Some(plan) = arguments.and_then(|arguments| self.plan(&arguments, &[])) else {
             return false;
         };
-        let key = plan.entry_key;
-        self.invalidated(plan.remote.blocking(move |remote| remote.delete(key)))
+        let remote = plan.remote.clone();
+        let key = plan.into_entry_key();
+        self.invalidated(remote.blocking(move |remote| remote.delete(key)))
     }
 
     /// The async form of [`invalidate`](Self::invalidate).
@@ -183,8 +201,9 @@ impl<S> RemoteCache<S> {
         let Some(plan) = arguments.and_then(|arguments| self.plan(&arguments, &[])) else {
             return false;
         };
-        let key = plan.entry_key;
-        self.invalidated(plan.remote.call(move |remote| remote.delete(key)).await)
+        let remote = plan.remote.clone();
+        let key = plan.into_entry_key();
+        self.invalidated(remote.call(move |remote| remote.delete(key)).await)
     }
 
     /// What a `DEL` of one entry came to: whether it existed (an error counts as no).
@@ -363,7 +382,11 @@ impl<S: RemoteValue> RemoteCache<S> {
                     .ttl
                     .map_or(max_ttl, |ttl| ttl.min(max_ttl))
                     .max(Duration::from_millis(1));
-                Some((plan.entry_key.clone(), frame(codec, stamps, &payload), ttl))
+                Some((
+                    plan.entry_key().clone(),
+                    frame(codec, stamps, &payload),
+                    ttl,
+                ))
             }
             Err(error) => {
                 self.record("encode", &BackendError::Other(Box::new(error)));
@@ -444,7 +467,7 @@ impl<S: RemoteValue> RemoteCache<S> {
             self.miss();
             return self.timed(compute);
         };
-        let guard = match self.join(&plan.entry_key) {
+        let guard = match self.join(plan.entry_key()) {
             Ok(guard) => guard,
             Err(value) => return self.hit(value, load),
         };
@@ -493,7 +516,7 @@ impl<S: RemoteValue> RemoteCache<S> {
             self.miss();
             return self.timed_async(compute).await;
         };
-        let guard = match self.join_async(&plan.entry_key).await {
+        let guard = match self.join_async(plan.entry_key()).await {
             Ok(guard) => guard,
             Err(value) => return self.hit(value, load),
         };

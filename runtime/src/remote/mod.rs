@@ -412,7 +412,12 @@ impl Remote {
     }
 
     pub(crate) fn tag_key(&self, tag: &str) -> String {
-        format!("{}:#tag:{}", self.inner.prefix, key::tag_segment(tag))
+        let segment = key::tag_segment(tag);
+        let mut key = String::with_capacity(self.inner.prefix.len() + 6 + segment.len());
+        key.push_str(&self.inner.prefix);
+        key.push_str(":#tag:");
+        key.push_str(&segment);
+        key
     }
 
     /// Runs `op` against the store under the timeout and, with `breaker`, the circuit breaker.
