@@ -97,6 +97,16 @@ struct Write {
     /// them with). An entry is never written under an absent stamp, so a stamp that expires
     /// or is evicted later can only turn its entries into misses, never bring an old one back.
     create: Vec<(usize, String, Vec<u8>)>,
+    /// The entry was there but did not decode (already counted as an error).
+    unreadable: bool,
+}
+
+impl Write {
+    /// Whether a new leader should read again before computing: not after a failed read or
+    /// an unreadable entry, which a second read would only count twice.
+    fn worth_rereading(write: &Option<Write>) -> bool {
+        write.as_ref().is_some_and(|write| !write.unreadable)
+    }
 }
 
 impl<S> RemoteCache<S> {
@@ -311,6 +321,7 @@ impl<S: RemoteValue> RemoteCache<S> {
                 }
             }
         }
+        let mut unreadable = false;
         if let Some(bytes) = &values[0] {
             let codec = plan.remote.codec();
             let decoded = unframe(codec, bytes).and_then(|(written_under, payload)| {
@@ -322,10 +333,17 @@ impl<S: RemoteValue> RemoteCache<S> {
                 }
                 // Invalidated by a tag or a clear since it was written: a plain miss.
                 Ok(_) => {}
-                Err(error) => self.record("decode", &BackendError::Decode(Box::new(error))),
+                Err(error) => {
+                    unreadable = true;
+                    self.record("decode", &BackendError::Decode(Box::new(error)));
+                }
             }
         }
-        Found::Miss(Some(Write { stamps, create }))
+        Found::Miss(Some(Write {
+            stamps,
+            create,
+            unreadable,
+        }))
     }
 
     /// Creates the absent stamp keys of `write` (or adopts the stamp a racing writer created
@@ -467,20 +485,32 @@ impl<S: RemoteValue> RemoteCache<S> {
             self.miss();
             return self.timed(compute);
         };
+        // Read before joining the flight, so that a hit, the common case, touches no flight.
+        let read = |plan: &Plan| {
+            let keys = plan.read_keys.clone();
+            plan.remote.blocking(move |remote| remote.get_many(keys))
+        };
+        let mut epoch = super::invalidation_epoch();
+        let mut write = match self.judge(&plan, read(&plan)) {
+            Found::Hit(value) => return self.hit(value, load),
+            Found::Miss(write) => write,
+        };
         let guard = match self.join(plan.entry_key()) {
             Ok(guard) => guard,
             Err(value) => return self.hit(value, load),
         };
-        let epoch = super::invalidation_epoch();
-        let keys = plan.read_keys.clone();
-        let read = plan.remote.blocking(move |remote| remote.get_many(keys));
-        let write = match self.judge(&plan, read) {
-            Found::Hit(value) => {
-                finish(guard, Some(&value), epoch);
-                return self.hit(value, load);
-            }
-            Found::Miss(write) => write,
-        };
+        // A new leader reads again: a flight that ended between the read and the join stored
+        // the value.
+        if guard.is_some() && Write::worth_rereading(&write) {
+            epoch = super::invalidation_epoch();
+            write = match self.judge(&plan, read(&plan)) {
+                Found::Hit(value) => {
+                    finish(guard, Some(&value), epoch);
+                    return self.hit(value, load);
+                }
+                Found::Miss(write) => write,
+            };
+        }
         let stamps = self.create_stamps(&plan, write);
         self.miss();
         let result = match &guard {
@@ -516,19 +546,28 @@ impl<S: RemoteValue> RemoteCache<S> {
             self.miss();
             return self.timed_async(compute).await;
         };
+        // As in `compute`: read first, join the flight on a miss, and a new leader reads again.
+        let mut epoch = super::invalidation_epoch();
+        let read = plan.remote.read(&plan.read_keys).await;
+        let mut write = match self.judge(&plan, read) {
+            Found::Hit(value) => return self.hit(value, load),
+            Found::Miss(write) => write,
+        };
         let guard = match self.join_async(plan.entry_key()).await {
             Ok(guard) => guard,
             Err(value) => return self.hit(value, load),
         };
-        let epoch = super::invalidation_epoch();
-        let read = plan.remote.read(&plan.read_keys).await;
-        let write = match self.judge(&plan, read) {
-            Found::Hit(value) => {
-                finish(guard, Some(&value), epoch);
-                return self.hit(value, load);
-            }
-            Found::Miss(write) => write,
-        };
+        if guard.is_some() && Write::worth_rereading(&write) {
+            epoch = super::invalidation_epoch();
+            let read = plan.remote.read(&plan.read_keys).await;
+            write = match self.judge(&plan, read) {
+                Found::Hit(value) => {
+                    finish(guard, Some(&value), epoch);
+                    return self.hit(value, load);
+                }
+                Found::Miss(write) => write,
+            };
+        }
         let stamps = self.create_stamps_async(&plan, write).await;
         self.miss();
         let result = match &guard {

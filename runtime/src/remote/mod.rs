@@ -548,15 +548,12 @@ impl Remote {
                 let outcome = self.here(move |store| store.get_many(all_keys)).await;
                 answer.answer(outcome)
             }
-            batch::Arrival::Joined(answer) => {
-                let patience = self.inner.timeout.saturating_add(BLOCKING_GRACE);
-                match tokio::time::timeout(patience, answer).await {
-                    Ok(Ok(outcome)) => outcome,
-                    // The opener was dropped: read alone.
-                    Ok(Err(_closed)) => self.here(alone(keys)).await,
-                    Err(_) => Err(BackendError::Timeout(self.inner.timeout)),
-                }
-            }
+            // No timer of its own (one per joiner cost more than the rest of a hit): the
+            // opener's read is under the timeout, and a dropped opener closes the channel.
+            batch::Arrival::Joined(answer) => match answer.await {
+                Ok(outcome) => outcome,
+                Err(_closed) => self.here(alone(keys)).await,
+            },
         }
     }
 
