@@ -139,8 +139,8 @@ fn op_raw_mget(ctx: Arc<Ctx>, x: u64) -> Call {
     })
 }
 
-/// A raw `GET` run as `Remote::call` runs an operation: spawned on a one-worker runtime that
-/// owns the connection, awaited through the `JoinHandle`.
+/// A raw `GET` run as `Remote::call` runs an operation off a multi-threaded tokio runtime:
+/// spawned on a one-worker runtime that owns the connection, awaited through the `JoinHandle`.
 fn op_hop_get(ctx: Arc<Ctx>, x: u64) -> Call {
     Box::pin(async move {
         let hop = ctx.hop.clone();
@@ -213,7 +213,7 @@ fn op_hop_concurrent(ctx: Arc<Ctx>, _: u64) -> Call {
 }
 
 /// The 64 `MGET entry clear-stamp` of a batch in one pipeline, sent by one task spawned on the
-/// one-worker runtime: what a `Remote::call` that gathered concurrent reads would cost.
+/// one-worker runtime: what merged reads would cost if they still hopped to another runtime.
 fn op_hop_pipeline(ctx: Arc<Ctx>, _: u64) -> Call {
     Box::pin(async move {
         let task = ctx.hop.clone().spawn(async move {
@@ -231,8 +231,7 @@ fn op_hop_pipeline(ctx: Arc<Ctx>, _: u64) -> Call {
 }
 
 /// The reads of a batch gathered into one `MGET` of the 64 entries and their (shared)
-/// clear-stamp key, on the caller's connection: the floor of a `Remote::call` that ran on the
-/// caller's runtime and merged concurrent reads.
+/// clear-stamp key, on the caller's connection: the floor of merged reads.
 fn op_raw_merged(ctx: Arc<Ctx>, _: u64) -> Call {
     Box::pin(async move {
         let mut mget = redis::cmd("MGET");
