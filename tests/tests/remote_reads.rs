@@ -177,3 +177,36 @@ fn concurrent_reads_merge_and_a_cancelled_or_failing_opener_strands_no_one() {
         assert_eq!(COMPUTED.load(Ordering::SeqCst), 67);
     });
 }
+
+fn plain_remote() -> Remote {
+    static REMOTE: OnceLock<Remote> = OnceLock::new();
+    REMOTE
+        .get_or_init(|| {
+            Remote::builder(SharedMapStore::default())
+                .prefix("plain")
+                .build()
+        })
+        .clone()
+}
+
+#[cached(backend = "remote", remote = plain_remote)]
+async fn halved(x: u64) -> u64 {
+    x / 2
+}
+
+/// A multi-threaded runtime built without its I/O and time drivers cannot run the timeout or a
+/// store connection: the probe finds that (tokio prints the probe task's panic once) and the
+/// operations go to cachemere's background runtime instead.
+#[test]
+fn a_runtime_without_drivers_is_served_by_the_background_runtime() {
+    let bare = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .expect("a runtime without drivers");
+    bare.block_on(async {
+        assert_eq!(halved(10).await, 5);
+        assert_eq!(halved(10).await, 5);
+    });
+    let info = halved::cache_info();
+    assert_eq!((info.hits, info.misses, info.errors), (1, 1, 0));
+}
