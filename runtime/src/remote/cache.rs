@@ -68,19 +68,6 @@ impl Plan {
     }
 }
 
-/// `parts` joined by `:` (what `format!` would do, without its formatting machinery: this
-/// runs on every remote hit).
-fn key_of(parts: &[&str]) -> String {
-    let mut key = String::with_capacity(parts.iter().map(|part| part.len() + 1).sum());
-    for (n, part) in parts.iter().enumerate() {
-        if n > 0 {
-            key.push(':');
-        }
-        key.push_str(part);
-    }
-    key
-}
-
 /// What one read found.
 enum Found<S> {
     /// A fresh value.
@@ -178,11 +165,11 @@ impl<S> RemoteCache<S> {
     }
 
     fn entry_key(&self, remote: &Remote, arguments: &str) -> String {
-        key_of(&[remote.prefix(), &self.space, arguments])
+        [remote.prefix(), &self.space, arguments].join(":")
     }
 
     fn clear_key(&self, remote: &Remote) -> String {
-        key_of(&[remote.prefix(), "#gen", &self.space])
+        [remote.prefix(), "#gen", &self.space].join(":")
     }
 
     fn plan(&self, arguments: &str, tags: &[String]) -> Option<Plan> {

@@ -96,6 +96,14 @@ pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, BackendError>> +
 ///             Ok(())
 ///         })
 ///     }
+///     // Optional: an atomic set-if-absent, so racing writers agree on invalidation stamps.
+///     fn get_or_set(&self, key: String, value: Vec<u8>, _ttl: Duration) -> StoreFuture<Option<Vec<u8>>> {
+///         let map = Arc::clone(&self.0);
+///         Box::pin(async move {
+///             let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+///             Ok(Some(map.entry(key).or_insert(value).clone()))
+///         })
+///     }
 ///     fn delete(&self, key: String) -> StoreFuture<bool> {
 ///         let map = Arc::clone(&self.0);
 ///         Box::pin(async move { Ok(map.lock().unwrap_or_else(|e| e.into_inner()).remove(&key).is_some()) })
@@ -412,12 +420,8 @@ impl Remote {
     }
 
     pub(crate) fn tag_key(&self, tag: &str) -> String {
-        let segment = key::tag_segment(tag);
-        let mut key = String::with_capacity(self.inner.prefix.len() + 6 + segment.len());
-        key.push_str(&self.inner.prefix);
-        key.push_str(":#tag:");
-        key.push_str(&segment);
-        key
+        // `join`, not `format!`: this runs on every hit of a tagged cache.
+        [self.inner.prefix.as_str(), "#tag", &key::tag_segment(tag)].join(":")
     }
 
     /// Runs `op` against the store under the timeout and, with `breaker`, the circuit breaker.
