@@ -50,6 +50,26 @@ impl RemoteStore for MapStore {
         })
     }
 
+    // What keeps a value computed before an invalidation out of the store: replace only if
+    // the value there still starts with what was read (atomic, here under the map's lock).
+    fn compare_and_set(
+        &self,
+        key: String,
+        expected: Vec<u8>,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> StoreFuture<bool> {
+        self.run(move |entries| {
+            let matches = entries
+                .get(&key)
+                .is_some_and(|(current, _)| current.starts_with(&expected));
+            if matches {
+                entries.insert(key, (value, Instant::now() + ttl));
+            }
+            matches
+        })
+    }
+
     fn delete(&self, key: String) -> StoreFuture<bool> {
         self.run(move |entries| entries.remove(&key).is_some())
     }

@@ -72,6 +72,10 @@ pub(crate) enum BackendChoice {
     Remote(Span),
 }
 
+/// The most tags one function may carry: each is read with every lookup (a remote read
+/// carries one key per tag; remote frames hold up to 65,533).
+const MOST_TAGS: usize = 1024;
+
 const OPTIONS: &str = "ttl, maxsize, tags, key, key_type, skip, name, backend, version, remote, cache_none, cache_err, single_flight";
 
 /// The errors met so far, combined into one.
@@ -160,6 +164,15 @@ impl Options {
                         "a tag is a string literal, e.g. tags = [\"users\", \"user:{id}\"]",
                     ),
                 }
+            }
+            if let Some(extra) = literals.get(MOST_TAGS) {
+                errors.at(
+                    extra.span(),
+                    format!(
+                        "at most {MOST_TAGS} tags per function: every tag is read with every \
+                         entry; tag a group of entries with one tag instead"
+                    ),
+                );
             }
             set_once(&mut self.tags, literals, span, "tags", errors);
         } else if lookahead.peek(kw::key_type) {

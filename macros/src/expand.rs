@@ -362,10 +362,10 @@ impl Plan<'_> {
         };
         let info_doc = format!("Statistics of the cache of `{fn_name}`.");
         let clear_doc = format!(
-            "Removes every entry of the cache of `{fn_name}` and resets its statistics (as Python's `cache_clear()`)."
+            "Removes every entry of the cache of `{fn_name}` and resets its statistics (as Python's `cache_clear()`); `Queued` if a remote store could not be reached (retried in the background)."
         );
         let invalidate_doc = format!(
-            "Removes the entry of `{fn_name}` for these arguments (the skipped ones left out); returns whether there was one."
+            "Removes the entry of `{fn_name}` for these arguments (the skipped ones left out): `Removed` if there was one, `Absent` if not, `Queued` if a remote store could not be reached (retried in the background; this process does not serve the entry meanwhile)."
         );
         quote! {
             #[doc = #info_doc]
@@ -376,14 +376,14 @@ impl Plan<'_> {
 
             #[doc = #clear_doc]
             #[allow(dead_code)]
-            #vis #asyncness fn #clear() {
+            #vis #asyncness fn #clear() -> ::cachemere::Invalidation {
                 #clear_call
             }
 
             #[doc = #invalidate_doc]
             #[allow(dead_code)]
             #[allow(unused_variables)]
-            #vis #asyncness fn #invalidate(#receiver #(#params),*) -> bool {
+            #vis #asyncness fn #invalidate(#receiver #(#params),*) -> ::cachemere::Invalidation {
                 #setup
                 #lookup
             }

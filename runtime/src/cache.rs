@@ -11,6 +11,7 @@ use equivalent::Equivalent;
 use crate::backend::{Backend, BackendError, CacheConfig};
 use crate::clock;
 use crate::flight::{Flights, Role, led_by_this_thread};
+use crate::invalidation::Invalidation;
 use crate::key::{CachedValue, KeyPart};
 use crate::stats::{CacheInfo, Counters};
 use crate::tags::TagStamp;
@@ -431,23 +432,28 @@ where
         result
     }
 
-    /// Removes the entry for `key`; returns whether there was one. A computation of that key
-    /// running meanwhile (or of a key sharing its stripe) does not store its value: it may have
-    /// read what was invalidated.
-    pub fn invalidate<Q>(&self, key: &Q) -> bool
+    /// Removes the entry for `key`: [`Invalidation::Removed`] if there was one, else
+    /// [`Invalidation::Absent`]. A computation of that key running meanwhile (or of a key
+    /// sharing its stripe) does not store its value: it may have read what was invalidated.
+    pub fn invalidate<Q>(&self, key: &Q) -> Invalidation
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         // `Q` hashes like `K` (the lookup contract), so both find the same stripe.
         self.invalidated[self.key_stripe(key)].fetch_add(1, Ordering::SeqCst);
-        self.backend.remove(key).unwrap_or_else(|error| {
+        let removed = self.backend.remove(key).unwrap_or_else(|error| {
             self.record_error("remove", &error);
             false
-        })
+        });
+        if removed {
+            Invalidation::Removed
+        } else {
+            Invalidation::Absent
+        }
     }
 
     /// Removes every entry and resets the statistics, like Python's `cache_clear()`.
-    pub fn clear(&self) {
+    pub fn clear(&self) -> Invalidation {
         self.cleared.fetch_add(1, Ordering::SeqCst);
         if let Err(error) = self.backend.clear() {
             self.record_error("clear", &error);
@@ -455,6 +461,7 @@ where
         self.counters.reset();
         self.evictions_at_clear
             .store(self.backend.evictions(), Ordering::Relaxed);
+        Invalidation::Applied
     }
 
     /// A snapshot of the statistics.

@@ -14,7 +14,7 @@
 //!
 //! assert_eq!(user_name(7).as_deref(), Some("user 7"));
 //! assert_eq!(user_name(7).as_deref(), Some("user 7")); // a hit
-//! assert!(user_name::invalidate(7));
+//! assert!(user_name::invalidate(7).removed());
 //! cachemere::invalidate_tag("user:7");
 //! println!("{}", user_name::cache_info());
 //! ```
@@ -26,6 +26,7 @@ mod backend;
 mod cache;
 mod clock;
 mod flight;
+mod invalidation;
 mod key;
 mod memory;
 #[cfg(feature = "moka")]
@@ -86,7 +87,7 @@ pub use backend::{Backend, BackendError, CacheConfig, DEFAULT_MAXSIZE};
 ///
 /// cachemere::invalidate_tag("report:7");     // hides it, in O(1)
 /// assert!(!Arc::ptr_eq(&first, &report(7, "en").unwrap()));
-/// assert!(report::invalidate(7, "en"));      // removes exactly that entry
+/// assert!(report::invalidate(7, "en").removed()); // removes exactly that entry
 ///
 /// #[derive(Clone, Hash, PartialEq, Eq)]
 /// struct Repo { shard: u32 }
@@ -101,11 +102,12 @@ pub use backend::{Backend, BackendError, CacheConfig, DEFAULT_MAXSIZE};
 ///
 /// let repo = Repo { shard: 1 };
 /// assert_eq!(repo.count("users"), 5);
-/// assert!(Repo::count_invalidate("users"));
+/// assert!(Repo::count_invalidate("users").removed());
 /// ```
 pub use cachemere_macros::cached;
 pub use clock::clock_resolution;
 pub use equivalent::Equivalent;
+pub use invalidation::Invalidation;
 pub use memory::MemoryBackend;
 #[cfg(feature = "moka")]
 pub use moka_backend::MokaBackend;

@@ -256,15 +256,53 @@ struct StoreInner {
     connecting: tokio::sync::Mutex<()>,
 }
 
-fn backend_error(error: RedisError) -> BackendError {
+fn backend_error(error: RedisError, timeout: Duration) -> BackendError {
     if error.is_timeout() {
-        BackendError::Timeout(Duration::ZERO)
-    } else if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal()
-    {
+        BackendError::Timeout(timeout)
+    } else if is_connection_error(&error) {
         BackendError::Unavailable(Box::new(error))
     } else {
         BackendError::Other(Box::new(error))
     }
+}
+
+/// Whether the error is the connection's, not the command's: worth one retry on a fresh
+/// connection (the first command after a reconnect can fail on the stale one).
+fn is_connection_error(error: &RedisError) -> bool {
+    error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal()
+}
+
+/// Replaces the value at `KEYS[1]` with `ARGV[2]` (`PX ARGV[3]`) if it starts with `ARGV[1]`.
+/// `pcall`: a key of another type is "not matching", not an error.
+const COMPARE_AND_SET: &str = r"
+local current = redis.pcall('GET', KEYS[1])
+if type(current) == 'string' and string.sub(current, 1, string.len(ARGV[1])) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+";
+
+/// Stores `ARGV[1]` at `KEYS[1]` (`PX ARGV[2]`), whatever is there, and returns the first 32
+/// bytes of what it replaced (nil if nothing, or not a string).
+const SWAP: &str = r"
+local before = redis.pcall('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if type(before) == 'string' then
+  return string.sub(before, 1, 32)
+end
+return false
+";
+
+fn scripts() -> &'static (::redis::Script, ::redis::Script) {
+    static SCRIPTS: std::sync::OnceLock<(::redis::Script, ::redis::Script)> =
+        std::sync::OnceLock::new();
+    SCRIPTS.get_or_init(|| {
+        (
+            ::redis::Script::new(COMPARE_AND_SET),
+            ::redis::Script::new(SWAP),
+        )
+    })
 }
 
 impl RedisStore {
@@ -406,31 +444,70 @@ impl StoreInner {
             }
             Target::Cluster(client) => client.get_async_connection().await.map(Connection::Cluster),
         }
-        .map_err(backend_error)
+        .map_err(|error| backend_error(error, self.timeout))
     }
 
+    /// Sends a command; on a connection error, once more (the connection reconnects on the
+    /// first failure, so the second try is on a fresh one).
     async fn query<T: ::redis::FromRedisValue>(
         self: Arc<Self>,
         cmd: Cmd,
     ) -> Result<T, BackendError> {
-        let connection = self.connection().await?;
-        let result = match connection {
-            Connection::Single(mut manager) => cmd.query_async(&mut manager).await,
-            Connection::Cluster(mut cluster) => cmd.query_async(&mut cluster).await,
-        };
-        result.map_err(backend_error)
+        let mut retried = false;
+        loop {
+            let connection = Arc::clone(&self).connection().await?;
+            let result = match connection {
+                Connection::Single(mut manager) => cmd.query_async(&mut manager).await,
+                Connection::Cluster(mut cluster) => cmd.query_async(&mut cluster).await,
+            };
+            match result {
+                Err(error) if !retried && is_connection_error(&error) => retried = true,
+                result => return result.map_err(|error| backend_error(error, self.timeout)),
+            }
+        }
     }
 
     async fn query_pipeline<T: ::redis::FromRedisValue>(
         self: Arc<Self>,
         pipeline: ::redis::Pipeline,
     ) -> Result<T, BackendError> {
-        let connection = self.connection().await?;
-        let result = match connection {
-            Connection::Single(mut manager) => pipeline.query_async(&mut manager).await,
-            Connection::Cluster(mut cluster) => pipeline.query_async(&mut cluster).await,
-        };
-        result.map_err(backend_error)
+        let mut retried = false;
+        loop {
+            let connection = Arc::clone(&self).connection().await?;
+            let result = match connection {
+                Connection::Single(mut manager) => pipeline.query_async(&mut manager).await,
+                Connection::Cluster(mut cluster) => pipeline.query_async(&mut cluster).await,
+            };
+            match result {
+                Err(error) if !retried && is_connection_error(&error) => retried = true,
+                result => return result.map_err(|error| backend_error(error, self.timeout)),
+            }
+        }
+    }
+
+    /// Runs one of [`scripts`] on one key; retried once on a connection error as `query`.
+    async fn script<T: ::redis::FromRedisValue>(
+        self: Arc<Self>,
+        script: &'static ::redis::Script,
+        key: String,
+        args: Vec<Vec<u8>>,
+    ) -> Result<T, BackendError> {
+        let mut invocation = script.key(key);
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let mut retried = false;
+        loop {
+            let connection = Arc::clone(&self).connection().await?;
+            let result = match connection {
+                Connection::Single(mut manager) => invocation.invoke_async(&mut manager).await,
+                Connection::Cluster(mut cluster) => invocation.invoke_async(&mut cluster).await,
+            };
+            match result {
+                Err(error) if !retried && is_connection_error(&error) => retried = true,
+                result => return result.map_err(|error| backend_error(error, self.timeout)),
+            }
+        }
     }
 
     async fn count(self: Arc<Self>, pattern: String) -> Result<u64, BackendError> {
@@ -440,10 +517,14 @@ impl StoreInner {
                 async move { cmd.query_async::<Value>(&mut manager).await }
             })
             .await
-            .map_err(backend_error),
+            .map_err(|error| backend_error(error, self.timeout)),
             Connection::Cluster(mut cluster) => {
                 let mut total = 0;
-                for (host, port) in primaries(&mut cluster).await.map_err(backend_error)? {
+                let timeout = self.timeout;
+                for (host, port) in primaries(&mut cluster)
+                    .await
+                    .map_err(|error| backend_error(error, timeout))?
+                {
                     let cluster = cluster.clone();
                     total += scan_count(&pattern, move |cmd| {
                         let mut cluster = cluster.clone();
@@ -454,7 +535,7 @@ impl StoreInner {
                         async move { cluster.route_command(cmd, routing).await }
                     })
                     .await
-                    .map_err(backend_error)?;
+                    .map_err(|error| backend_error(error, timeout))?;
                 }
                 Ok(total)
             }
@@ -572,6 +653,33 @@ impl RemoteStore for RedisStore {
                 .arg(&key);
             let (current,): (Option<Vec<u8>>,) = inner.query_pipeline(pipeline).await?;
             Ok(current)
+        })
+    }
+
+    /// One Lua script (`EVALSHA`), on the key's node in a cluster.
+    fn compare_and_set(
+        &self,
+        key: String,
+        expected: Vec<u8>,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> StoreFuture<bool> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            let ttl = millis(ttl).to_string().into_bytes();
+            let set: i64 = inner
+                .script(&scripts().0, key, vec![expected, value, ttl])
+                .await?;
+            Ok(set == 1)
+        })
+    }
+
+    /// One Lua script: the `SET` and the first bytes of what it replaced.
+    fn swap(&self, key: String, value: Vec<u8>, ttl: Duration) -> StoreFuture<Option<Vec<u8>>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            let ttl = millis(ttl).to_string().into_bytes();
+            inner.script(&scripts().1, key, vec![value, ttl]).await
         })
     }
 

@@ -10,6 +10,8 @@
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::invalidation::Invalidation;
+
 const SLOTS: usize = 1 << 16;
 
 // 64-bit epochs: a slot would need 2^64 invalidations to come back to an old epoch.
@@ -63,8 +65,10 @@ fn slot_of(tag: fmt::Arguments<'_>) -> usize {
 /// backend, in every remote installed or used in this process, for every process sharing it.
 ///
 /// The remote part blocks for at most each remote's operation timeout; from async code use
-/// [`invalidate_tag_async`]. A remote that cannot be reached is logged, and its tagged entries
-/// stay until they expire. A process that only invalidates (never calls a remote-cached
+/// [`invalidate_tag_async`]. A remote that cannot be reached gets the invalidation later: it is
+/// kept and retried in the background, this process does not serve the tagged entries
+/// meanwhile, and the call returns [`Invalidation::Queued`] (else
+/// [`Invalidation::Applied`]). A process that only invalidates (never calls a remote-cached
 /// function) must install its remote first (`RedisConfig::install`).
 ///
 /// Entries are not visited: the tag's epoch moves on and each entry that recorded the old epoch
@@ -85,10 +89,12 @@ fn slot_of(tag: fmt::Arguments<'_>) -> usize {
 /// user_name(42);
 /// assert_eq!(user_name::cache_info().misses, 2);
 /// ```
-pub fn invalidate_tag(tag: &str) {
+pub fn invalidate_tag(tag: &str) -> Invalidation {
     invalidate_local_tag(tag);
     #[cfg(feature = "remote")]
-    crate::remote::invalidate_tag_everywhere(tag);
+    return crate::remote::invalidate_tag_everywhere(tag);
+    #[cfg(not(feature = "remote"))]
+    Invalidation::Applied
 }
 
 /// The async form of [`invalidate_tag`]: reaches remote stores without blocking the executor.
@@ -98,10 +104,12 @@ pub fn invalidate_tag(tag: &str) {
 /// cachemere::invalidate_tag_async("user:42").await;
 /// # }
 /// ```
-pub async fn invalidate_tag_async(tag: &str) {
+pub async fn invalidate_tag_async(tag: &str) -> Invalidation {
     invalidate_local_tag(tag);
     #[cfg(feature = "remote")]
-    crate::remote::invalidate_tag_everywhere_async(tag).await;
+    return crate::remote::invalidate_tag_everywhere_async(tag).await;
+    #[cfg(not(feature = "remote"))]
+    Invalidation::Applied
 }
 
 fn invalidate_local_tag(tag: &str) {

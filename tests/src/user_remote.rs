@@ -54,6 +54,24 @@ impl RemoteStore for SharedMapStore {
         })
     }
 
+    fn compare_and_set(
+        &self,
+        key: String,
+        expected: Vec<u8>,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> StoreFuture<bool> {
+        self.with(move |entries| {
+            let matches = entries
+                .get(&key)
+                .is_some_and(|(current, _)| current.starts_with(&expected));
+            if matches {
+                entries.insert(key, (value, Instant::now() + ttl));
+            }
+            matches
+        })
+    }
+
     fn delete(&self, key: String) -> StoreFuture<bool> {
         self.with(move |entries| entries.remove(&key).is_some())
     }

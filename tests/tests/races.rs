@@ -108,7 +108,7 @@ fn keyed(id: u64, gate: Arc<Gate>) -> u64 {
 fn invalidate_during_a_computation_is_not_lost() {
     let (gate, leader) = start_held_leader(|gate| keyed(7, gate), &KEYED_STARTED);
     KEYED_DB.store(2, Ordering::SeqCst);
-    assert!(!keyed::invalidate(7), "nothing is stored yet");
+    assert!(!keyed::invalidate(7).removed(), "nothing is stored yet");
     gate.open();
     assert_eq!(leader.join().unwrap(), 1);
     let open = Gate::opened();
@@ -226,7 +226,7 @@ fn arguments_named_like_generated_locals_work() {
     assert_eq!(shadowing(1, "a"), "1a");
     assert_eq!(shadowing(1, "a"), "1a");
     assert_eq!(shadowing::cache_info().hits, 1);
-    assert!(shadowing::invalidate(1, "a"));
+    assert!(shadowing::invalidate(1, "a").removed());
 }
 
 static SHORT_TTL_CALLS: AtomicUsize = AtomicUsize::new(0);

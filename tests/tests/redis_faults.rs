@@ -444,7 +444,7 @@ macro_rules! inside_tokio {
                 assert_eq!(runs(&SYNC_RUNS), 2, "invalidated by its tag");
                 assert_eq!(sync_times_ten(LABEL, 4), 40);
                 assert_eq!(runs(&SYNC_RUNS), 2);
-                assert!(sync_times_ten::invalidate(LABEL, 4));
+                assert!(sync_times_ten::invalidate(LABEL, 4).removed());
                 assert_eq!(sync_times_ten::cache_info().errors, 0);
             }
 
@@ -486,8 +486,11 @@ macro_rules! inside_tokio {
                 assert_eq!((info.hits, info.misses, info.errors), (0, 0, 0));
                 assert_eq!(async_times_ten(LABEL, 4).await, 40);
                 assert_eq!(runs(&ASYNC_RUNS), 3, "a clear hides the entry");
-                assert!(async_times_ten::invalidate(LABEL, 4).await);
-                assert!(!async_times_ten::invalidate(LABEL, 4).await, "already gone");
+                assert!(async_times_ten::invalidate(LABEL, 4).await.removed());
+                assert!(
+                    !async_times_ten::invalidate(LABEL, 4).await.removed(),
+                    "already gone"
+                );
             }
         }
     };

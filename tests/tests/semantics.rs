@@ -124,8 +124,11 @@ fn invalidate_removes_exactly_one_entry() {
     lookup(2, "eu");
     lookup(1, "us");
     assert_eq!(lookup::cache_info().currsize, 3);
-    assert!(lookup::invalidate(1, "eu"));
-    assert!(!lookup::invalidate(1, "eu"), "nothing left to remove");
+    assert!(lookup::invalidate(1, "eu").removed());
+    assert!(
+        !lookup::invalidate(1, "eu").removed(),
+        "nothing left to remove"
+    );
     assert_eq!(lookup::cache_info().currsize, 2);
     lookup(2, "eu");
     lookup(1, "us");
@@ -167,7 +170,7 @@ fn skipped_arguments_are_not_part_of_the_key() {
         a.calls.load(Ordering::SeqCst) + b.calls.load(Ordering::SeqCst),
         1
     );
-    assert!(with_connection::invalidate(4));
+    assert!(with_connection::invalidate(4).removed());
 }
 
 counter!(CUSTOM_KEY_CALLS);
@@ -191,7 +194,7 @@ fn custom_keys() {
     assert_eq!(account("Ada@Example.com"), "ada@example.com");
     assert_eq!(account("ADA@example.COM"), "ada@example.com");
     assert_eq!(count(&CUSTOM_KEY_CALLS), 1);
-    assert!(account::invalidate("ada@EXAMPLE.com"));
+    assert!(account::invalidate("ada@EXAMPLE.com").removed());
 
     assert_eq!(unordered_pair(1, 2), 3);
     assert_eq!(unordered_pair(2, 1), 3);
@@ -243,8 +246,8 @@ fn methods() {
         "another receiver is another key"
     );
     assert_eq!(count(&METHOD_CALLS), 2);
-    assert!(a.find_invalidate(7));
-    assert!(!a.find_invalidate(7));
+    assert!(a.find_invalidate(7).removed());
+    assert!(!a.find_invalidate(7).removed());
     let info = Repo::find_cache_info();
     assert_eq!((info.hits, info.misses, info.currsize), (1, 2, 1));
     Repo::find_cache_clear();
@@ -257,7 +260,7 @@ fn methods() {
         "skip(self): the first receiver's value is shared"
     );
     assert_eq!(count(&SHARED_CALLS), 1);
-    assert!(Repo::shared_invalidate(1));
+    assert!(Repo::shared_invalidate(1).removed());
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -265,7 +268,7 @@ fn methods() {
     runtime.block_on(async {
         assert_eq!(a.find_async(3).await, "1:3");
         assert_eq!(a.find_async(3).await, "1:3");
-        assert!(a.find_async_invalidate(3).await);
+        assert!(a.find_async_invalidate(3).await.removed());
         Repo::find_async_cache_clear().await;
     });
     assert_eq!(
@@ -475,7 +478,7 @@ fn borrowed_argument_kinds() {
     assert_eq!(total(&[1, 2], "s", &point, "o".into()), "s312o");
     assert_eq!(total(&[1, 2], "s", &point, "o".into()), "s312o");
     assert_eq!(total::cache_info().hits, 1);
-    assert!(total::invalidate(&[1, 2], "s", &point, "o".into()));
+    assert!(total::invalidate(&[1, 2], "s", &point, "o".into()).removed());
 }
 
 #[test]
@@ -507,7 +510,7 @@ fn cached_functions_inside_a_function_body_see_local_items() {
     assert_eq!(local(LocalId(1)), 2);
     assert_eq!(local(LocalId(1)), 2);
     assert_eq!(local::cache_info().hits, 1);
-    assert!(local::invalidate(LocalId(1)));
+    assert!(local::invalidate(LocalId(1)).removed());
 }
 
 #[derive(Clone, Hash, PartialEq, Eq)]

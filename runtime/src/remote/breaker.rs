@@ -43,6 +43,31 @@ impl Breaker {
         self.cool_down
     }
 
+    /// Whether the circuit is open and its cool-down not over (operations are skipped).
+    pub(crate) fn is_open(&self) -> bool {
+        let state = self.state();
+        state.open_until.is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Closes the circuit: the store was seen answering (a retried invalidation landed).
+    pub(crate) fn close(&self) {
+        let mut state = self.state();
+        state.consecutive_failures = 0;
+        state.open_until = None;
+    }
+
+    /// The circuit's state, for health reports.
+    pub(crate) fn circuit(&self) -> super::Circuit {
+        let state = self.state();
+        match state.open_until {
+            None => super::Circuit::Closed,
+            Some(until) if Instant::now() < until => super::Circuit::Open {
+                retry_in: until.saturating_duration_since(Instant::now()),
+            },
+            Some(_) => super::Circuit::HalfOpen,
+        }
+    }
+
     /// Whether an operation may go to the store now.
     pub(crate) fn admit(&self) -> Admission {
         let mut state = self.state();

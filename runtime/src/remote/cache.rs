@@ -4,16 +4,19 @@
 
 use std::future::Future;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::codec::{Stamp, frame, stamp_of, unframe};
+use super::codec::{Kind, Stamp, Stored, Token, frame, marker, stamp_of, token_of, unframe};
+use super::pending::Overwrite;
 use super::{Remote, default_remote, key};
 use crate::backend::BackendError;
 use crate::flight::{Flights, LeaderGuard, Role, led_by_this_thread};
+use crate::invalidation::Invalidation;
 use crate::stats::{CacheInfo, Counters};
 
 /// What a value stored in a remote cache must be.
@@ -54,17 +57,14 @@ pub struct RemoteCache<S> {
 /// The keys one read covers and where the entry goes.
 struct Plan {
     remote: Remote,
-    /// The entry key, then the cache's clear stamp key, then one stamp key per tag.
+    /// The entry key, then the cache's clear stamp key, the remote-wide stamp key, and one
+    /// stamp key per tag.
     read_keys: Vec<String>,
 }
 
 impl Plan {
     fn entry_key(&self) -> &String {
         &self.read_keys[0]
-    }
-
-    fn into_entry_key(self) -> String {
-        self.read_keys.into_iter().next().unwrap_or_default()
     }
 }
 
@@ -77,13 +77,24 @@ enum Found<S> {
     Miss(Option<Write>),
 }
 
-/// How a miss's value is written: under these stamps, once the absent stamp keys are created.
+/// What a populate may replace: the bytes read before computing, or a lease to take first.
+#[derive(Clone, Copy)]
+enum Expect {
+    /// The token of what the entry key held (a stale value, a lease, a tombstone).
+    Token(Token),
+    /// Nothing of ours was there (`absent`: nothing at all); leave a lease before computing.
+    Lease { absent: bool },
+}
+
+/// How a miss's value is written: under these stamps, once the absent stamp keys are created,
+/// over exactly what was read.
 struct Write {
     stamps: Vec<Stamp>,
     /// Stamp keys that were absent (their place in `stamps`, the key, a fresh value to create
     /// them with). An entry is never written under an absent stamp, so a stamp that expires
     /// or is evicted later can only turn its entries into misses, never bring an old one back.
     create: Vec<(usize, String, Vec<u8>)>,
+    expect: Expect,
     /// The entry was there but did not decode (already counted as an error).
     unreadable: bool,
 }
@@ -94,6 +105,71 @@ impl Write {
     fn worth_rereading(write: &Option<Write>) -> bool {
         write.as_ref().is_some_and(|write| !write.unreadable)
     }
+}
+
+/// What a leader holds once the store is ready for its value: the stamps to write it under,
+/// and the token its write must find.
+struct Prepared {
+    stamps: Vec<Stamp>,
+    token: Token,
+}
+
+/// Readies the store for a leader's value, in one operation: creates the absent stamps (or
+/// adopts what a racing writer created; a stamp key of another type is overwritten, which
+/// only hides what was written under it), and leaves a lease where the entry was absent or
+/// unreadable, so that an invalidation made while the value is computed replaces it and the
+/// value's write finds other bytes.
+async fn prepare(
+    store: Arc<dyn super::RemoteStore>,
+    entry_key: String,
+    write: Write,
+    entry_ttl: Duration,
+    stamp_ttl: Duration,
+) -> Result<Prepared, BackendError> {
+    let mut stamps = write.stamps;
+    for (place, key, fresh) in write.create {
+        stamps[place] = match store
+            .get_or_set(key.clone(), fresh.clone(), stamp_ttl)
+            .await
+        {
+            Ok(Some(current)) => stamp_of(Some(&current)),
+            // Vanished in between, or held by a value of another type: overwrite it.
+            Ok(None) | Err(BackendError::Other(_)) => {
+                store.set(key, fresh.clone(), stamp_ttl).await?;
+                stamp_of(Some(&fresh))
+            }
+            Err(error) => return Err(error),
+        };
+    }
+    let token = match write.expect {
+        Expect::Token(token) => token,
+        Expect::Lease { absent } => {
+            let lease = marker(Kind::Lease);
+            let adopted = if absent {
+                match store
+                    .get_or_set(entry_key.clone(), lease.clone(), entry_ttl)
+                    .await
+                {
+                    // Ours, or a racing writer's lease or value: expect exactly that.
+                    Ok(Some(current)) => token_of(&current),
+                    Ok(None) | Err(BackendError::Other(_)) => None,
+                    Err(error) => return Err(error),
+                }
+            } else {
+                None
+            };
+            match adopted {
+                Some(token) => token,
+                None => {
+                    // Garbage or another type at the key: replace it with a lease of ours.
+                    store.set(entry_key, lease.clone(), entry_ttl).await?;
+                    token_of(&lease)
+                        .ok_or_else(|| BackendError::Other("a fresh lease has no token".into()))?
+                }
+            }
+        }
+    };
+    Ok(Prepared { stamps, token })
 }
 
 impl<S> RemoteCache<S> {
@@ -174,79 +250,90 @@ impl<S> RemoteCache<S> {
 
     fn plan(&self, arguments: &str, tags: &[String]) -> Option<Plan> {
         let remote = self.remote()?;
-        let mut read_keys = Vec::with_capacity(2 + tags.len());
+        let mut read_keys = Vec::with_capacity(3 + tags.len());
         read_keys.push(self.entry_key(&remote, arguments));
         read_keys.push(self.clear_key(&remote));
+        read_keys.push(remote.all_key().to_owned());
         read_keys.extend(tags.iter().map(|tag| remote.tag_key(tag)));
         Some(Plan { remote, read_keys })
     }
 
-    /// Deletes the entry for these arguments; returns whether there was one.
-    pub fn invalidate(&self, arguments: Option<String>) -> bool {
+    /// How long an entry written now lives: `ttl`, at most the remote's `max_ttl` (also the
+    /// default). Leases and tombstones live as long.
+    fn entry_ttl(&self, remote: &Remote) -> Duration {
+        let max_ttl = remote.max_ttl();
+        self.ttl
+            .map_or(max_ttl, |ttl| ttl.min(max_ttl))
+            .max(Duration::from_millis(1))
+    }
+
+    /// What `invalidate(args)` writes: a fresh tombstone over the entry (never a `DEL`: a
+    /// populate that read what was there before finds other bytes and writes nothing).
+    fn tombstone_write(&self, arguments: Option<String>) -> Option<(Remote, String, Duration)> {
+        let arguments = arguments?;
+        let remote = self.remote()?;
+        let key = self.entry_key(&remote, &arguments);
+        let ttl = self.entry_ttl(&remote);
+        Some((remote, key, ttl))
+    }
+
+    /// Hides the entry for these arguments from every process, and makes every computation of
+    /// it that started before (in any process) leave nothing behind.
+    pub fn invalidate(&self, arguments: Option<String>) -> Invalidation {
         super::note_invalidation();
-        let Some(plan) = arguments.and_then(|arguments| self.plan(&arguments, &[])) else {
-            return false;
+        let outcome = match self.tombstone_write(arguments) {
+            Some((remote, key, ttl)) => remote.overwrite(key, Overwrite::Tombstone, ttl),
+            None => Invalidation::Absent,
         };
-        let remote = plan.remote.clone();
-        let key = plan.into_entry_key();
-        self.invalidated(remote.blocking(move |remote| remote.delete(key)))
+        super::note_invalidation();
+        outcome
     }
 
     /// The async form of [`invalidate`](Self::invalidate).
-    pub async fn invalidate_async(&self, arguments: Option<String>) -> bool {
+    pub async fn invalidate_async(&self, arguments: Option<String>) -> Invalidation {
         super::note_invalidation();
-        let Some(plan) = arguments.and_then(|arguments| self.plan(&arguments, &[])) else {
-            return false;
+        let outcome = match self.tombstone_write(arguments) {
+            Some((remote, key, ttl)) => {
+                remote.overwrite_async(key, Overwrite::Tombstone, ttl).await
+            }
+            None => Invalidation::Absent,
         };
-        let remote = plan.remote.clone();
-        let key = plan.into_entry_key();
-        self.invalidated(remote.call(move |remote| remote.delete(key)).await)
-    }
-
-    /// What a `DEL` of one entry came to: whether it existed (an error counts as no).
-    fn invalidated(&self, deleted: Result<bool, BackendError>) -> bool {
         super::note_invalidation();
-        deleted.unwrap_or_else(|error| {
-            self.record("invalidate", &error);
-            false
-        })
+        outcome
     }
 
-    fn clear_write(&self) -> Option<(Remote, String, Vec<u8>, Duration)> {
+    fn clear_write(&self) -> Option<(Remote, String, Duration)> {
         super::note_invalidation();
         let remote = self.remote()?;
         let key = self.clear_key(&remote);
         let ttl = remote.stamp_ttl();
-        Some((remote, key, super::fresh_stamp(), ttl))
+        Some((remote, key, ttl))
     }
 
     /// Hides every entry of this cache for every process (they expire later) and resets this
     /// process's statistics.
-    pub fn clear(&self) {
-        let written = self.clear_write().map(|(remote, key, stamp, ttl)| {
-            remote.blocking(move |store| store.set(key, stamp, ttl))
-        });
-        self.cleared(written);
+    pub fn clear(&self) -> Invalidation {
+        let outcome = match self.clear_write() {
+            Some((remote, key, ttl)) => remote.overwrite(key, Overwrite::Stamp, ttl),
+            None => Invalidation::Applied,
+        };
+        self.cleared(outcome)
     }
 
     /// The async form of [`clear`](Self::clear).
-    pub async fn clear_async(&self) {
-        let written = match self.clear_write() {
-            Some((remote, key, stamp, ttl)) => {
-                Some(remote.call(move |store| store.set(key, stamp, ttl)).await)
-            }
-            None => None,
+    pub async fn clear_async(&self) -> Invalidation {
+        let outcome = match self.clear_write() {
+            Some((remote, key, ttl)) => remote.overwrite_async(key, Overwrite::Stamp, ttl).await,
+            None => Invalidation::Applied,
         };
-        self.cleared(written);
+        self.cleared(outcome)
     }
 
-    /// Ends a clear: counts a failed stamp write and starts the statistics over.
-    fn cleared(&self, written: Option<Result<(), BackendError>>) {
-        if let Some(Err(error)) = written {
-            self.record("clear", &error);
-        }
+    /// Ends a clear: starts the statistics over.
+    fn cleared(&self, outcome: Invalidation) -> Invalidation {
         super::note_invalidation();
         self.counters.reset();
+        outcome
     }
 
     /// This process's hits, misses and errors; `currsize` counts the keys of this cache in
@@ -309,94 +396,107 @@ impl<S: RemoteValue> RemoteCache<S> {
             }
         }
         let mut unreadable = false;
-        if let Some(bytes) = &values[0] {
-            let codec = plan.remote.codec();
-            let decoded = unframe(codec, bytes).and_then(|(written_under, payload)| {
-                Ok((written_under, codec.decode::<S>(payload)?))
-            });
-            match decoded {
-                Ok((written_under, value)) if create.is_empty() && written_under == stamps => {
-                    return Found::Hit(value);
-                }
-                // Invalidated by a tag or a clear since it was written: a plain miss.
-                Ok(_) => {}
-                Err(error) => {
-                    unreadable = true;
-                    self.record("decode", &BackendError::Decode(Box::new(error)));
+        let expect = match &values[0] {
+            None => Expect::Lease { absent: true },
+            Some(bytes) => {
+                let codec = plan.remote.codec();
+                match unframe(codec, bytes) {
+                    Ok(Stored::Value {
+                        token,
+                        stamps: written_under,
+                        payload,
+                    }) => match codec.decode::<S>(payload) {
+                        Ok(value) if create.is_empty() && written_under == stamps => {
+                            return Found::Hit(value);
+                        }
+                        // Invalidated by a tag or a clear since it was written: a plain miss.
+                        Ok(_) => Expect::Token(token),
+                        Err(error) => {
+                            unreadable = true;
+                            self.record("decode", &BackendError::Decode(Box::new(error)));
+                            Expect::Token(token)
+                        }
+                    },
+                    // A lease (a computation under way) or a tombstone (invalidated).
+                    Ok(Stored::Marker { token }) => Expect::Token(token),
+                    Err(error) => {
+                        unreadable = true;
+                        self.record("decode", &BackendError::Decode(Box::new(error)));
+                        Expect::Lease { absent: false }
+                    }
                 }
             }
-        }
+        };
         Found::Miss(Some(Write {
             stamps,
             create,
+            expect,
             unreadable,
         }))
     }
 
-    /// Creates the absent stamp keys of `write` (or adopts the stamp a racing writer created
-    /// first); `None` if that failed (then nothing is written).
-    fn create_stamps(&self, plan: &Plan, write: Option<Write>) -> Option<Vec<Stamp>> {
-        let mut write = write?;
-        let ttl = plan.remote.stamp_ttl();
-        for (place, key, fresh) in write.create {
-            let created = plan
-                .remote
-                .blocking(move |store| store.get_or_set(key, fresh, ttl));
-            write.stamps[place] = self.created(created)?;
-        }
-        Some(write.stamps)
-    }
-
-    /// The async form of [`create_stamps`](Self::create_stamps).
-    async fn create_stamps_async(&self, plan: &Plan, write: Option<Write>) -> Option<Vec<Stamp>> {
-        let mut write = write?;
-        let ttl = plan.remote.stamp_ttl();
-        for (place, key, fresh) in write.create {
-            let created = plan
-                .remote
-                .call(move |store| store.get_or_set(key, fresh, ttl))
-                .await;
-            write.stamps[place] = self.created(created)?;
-        }
-        Some(write.stamps)
-    }
-
-    /// The stamp a creation left in the store.
-    fn created(&self, created: Result<Option<Vec<u8>>, BackendError>) -> Option<Stamp> {
-        match created {
-            Ok(current) => Some(stamp_of(Some(current.as_deref()?))),
-            Err(error) => {
-                self.record("set", &error);
-                None
-            }
-        }
-    }
-
-    /// The framed value to write, if any.
-    fn framed(
+    /// The store operation readying it for a leader's value (see [`prepare`]).
+    fn prepare_op(
         &self,
         plan: &Plan,
-        stamps: &[Stamp],
+        write: Write,
+    ) -> impl FnOnce(&dyn super::RemoteStore) -> super::StoreFuture<Prepared> + Send + 'static {
+        let store = plan.remote.store();
+        let key = plan.entry_key().clone();
+        let entry_ttl = self.entry_ttl(&plan.remote);
+        let stamp_ttl = plan.remote.stamp_ttl();
+        move |_: &dyn super::RemoteStore| {
+            Box::pin(prepare(store, key, write, entry_ttl, stamp_ttl))
+                as super::StoreFuture<Prepared>
+        }
+    }
+
+    fn prepared(&self, prepared: Result<Prepared, BackendError>) -> Option<Prepared> {
+        prepared.map_err(|error| self.record("set", &error)).ok()
+    }
+
+    /// The write of a computed value: over exactly the bytes read before computing, under the
+    /// stamps read then, for what is left of the TTL counted from the computation's start
+    /// (nothing is written when nothing is left).
+    #[allow(clippy::type_complexity)]
+    fn populate_op(
+        &self,
+        plan: &Plan,
+        prepared: &Prepared,
         value: &S,
-    ) -> Option<(String, Vec<u8>, Duration)> {
+        started: Instant,
+    ) -> Option<impl FnOnce(&dyn super::RemoteStore) -> super::StoreFuture<bool> + Send + 'static>
+    {
+        if plan.remote.hides(&plan.read_keys) {
+            return None;
+        }
+        let remaining = self
+            .entry_ttl(&plan.remote)
+            .checked_sub(started.elapsed())
+            .filter(|left| *left >= Duration::from_millis(1))?;
         let codec = plan.remote.codec();
-        match codec.encode(value) {
-            Ok(payload) => {
-                let max_ttl = plan.remote.max_ttl();
-                let ttl = self
-                    .ttl
-                    .map_or(max_ttl, |ttl| ttl.min(max_ttl))
-                    .max(Duration::from_millis(1));
-                Some((
-                    plan.entry_key().clone(),
-                    frame(codec, stamps, &payload),
-                    ttl,
-                ))
-            }
+        let payload = match codec.encode(value) {
+            Ok(payload) => payload,
             Err(error) => {
                 self.record("encode", &BackendError::Other(Box::new(error)));
-                None
+                return None;
             }
+        };
+        let bytes = frame(codec, &prepared.stamps, &payload);
+        let key = plan.entry_key().clone();
+        let token = prepared.token.to_vec();
+        Some(move |store: &dyn super::RemoteStore| {
+            store.compare_and_set(key, token, bytes, remaining)
+        })
+    }
+
+    fn populated(&self, written: Result<bool, BackendError>) {
+        match written {
+            Ok(true) => {}
+            // An invalidation (or another writer) replaced what was read: this value may be
+            // older than what the invalidation hid, so it is not written.
+            Ok(false) => tracing::trace!(cache = self.name, "populate lost its race; not written"),
+            Err(error) => self.record("set", &error),
         }
     }
 
@@ -472,6 +572,12 @@ impl<S: RemoteValue> RemoteCache<S> {
             self.miss();
             return self.timed(compute);
         };
+        if plan.remote.hides(&plan.read_keys) {
+            // An invalidation of this entry waits to reach the store: what it holds is not
+            // served, and nothing is written until the invalidation lands.
+            self.miss();
+            return self.timed(compute);
+        }
         // Read before joining the flight, so that a hit, the common case, touches no flight.
         let read = |plan: &Plan| {
             let keys = plan.read_keys.clone();
@@ -498,20 +604,20 @@ impl<S: RemoteValue> RemoteCache<S> {
                 Found::Miss(write) => write,
             };
         }
-        let stamps = self.create_stamps(&plan, write);
+        let prepared = write
+            .map(|write| plan.remote.blocking(self.prepare_op(&plan, write)))
+            .and_then(|prepared| self.prepared(prepared));
         self.miss();
+        let started = Instant::now();
         let result = match &guard {
             Some(guard) => guard.lead(|| self.timed(compute)),
             None => self.timed(compute),
         };
         let stored = store(&result);
-        if let (Some(value), Some(stamps)) = (&stored, &stamps)
-            && let Some((key, bytes, ttl)) = self.framed(&plan, stamps, value)
-            && let Err(error) = plan
-                .remote
-                .blocking(move |remote| remote.set(key, bytes, ttl))
+        if let (Some(value), Some(prepared)) = (&stored, &prepared)
+            && let Some(populate) = self.populate_op(&plan, prepared, value, started)
         {
-            self.record("set", &error);
+            self.populated(plan.remote.blocking(populate));
         }
         finish(guard, stored.as_ref(), epoch);
         result
@@ -533,6 +639,10 @@ impl<S: RemoteValue> RemoteCache<S> {
             self.miss();
             return self.timed_async(compute).await;
         };
+        if plan.remote.hides(&plan.read_keys) {
+            self.miss();
+            return self.timed_async(compute).await;
+        }
         // As in `compute`: read first, join the flight on a miss, and a new leader reads again.
         let mut epoch = super::invalidation_epoch();
         let read = plan.remote.read(&plan.read_keys).await;
@@ -555,21 +665,24 @@ impl<S: RemoteValue> RemoteCache<S> {
                 Found::Miss(write) => write,
             };
         }
-        let stamps = self.create_stamps_async(&plan, write).await;
+        let prepared = match write {
+            Some(write) => {
+                let prepared = plan.remote.call(self.prepare_op(&plan, write)).await;
+                self.prepared(prepared)
+            }
+            None => None,
+        };
         self.miss();
+        let started = Instant::now();
         let result = match &guard {
             Some(guard) => self.timed_async(guard.lead_async(compute)).await,
             None => self.timed_async(compute).await,
         };
         let stored = store(&result);
-        if let (Some(value), Some(stamps)) = (&stored, &stamps)
-            && let Some((key, bytes, ttl)) = self.framed(&plan, stamps, value)
-            && let Err(error) = plan
-                .remote
-                .call(move |remote| remote.set(key, bytes, ttl))
-                .await
+        if let (Some(value), Some(prepared)) = (&stored, &prepared)
+            && let Some(populate) = self.populate_op(&plan, prepared, value, started)
         {
-            self.record("set", &error);
+            self.populated(plan.remote.call(populate).await);
         }
         finish(guard, stored.as_ref(), epoch);
         result

@@ -47,7 +47,11 @@ mod breaker;
 pub(crate) mod cache;
 mod caller;
 pub mod codec;
+mod health;
 pub mod key;
+mod pending;
+
+pub use health::{Circuit, RemoteHealth, flush_pending, flush_pending_async, health};
 
 use std::fmt;
 use std::future::Future;
@@ -56,8 +60,10 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use crate::backend::BackendError;
+use crate::invalidation::Invalidation;
 use breaker::Breaker;
 pub use codec::{Codec, CodecError};
+use pending::Overwrite;
 
 /// What a [`RemoteStore`] operation returns: a boxed, sendable future.
 pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, BackendError>> + Send + 'static>>;
@@ -102,6 +108,18 @@ pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, BackendError>> +
 ///         Box::pin(async move {
 ///             let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
 ///             Ok(Some(map.entry(key).or_insert(value).clone()))
+///         })
+///     }
+///     // Required: an atomic compare-and-set on the value's leading bytes.
+///     fn compare_and_set(&self, key: String, expected: Vec<u8>, value: Vec<u8>, _ttl: Duration) -> StoreFuture<bool> {
+///         let map = Arc::clone(&self.0);
+///         Box::pin(async move {
+///             let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+///             let matches = map.get(&key).is_some_and(|current| current.starts_with(&expected));
+///             if matches {
+///                 map.insert(key, value);
+///             }
+///             Ok(matches)
 ///         })
 ///     }
 ///     fn delete(&self, key: String) -> StoreFuture<bool> {
@@ -152,6 +170,42 @@ pub trait RemoteStore: Send + Sync + 'static {
         Box::pin(async move { set.await.map(|()| Some(value)) })
     }
 
+    /// Replaces the value at `key` with `value` (expiring after `ttl`) if, and only if, the
+    /// value there now starts with the bytes `expected`; returns whether it did. It must be
+    /// atomic (one script, transaction or conditional write of the store): this is how a value
+    /// computed from data that an invalidation has since hidden is kept out of the store.
+    ///
+    /// cachemere never expects an absent key: before computing, it leaves a placeholder (a
+    /// *lease*) where the key was absent, and every write it makes starts with a prefix of
+    /// its own, fresh for that write. An invalidation overwrites that prefix, so the populate
+    /// of a computation that started before it finds other bytes and writes nothing.
+    fn compare_and_set(
+        &self,
+        key: String,
+        expected: Vec<u8>,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> StoreFuture<bool>;
+
+    /// Stores `value` at `key` (expiring after `ttl`), whatever is there (of whatever type),
+    /// and returns what it replaced: the whole value, or at least its first 32 bytes (`None`
+    /// if nothing, or nothing readable, was there). `invalidate(args)` writes its tombstone
+    /// with it; the answer only tells whether there was an entry.
+    ///
+    /// The default reads, then stores (not atomic: the answer may be stale, the write is not).
+    fn swap(&self, key: String, value: Vec<u8>, ttl: Duration) -> StoreFuture<Option<Vec<u8>>> {
+        let read = self.get_many(vec![key.clone()]);
+        let write = self.set(key, value, ttl);
+        Box::pin(async move {
+            let before = read
+                .await
+                .ok()
+                .and_then(|mut values| values.pop().flatten());
+            write.await?;
+            Ok(before)
+        })
+    }
+
     /// Deletes `key`; returns whether it existed.
     fn delete(&self, key: String) -> StoreFuture<bool>;
 
@@ -186,6 +240,9 @@ pub const DEFAULT_PREFIX: &str = "cachemere";
 /// #         Box::pin(async move { Ok(vec![None; keys.len()]) })
 /// #     }
 /// #     fn set(&self, _: String, _: Vec<u8>, _: Duration) -> StoreFuture<()> { Box::pin(async { Ok(()) }) }
+/// #     fn compare_and_set(&self, _: String, _: Vec<u8>, _: Vec<u8>, _: Duration) -> StoreFuture<bool> {
+/// #         Box::pin(async { Ok(false) })
+/// #     }
 /// #     fn delete(&self, _: String) -> StoreFuture<bool> { Box::pin(async { Ok(false) }) }
 /// #     fn count_prefix(&self, _: String) -> StoreFuture<u64> { Box::pin(async { Ok(0) }) }
 /// #     fn describe(&self) -> String { "my store".into() }
@@ -216,6 +273,14 @@ struct RemoteInner {
     breaker: Breaker,
     description: String,
     reads: batch::Reads,
+    /// Invalidations waiting to reach the store.
+    pending: pending::Pending,
+    /// `<prefix>:#all`: the remote-wide stamp, read with every entry.
+    all_key: String,
+    /// The last failure, for [`Remote::health`].
+    last_error: Mutex<Option<(String, std::time::Instant)>>,
+    /// When a warning about this remote was last logged (precise clock nanoseconds).
+    warned_at: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for Remote {
@@ -240,7 +305,11 @@ pub struct RemoteBuilder {
     max_ttl: Duration,
     failure_threshold: u32,
     cool_down: Duration,
+    pending_limit: usize,
 }
+
+/// The default bound on invalidations kept for retry, per remote.
+pub const DEFAULT_PENDING_LIMIT: usize = 10_000;
 
 impl RemoteBuilder {
     /// The first segment of every key (default `"cachemere"`).
@@ -276,9 +345,19 @@ impl RemoteBuilder {
         self
     }
 
+    /// How many invalidations that could not reach the store are kept for retry (default
+    /// [`DEFAULT_PENDING_LIMIT`]; distinct keys and tags, repeats count once). When more are
+    /// waiting, they are all replaced by one remote-wide invalidation, which hides every entry
+    /// of this remote (for every process) once it lands.
+    pub fn pending_limit(mut self, limit: usize) -> Self {
+        self.pending_limit = limit.max(1);
+        self
+    }
+
     /// The remote.
     pub fn build(self) -> Remote {
         let description = self.store.describe();
+        let all_key = [self.prefix.as_str(), "#all"].join(":");
         Remote {
             inner: Arc::new(RemoteInner {
                 store: self.store,
@@ -289,6 +368,10 @@ impl RemoteBuilder {
                 breaker: Breaker::new(self.failure_threshold, self.cool_down),
                 description,
                 reads: batch::Reads::default(),
+                pending: pending::Pending::new(self.pending_limit, all_key.clone()),
+                all_key,
+                last_error: Mutex::new(None),
+                warned_at: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -360,6 +443,7 @@ impl Remote {
             max_ttl: DEFAULT_MAX_TTL,
             failure_threshold: 5,
             cool_down: Duration::from_secs(5),
+            pending_limit: DEFAULT_PENDING_LIMIT,
         }
     }
 
@@ -442,6 +526,9 @@ impl Remote {
             Ok(outcome) => outcome,
             Err(_) => Err(BackendError::Timeout(inner.timeout)),
         };
+        if let Err(error) = &outcome {
+            inner.note_error(error);
+        }
         if let Some(ticket) = ticket
             && ticket.record(outcome.is_ok())
         {
@@ -497,10 +584,19 @@ impl Remote {
         T: Send + 'static,
         F: FnOnce(&dyn RemoteStore) -> StoreFuture<T> + Send + 'static,
     {
+        self.call_with(true, op).await
+    }
+
+    /// As [`call`](Self::call), with or without the circuit breaker.
+    async fn call_with<T, F>(&self, breaker: bool, op: F) -> Result<T, BackendError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn RemoteStore) -> StoreFuture<T> + Send + 'static,
+    {
         if caller::runs_here().await {
-            self.here(op).await
+            self.here_with(breaker, op).await
         } else {
-            self.elsewhere(op).await
+            self.elsewhere(breaker, op).await
         }
     }
 
@@ -509,12 +605,19 @@ impl Remote {
     where
         F: FnOnce(&dyn RemoteStore) -> StoreFuture<T>,
     {
+        self.here_with(true, op).await
+    }
+
+    async fn here_with<T, F>(&self, breaker: bool, op: F) -> Result<T, BackendError>
+    where
+        F: FnOnce(&dyn RemoteStore) -> StoreFuture<T>,
+    {
         let future = op(&*self.inner.store);
-        Self::guarded(Arc::clone(&self.inner), future, true).await
+        Self::guarded(Arc::clone(&self.inner), future, breaker).await
     }
 
     /// Runs an operation on cachemere's background runtime and awaits it from any executor.
-    async fn elsewhere<T, F>(&self, op: F) -> Result<T, BackendError>
+    async fn elsewhere<T, F>(&self, breaker: bool, op: F) -> Result<T, BackendError>
     where
         T: Send + 'static,
         F: FnOnce(&dyn RemoteStore) -> StoreFuture<T> + Send + 'static,
@@ -522,7 +625,7 @@ impl Remote {
         let inner = Arc::clone(&self.inner);
         let task = runtime()?.spawn(async move {
             let future = op(&*inner.store);
-            Self::guarded(inner, future, true).await
+            Self::guarded(inner, future, breaker).await
         });
         match task.await {
             Ok(outcome) => outcome,
@@ -538,7 +641,7 @@ impl Remote {
             move |store: &dyn RemoteStore| store.get_many(keys)
         };
         if !caller::runs_here().await {
-            return self.elsewhere(alone(keys)).await;
+            return self.elsewhere(true, alone(keys)).await;
         }
         match self.inner.reads.arrive(keys) {
             batch::Arrival::Alone(_in_flight) => self.here(alone(keys)).await,
@@ -561,50 +664,264 @@ impl Remote {
         }
     }
 
-    fn stamp_write(&self, tag: &str) -> (String, Vec<u8>, Duration) {
-        (self.tag_key(tag), fresh_stamp(), self.stamp_ttl())
-    }
-
     /// How long a stamp key lives: beyond every entry written under it (memory bound only;
     /// correctness does not depend on it, as entries are never written under an absent stamp).
     pub(crate) fn stamp_ttl(&self) -> Duration {
         self.inner.max_ttl.saturating_mul(2)
     }
 
-    /// Hides every entry tagged `tag` in this remote, for every process (blocking).
-    pub fn invalidate_tag(&self, tag: &str) -> Result<(), BackendError> {
-        let (key, stamp, ttl) = self.stamp_write(tag);
-        self.blocking(move |store| store.set(key, stamp, ttl))
+    /// `<prefix>:#all`: the remote-wide stamp, read with every entry.
+    pub(crate) fn all_key(&self) -> &str {
+        &self.inner.all_key
     }
 
-    /// Hides every entry tagged `tag` in this remote, for every process.
-    pub async fn invalidate_tag_async(&self, tag: &str) -> Result<(), BackendError> {
-        let (key, stamp, ttl) = self.stamp_write(tag);
-        self.call(move |store| store.set(key, stamp, ttl)).await
+    /// Whether an invalidation of one of `keys` is still waiting to reach the store: what they
+    /// would read must not be served, nor written.
+    #[inline]
+    pub(crate) fn hides(&self, keys: &[String]) -> bool {
+        self.inner.pending.hides(keys)
     }
+
+    /// Hides every entry tagged `tag` in this remote, for every process (blocking, for at most
+    /// the timeout). If the store cannot be reached, the invalidation is kept and retried:
+    /// [`Invalidation::Queued`].
+    pub fn invalidate_tag(&self, tag: &str) -> Invalidation {
+        let ttl = self.stamp_ttl();
+        self.overwrite(self.tag_key(tag), Overwrite::Stamp, ttl)
+    }
+
+    /// The async form of [`invalidate_tag`](Self::invalidate_tag).
+    pub async fn invalidate_tag_async(&self, tag: &str) -> Invalidation {
+        let ttl = self.stamp_ttl();
+        self.overwrite_async(self.tag_key(tag), Overwrite::Stamp, ttl)
+            .await
+    }
+
+    /// Hides every entry of every cache of this remote (its prefix), for every process, as a
+    /// `cache_clear()` of each would; blocking, for at most the timeout.
+    pub fn invalidate_all(&self) -> Invalidation {
+        note_invalidation();
+        let outcome = self.overwrite(
+            self.inner.all_key.clone(),
+            Overwrite::Stamp,
+            self.stamp_ttl(),
+        );
+        note_invalidation();
+        outcome
+    }
+
+    /// The async form of [`invalidate_all`](Self::invalidate_all).
+    pub async fn invalidate_all_async(&self) -> Invalidation {
+        note_invalidation();
+        let outcome = self
+            .overwrite_async(
+                self.inner.all_key.clone(),
+                Overwrite::Stamp,
+                self.stamp_ttl(),
+            )
+            .await;
+        note_invalidation();
+        outcome
+    }
+
+    /// Writes one invalidation (a fresh stamp or tombstone at `key`) now, or keeps it for retry
+    /// when the store cannot take it. Outside the breaker: an invalidation is tried whenever
+    /// the circuit is not open, and is queued at once while it is.
+    pub(crate) fn overwrite(
+        &self,
+        key: String,
+        overwrite: Overwrite,
+        ttl: Duration,
+    ) -> Invalidation {
+        if self.inner.breaker.is_open() {
+            return self.keep(key, overwrite, ttl);
+        }
+        let mark = self.inner.pending.mark();
+        let op = overwrite_op(key.clone(), overwrite, ttl);
+        let written = self.blocking_with(false, op);
+        self.overwritten(key, overwrite, ttl, mark, written)
+    }
+
+    /// The async form of [`overwrite`](Self::overwrite).
+    pub(crate) async fn overwrite_async(
+        &self,
+        key: String,
+        overwrite: Overwrite,
+        ttl: Duration,
+    ) -> Invalidation {
+        if self.inner.breaker.is_open() {
+            return self.keep(key, overwrite, ttl);
+        }
+        let mark = self.inner.pending.mark();
+        let op = overwrite_op(key.clone(), overwrite, ttl);
+        let written = self.call_with(false, op).await;
+        self.overwritten(key, overwrite, ttl, mark, written)
+    }
+
+    fn overwritten(
+        &self,
+        key: String,
+        overwrite: Overwrite,
+        ttl: Duration,
+        mark: u64,
+        written: Result<Option<Vec<u8>>, BackendError>,
+    ) -> Invalidation {
+        match written {
+            Ok(replaced) => {
+                self.inner.pending.landed(&key, mark);
+                match overwrite {
+                    Overwrite::Stamp => Invalidation::Applied,
+                    Overwrite::Tombstone if replaced.as_deref().is_some_and(codec::is_value) => {
+                        Invalidation::Removed
+                    }
+                    Overwrite::Tombstone => Invalidation::Absent,
+                }
+            }
+            Err(error) => {
+                if self.inner.may_warn() {
+                    tracing::warn!(
+                        store = %self.inner.description,
+                        error = %error,
+                        "an invalidation did not reach the remote cache store: kept and retried; \
+                         this process does not serve what it hides meanwhile"
+                    );
+                }
+                self.keep(key, overwrite, ttl)
+            }
+        }
+    }
+
+    /// Keeps an invalidation for the background retry.
+    fn keep(&self, key: String, overwrite: Overwrite, ttl: Duration) -> Invalidation {
+        match self.inner.pending.push(key, overwrite, ttl) {
+            pending::Pushed::Kept => {}
+            pending::Pushed::StartDraining => start_draining(&self.inner),
+            pending::Pushed::Collapsed => tracing::warn!(
+                store = %self.inner.description,
+                "too many invalidations waiting for the remote cache store: replaced by one \
+                 that hides every entry of this remote once it lands"
+            ),
+        }
+        Invalidation::Queued
+    }
+
+    /// Invalidations of this remote waiting to land.
+    pub fn pending_invalidations(&self) -> usize {
+        self.inner.pending.len()
+    }
+}
+
+/// The store operation that writes an invalidation; answers what it replaced (tombstones).
+fn overwrite_op(
+    key: String,
+    overwrite: Overwrite,
+    ttl: Duration,
+) -> impl FnOnce(&dyn RemoteStore) -> StoreFuture<Option<Vec<u8>>> + Send + 'static {
+    move |store: &dyn RemoteStore| match overwrite {
+        Overwrite::Stamp => {
+            let set = store.set(key, fresh_stamp(), ttl);
+            Box::pin(async move { set.await.map(|()| None) })
+        }
+        Overwrite::Tombstone => store.swap(key, codec::marker(codec::Kind::Tombstone), ttl),
+    }
+}
+
+/// The first retry of a pending invalidation comes this soon; each failed round doubles the
+/// wait, up to [`RETRY_LAST`].
+const RETRY_FIRST: Duration = Duration::from_millis(20);
+const RETRY_LAST: Duration = Duration::from_millis(500);
+/// Pending invalidations written per round.
+const DRAIN_BATCH: usize = 64;
+
+/// Starts the background task that writes `inner`'s pending invalidations until none is left.
+fn start_draining(inner: &Arc<RemoteInner>) {
+    let inner = Arc::clone(inner);
+    match runtime() {
+        Ok(runtime) => {
+            runtime.spawn(drain(inner));
+        }
+        // Nothing can retry them: they stay pending, so this process keeps not serving what
+        // they hide.
+        Err(error) => tracing::error!(error = %error, "invalidations cannot be retried"),
+    }
+}
+
+async fn drain(inner: Arc<RemoteInner>) {
+    let mut wait = RETRY_FIRST;
+    loop {
+        let round = inner.pending.oldest(DRAIN_BATCH);
+        if round.is_empty() {
+            if inner.pending.finish_draining() {
+                tracing::info!(
+                    store = %inner.description,
+                    "pending invalidations delivered to the remote cache store"
+                );
+                return;
+            }
+            continue;
+        }
+        let mut failed = false;
+        for item in round {
+            let mark = inner.pending.mark();
+            let op = overwrite_op(item.key.clone(), item.overwrite, item.ttl)(&*inner.store);
+            if Remote::guarded(Arc::clone(&inner), op, false).await.is_ok() {
+                inner.pending.landed(&item.key, mark);
+            } else {
+                failed = true;
+                break;
+            }
+        }
+        if failed {
+            tokio::time::sleep(wait).await;
+            wait = wait.saturating_mul(2).min(RETRY_LAST);
+        } else {
+            wait = RETRY_FIRST;
+            // The store answers: no need to wait out the breaker's cool-down for caching.
+            inner.breaker.close();
+        }
+    }
+}
+
+impl RemoteInner {
+    fn note_error(&self, error: &BackendError) {
+        let text = health::redact_text(&error_chain(error));
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((text, std::time::Instant::now()));
+    }
+
+    /// Whether a warning about this remote may be logged now (at most one per 10 s).
+    fn may_warn(&self) -> bool {
+        health::may_log(&self.warned_at)
+    }
+}
+
+/// An error and its sources, on one line.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn unavailable_circuit(inner: &RemoteInner) -> BackendError {
     BackendError::Unavailable(Box::new(CircuitOpen(inner.description.clone())))
 }
 
-/// A value for an invalidation key that no earlier invalidation wrote: 128 random bits (from
-/// std's per-process random hasher keys, the time and a counter).
+/// A value for an invalidation key that no earlier invalidation wrote: 128 random bits, in hex.
 pub(crate) fn fresh_stamp() -> Vec<u8> {
-    use std::hash::{BuildHasher, RandomState};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    static KEYS: OnceLock<(RandomState, RandomState)> = OnceLock::new();
-    let (a, b) = KEYS.get_or_init(|| (RandomState::new(), RandomState::new()));
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let seed = (
-        nanos,
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        std::process::id(),
-    );
-    format!("{:016x}{:016x}", a.hash_one(seed), b.hash_one(seed)).into_bytes()
+    let nonce = codec::fresh_nonce();
+    let mut out = String::with_capacity(32);
+    for byte in nonce {
+        use std::fmt::Write as _;
+        let _ = write!(out, "{byte:02x}");
+    }
+    out.into_bytes()
 }
 
 static DEFAULT: RwLock<Option<Remote>> = RwLock::new(None);
@@ -671,34 +988,34 @@ pub(crate) fn note_invalidation() {
 }
 
 /// Invalidates `tag` in every remote installed or used in this process (blocking; each for at
-/// most its timeout). Failures are logged.
-pub(crate) fn invalidate_tag_everywhere(tag: &str) {
+/// most its timeout); queued where a remote cannot be reached.
+pub(crate) fn invalidate_tag_everywhere(tag: &str) -> Invalidation {
     note_invalidation();
+    let mut outcome = Invalidation::Applied;
     for remote in remotes_in_use() {
-        if let Err(error) = remote.invalidate_tag(tag) {
-            log_invalidation_failure(&remote, tag, &error);
-        }
+        outcome = outcome.and(remote.invalidate_tag(tag));
     }
     // Again once written: a leader that read the store in between does not hand its value on.
     note_invalidation();
+    outcome
 }
 
 /// The async form of [`invalidate_tag_everywhere`].
-pub(crate) async fn invalidate_tag_everywhere_async(tag: &str) {
+pub(crate) async fn invalidate_tag_everywhere_async(tag: &str) -> Invalidation {
     note_invalidation();
+    let mut outcome = Invalidation::Applied;
     for remote in remotes_in_use() {
-        if let Err(error) = remote.invalidate_tag_async(tag).await {
-            log_invalidation_failure(&remote, tag, &error);
-        }
+        outcome = outcome.and(remote.invalidate_tag_async(tag).await);
     }
     note_invalidation();
+    outcome
 }
 
 pub(crate) fn register_in_use(remote: &Remote) {
     remote.mark_in_use();
 }
 
-fn remotes_in_use() -> Vec<Remote> {
+pub(crate) fn remotes_in_use() -> Vec<Remote> {
     IN_USE
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -706,13 +1023,4 @@ fn remotes_in_use() -> Vec<Remote> {
         .filter_map(std::sync::Weak::upgrade)
         .map(|inner| Remote { inner })
         .collect()
-}
-
-fn log_invalidation_failure(remote: &Remote, tag: &str, error: &BackendError) {
-    tracing::warn!(
-        store = remote.describe(),
-        tag,
-        error = %error,
-        "tag invalidation did not reach a remote cache store; its entries stay until they expire"
-    );
 }

@@ -56,13 +56,13 @@ pub mod nested {
 
 fn main() {
     assert_eq!(user(1, "a").as_deref(), Some("1:a"));
-    assert!(user::invalidate(1, "a"));
+    assert!(user::invalidate(1, "a").removed());
     assert_eq!(private_one(3), 3);
     let repo = Repo { shard: 1 };
     assert_eq!(repo.find(1), Some(2));
     assert_eq!(repo.shared(1), 1);
     assert_eq!(nested::lookup(nested::Id(4)).shard, 4);
-    assert!(nested::lookup::invalidate(nested::Id(4)));
+    assert!(nested::lookup::invalidate(nested::Id(4)).removed());
     println!("{}", Repo::find_cache_info());
     let _ = user_async;
 }

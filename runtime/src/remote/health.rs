@@ -1,0 +1,193 @@
+//! What a readiness endpoint needs to know about each remote: [`health`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::{Remote, RemoteInner, remotes_in_use};
+
+/// The state of a remote's circuit breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Circuit {
+    /// Operations go to the store.
+    Closed,
+    /// The store is skipped after repeated failures; the next probe comes in `retry_in`.
+    Open {
+        /// Time left of the cool-down.
+        retry_in: Duration,
+    },
+    /// The cool-down is over: the next operation probes the store.
+    HalfOpen,
+}
+
+/// One remote's health: whether it is reachable, what is waiting for it, and its last error.
+///
+/// ```
+/// # use cachemere::remote::{Remote, RemoteStore, StoreFuture, Circuit};
+/// # use std::time::Duration;
+/// # struct Store;
+/// # impl RemoteStore for Store {
+/// #     fn get_many(&self, keys: Vec<String>) -> StoreFuture<Vec<Option<Vec<u8>>>> { Box::pin(async move { Ok(vec![None; keys.len()]) }) }
+/// #     fn set(&self, _: String, _: Vec<u8>, _: Duration) -> StoreFuture<()> { Box::pin(async { Ok(()) }) }
+/// #     fn compare_and_set(&self, _: String, _: Vec<u8>, _: Vec<u8>, _: Duration) -> StoreFuture<bool> { Box::pin(async { Ok(false) }) }
+/// #     fn delete(&self, _: String) -> StoreFuture<bool> { Box::pin(async { Ok(false) }) }
+/// #     fn count_prefix(&self, _: String) -> StoreFuture<u64> { Box::pin(async { Ok(0) }) }
+/// #     fn describe(&self) -> String { "doc store".into() }
+/// # }
+/// let remote = Remote::builder(Store).build();
+/// let health = remote.health();
+/// assert_eq!(health.circuit, Circuit::Closed);
+/// assert_eq!(health.pending_invalidations, 0);
+/// assert!(health.is_ready());
+/// // For a readiness endpoint: every remote used in this process.
+/// let all_ready = cachemere::remote::health().iter().all(|h| h.is_ready());
+/// # let _ = all_ready;
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RemoteHealth {
+    /// What the store is (passwords redacted).
+    pub store: String,
+    /// The circuit breaker's state.
+    pub circuit: Circuit,
+    /// Invalidations that could not reach the store yet and are being retried.
+    pub pending_invalidations: usize,
+    /// The last failed operation's error (URLs' passwords redacted), and how long ago.
+    pub last_error: Option<(String, Duration)>,
+}
+
+impl RemoteHealth {
+    /// Whether the store takes operations and nothing waits for it.
+    pub fn is_ready(&self) -> bool {
+        self.circuit == Circuit::Closed && self.pending_invalidations == 0
+    }
+}
+
+impl Remote {
+    /// This remote's health now (no store operation is made).
+    pub fn health(&self) -> RemoteHealth {
+        health_of(&self.inner)
+    }
+}
+
+fn health_of(inner: &RemoteInner) -> RemoteHealth {
+    let last_error = inner
+        .last_error
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .as_ref()
+        .map(|(text, at)| (text.clone(), at.elapsed()));
+    RemoteHealth {
+        store: inner.description.clone(),
+        circuit: inner.breaker.circuit(),
+        pending_invalidations: inner.pending.len(),
+        last_error,
+    }
+}
+
+/// The health of every remote installed or used in this process.
+pub fn health() -> Vec<RemoteHealth> {
+    remotes_in_use().iter().map(Remote::health).collect()
+}
+
+/// Waits (blocking) until every remote used in this process has delivered its pending
+/// invalidations, or `timeout` passes; returns how many are still pending. Call it at shutdown:
+/// invalidations still pending when the process exits are lost (other processes then serve
+/// what they hid until it expires).
+pub fn flush_pending(timeout: Duration) -> usize {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = pending_everywhere();
+        if left == 0 || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The async form of [`flush_pending`].
+pub async fn flush_pending_async(timeout: Duration) -> usize {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = pending_everywhere();
+        if left == 0 || Instant::now() >= deadline {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn pending_everywhere() -> usize {
+    remotes_in_use()
+        .iter()
+        .map(Remote::pending_invalidations)
+        .sum()
+}
+
+/// How long warnings about one remote stay quiet after one is written.
+const WARN_INTERVAL_NS: u64 = 10_000_000_000;
+
+/// Whether a rate-limited log line may be written now; `last` holds when one last was.
+pub(crate) fn may_log(last: &AtomicU64) -> bool {
+    let now = crate::clock::precise_ns().max(1);
+    let previous = last.load(Ordering::Relaxed);
+    (previous == 0 || now.saturating_sub(previous) >= WARN_INTERVAL_NS)
+        && last
+            .compare_exchange(previous, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}
+
+/// `text` with the password of any URL in it replaced by `***`.
+pub(crate) fn redact_text(text: &str) -> String {
+    if !text.contains("://") {
+        return text.to_owned();
+    }
+    text.split(' ')
+        .map(|word| {
+            if word.contains("://") {
+                redact_url(word)
+            } else {
+                word.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(feature = "redis")]
+fn redact_url(url: &str) -> String {
+    crate::redis::redact(url)
+}
+
+#[cfg(not(feature = "redis"))]
+fn redact_url(url: &str) -> String {
+    // Without the Redis helper: drop the user-info part entirely.
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_in_errors_lose_their_passwords() {
+        let text = redact_text("could not reach redis://:hunter2@10.0.0.5:6379/0 (refused)");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert_eq!(redact_text("plain error"), "plain error");
+    }
+
+    #[test]
+    fn logs_are_rate_limited() {
+        let last = AtomicU64::new(0);
+        assert!(may_log(&last));
+        assert!(
+            !may_log(&last),
+            "a second line within the interval is dropped"
+        );
+    }
+}
