@@ -47,11 +47,36 @@ pub enum CodecError {
         /// The codec's message.
         message: String,
     },
+    /// The bytes hold a value nested deeper than the decode depth limit (sequences, maps,
+    /// structs, tuples, enum variants, `Some` and newtypes each count one level): refused
+    /// before decoding it could overflow the stack.
+    #[error("stored value is nested deeper than {limit} levels")]
+    TooDeep {
+        /// The depth limit.
+        limit: usize,
+    },
+    /// The bytes are longer than the decode size limit: refused without decoding.
+    #[error("stored value is {len} bytes, over the {limit}-byte limit")]
+    TooLarge {
+        /// The length of the bytes.
+        len: usize,
+        /// The size limit.
+        limit: usize,
+    },
 }
 
-/// The decode limit of codecs that take one: a hostile length cannot allocate more.
-#[cfg(feature = "bincode")]
+/// The longest value decoded (64 MiB), in every codec: longer bytes are refused unread, and
+/// bincode, which takes a limit, cannot be made to read or allocate more than this.
 const DECODE_LIMIT: usize = 64 << 20;
+
+/// The deepest nesting decoded, in every codec. Decoding recurses once per level, so an
+/// unbounded depth lets a small hostile value (100,000 nested one-byte enum variants)
+/// overflow the stack and abort the process. 100 levels is far beyond any cached value's
+/// shape, and decoding that deep took 100 to 160 KiB of stack in a debug build (measured for
+/// the tested types; a tokio worker has 2 MiB, the fuzz test runs on 256 KiB). It is below
+/// serde_json's own limit of 128 containers, so a JSON value too deep is reported by this
+/// limit, as in the other codecs.
+const DEPTH_LIMIT: usize = 100;
 
 impl Codec {
     fn id(self) -> u8 {
@@ -84,28 +109,55 @@ impl Codec {
         }
     }
 
-    /// Decodes a value encoded by [`encode`](Self::encode). Allocation is bounded by the input:
-    /// postcard and serde cap preallocation from length prefixes, bincode has a limit.
+    /// Decodes a value encoded by [`encode`](Self::encode). Bytes longer than 64 MiB are
+    /// refused ([`CodecError::TooLarge`]), and so is a value nested more than 100 levels deep
+    /// ([`CodecError::TooDeep`]), so hostile bytes cannot overflow the stack. Allocation is
+    /// bounded by the input: the length prefixes of collections are capped by the bytes left
+    /// to hold their elements before anything is preallocated.
     pub fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T, CodecError> {
-        match self {
-            // Trailing bytes mean the value is of another type (e.g. a generic method's other
-            // instantiation sharing the name): refuse rather than misread.
-            Codec::Postcard => match postcard::take_from_bytes(bytes) {
-                Ok((value, [])) => Ok(value),
-                Ok(_) => Err(self.error("decode", "trailing bytes after the value")),
-                Err(error) => Err(self.error("decode", error)),
-            },
-            #[cfg(feature = "json")]
-            Codec::Json => serde_json::from_slice(bytes).map_err(|e| self.error("decode", e)),
-            #[cfg(feature = "bincode")]
-            Codec::Bincode => {
-                let config = bincode::config::standard().with_limit::<DECODE_LIMIT>();
-                match bincode::serde::decode_from_slice(bytes, config) {
-                    Ok((value, read)) if read == bytes.len() => Ok(value),
-                    Ok(_) => Err(self.error("decode", "trailing bytes after the value")),
+        if bytes.len() > DECODE_LIMIT {
+            return Err(CodecError::TooLarge {
+                len: bytes.len(),
+                limit: DECODE_LIMIT,
+            });
+        }
+        let guard = super::bounded::Guard::new(DEPTH_LIMIT, bytes.len());
+        // Trailing bytes mean the value is of another type (e.g. a generic method's other
+        // instantiation sharing the name): refuse rather than misread.
+        let trailing = || self.error("decode", "trailing bytes after the value");
+        let decoded = match self {
+            Codec::Postcard => {
+                let mut deserializer = postcard::Deserializer::from_bytes(bytes);
+                match guard.decode::<T, _>(&mut deserializer) {
+                    Ok(value) => match deserializer.finalize() {
+                        Ok([]) => Ok(value),
+                        Ok(_) => Err(trailing()),
+                        Err(error) => Err(self.error("decode", error)),
+                    },
                     Err(error) => Err(self.error("decode", error)),
                 }
             }
+            #[cfg(feature = "json")]
+            Codec::Json => {
+                let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+                guard
+                    .decode::<T, _>(&mut deserializer)
+                    .and_then(|value| deserializer.end().map(|()| value))
+                    .map_err(|error| self.error("decode", error))
+            }
+            #[cfg(feature = "bincode")]
+            Codec::Bincode => {
+                let config = bincode::config::standard().with_limit::<DECODE_LIMIT>();
+                match bincode::serde::seed_decode_from_slice(guard.seed::<T>(), bytes, config) {
+                    Ok((value, read)) if read == bytes.len() => Ok(value),
+                    Ok(_) => Err(trailing()),
+                    Err(error) => Err(self.error("decode", error)),
+                }
+            }
+        };
+        match decoded {
+            Err(_) if guard.too_deep() => Err(CodecError::TooDeep { limit: DEPTH_LIMIT }),
+            decoded => decoded,
         }
     }
 }
@@ -329,5 +381,278 @@ mod tests {
         assert!(decoded.is_err());
         let decoded: Result<String, _> = Codec::Postcard.decode(&hostile);
         assert!(decoded.is_err());
+    }
+
+    /// The depth and size limits, for every codec.
+    mod limits {
+        use super::*;
+        use serde::Deserialize;
+        use std::collections::{BTreeMap, HashMap};
+
+        /// One nesting level per variant (enum).
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        enum Tree {
+            Leaf,
+            Node(Box<Tree>),
+        }
+
+        /// Two levels per `Nest` (newtype, sequence): `Vec<Vec<Vec<..>>>`.
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Nest(Vec<Nest>);
+
+        /// Two levels per `Some` (struct, option), one for the last struct.
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Opt {
+            next: Option<Box<Opt>>,
+        }
+
+        /// Two levels per `Maps` (newtype, map).
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Maps(BTreeMap<u8, Maps>);
+
+        fn codecs() -> Vec<Codec> {
+            vec![
+                Codec::Postcard,
+                #[cfg(feature = "json")]
+                Codec::Json,
+                #[cfg(feature = "bincode")]
+                Codec::Bincode,
+            ]
+        }
+
+        fn tree(nodes: usize) -> Tree {
+            (0..nodes).fold(Tree::Leaf, |tree, _| Tree::Node(Box::new(tree)))
+        }
+
+        fn nest(count: usize) -> Nest {
+            (1..count).fold(Nest(Vec::new()), |nest, _| Nest(vec![nest]))
+        }
+
+        fn opt(somes: usize) -> Opt {
+            (0..somes).fold(Opt { next: None }, |opt, _| Opt {
+                next: Some(Box::new(opt)),
+            })
+        }
+
+        fn maps(count: usize) -> Maps {
+            (1..count).fold(Maps(BTreeMap::new()), |maps, _| {
+                Maps(BTreeMap::from([(0, maps)]))
+            })
+        }
+
+        /// Hand-written encodings nested `levels` deep, of each shape above: building the value
+        /// and encoding it would itself overflow the stack. postcard and bincode's standard
+        /// configuration write a variant index, a length and an option tag below 128 in one byte.
+        fn hostile(codec: Codec, shape: &str, levels: usize) -> Vec<u8> {
+            let (open, leaf, close): (&[u8], &[u8], &[u8]) = match (codec, shape) {
+                (Codec::Postcard, "tree" | "nest" | "opt") => (&[1], &[0], &[]),
+                (Codec::Postcard, "maps") => (&[1, 0], &[0], &[]),
+                #[cfg(feature = "bincode")]
+                (Codec::Bincode, "tree" | "nest" | "opt") => (&[1], &[0], &[]),
+                #[cfg(feature = "bincode")]
+                (Codec::Bincode, "maps") => (&[1, 0], &[0], &[]),
+                #[cfg(feature = "json")]
+                (Codec::Json, "tree") => (br#"{"Node":"#, br#""Leaf""#, b"}"),
+                #[cfg(feature = "json")]
+                (Codec::Json, "nest") => (b"[", b"[]", b"]"),
+                #[cfg(feature = "json")]
+                (Codec::Json, "opt") => (br#"{"next":"#, br#"{"next":null}"#, b"}"),
+                #[cfg(feature = "json")]
+                (Codec::Json, "maps") => (br#"{"0":"#, b"{}", b"}"),
+                _ => unreachable!("no such shape"),
+            };
+            let mut bytes = open.repeat(levels);
+            bytes.extend_from_slice(leaf);
+            bytes.extend_from_slice(&close.repeat(levels));
+            bytes
+        }
+
+        fn is_too_deep<T: std::fmt::Debug>(decoded: Result<T, CodecError>) -> bool {
+            matches!(decoded, Err(CodecError::TooDeep { limit: DEPTH_LIMIT }))
+        }
+
+        /// Runs `f` on a thread with a small stack, as a missing limit would overflow it.
+        fn on_small_stack(f: impl FnOnce() + Send + 'static) {
+            std::thread::Builder::new()
+                .stack_size(256 << 10)
+                .spawn(f)
+                .unwrap()
+                .join()
+                .unwrap();
+        }
+
+        #[test]
+        fn a_deeply_nested_value_is_refused_not_a_stack_overflow() {
+            on_small_stack(|| {
+                for codec in codecs() {
+                    for levels in [DEPTH_LIMIT + 1, 10_000, 100_000] {
+                        let tree = hostile(codec, "tree", levels);
+                        assert!(
+                            is_too_deep(codec.decode::<Tree>(&tree)),
+                            "{codec:?} {levels}"
+                        );
+                        let nest = hostile(codec, "nest", levels);
+                        assert!(
+                            is_too_deep(codec.decode::<Nest>(&nest)),
+                            "{codec:?} {levels}"
+                        );
+                        let opt = hostile(codec, "opt", levels);
+                        assert!(is_too_deep(codec.decode::<Opt>(&opt)), "{codec:?} {levels}");
+                        let maps = hostile(codec, "maps", levels);
+                        assert!(
+                            is_too_deep(codec.decode::<Maps>(&maps)),
+                            "{codec:?} {levels}"
+                        );
+                    }
+                }
+            });
+        }
+
+        #[test]
+        fn the_hand_written_encodings_are_the_codecs_own() {
+            for codec in codecs() {
+                assert_eq!(codec.encode(&tree(3)).unwrap(), hostile(codec, "tree", 3));
+                assert_eq!(codec.encode(&nest(4)).unwrap(), hostile(codec, "nest", 3));
+                assert_eq!(codec.encode(&opt(3)).unwrap(), hostile(codec, "opt", 3));
+                assert_eq!(codec.encode(&maps(4)).unwrap(), hostile(codec, "maps", 3));
+            }
+        }
+
+        #[test]
+        fn a_value_at_the_depth_limit_decodes_and_one_level_more_is_refused() {
+            on_small_stack(|| {
+                for codec in codecs() {
+                    // `nodes` Node variants and a Leaf: one level each.
+                    let at_limit = codec.encode(&tree(DEPTH_LIMIT - 1)).unwrap();
+                    assert_eq!(
+                        codec.decode::<Tree>(&at_limit).unwrap(),
+                        tree(DEPTH_LIMIT - 1)
+                    );
+                    let over = codec.encode(&tree(DEPTH_LIMIT)).unwrap();
+                    assert!(is_too_deep(codec.decode::<Tree>(&over)), "{codec:?}");
+                    // Two levels per Nest or Maps, and per Some; one for the last Opt.
+                    let at_limit = codec.encode(&nest(DEPTH_LIMIT / 2)).unwrap();
+                    assert_eq!(
+                        codec.decode::<Nest>(&at_limit).unwrap(),
+                        nest(DEPTH_LIMIT / 2)
+                    );
+                    let over = codec.encode(&nest(DEPTH_LIMIT / 2 + 1)).unwrap();
+                    assert!(is_too_deep(codec.decode::<Nest>(&over)), "{codec:?}");
+                    let at_limit = codec.encode(&maps(DEPTH_LIMIT / 2)).unwrap();
+                    assert_eq!(
+                        codec.decode::<Maps>(&at_limit).unwrap(),
+                        maps(DEPTH_LIMIT / 2)
+                    );
+                    let over = codec.encode(&maps(DEPTH_LIMIT / 2 + 1)).unwrap();
+                    assert!(is_too_deep(codec.decode::<Maps>(&over)), "{codec:?}");
+                    let somes = (DEPTH_LIMIT - 1) / 2;
+                    let at_limit = codec.encode(&opt(somes)).unwrap();
+                    assert_eq!(codec.decode::<Opt>(&at_limit).unwrap(), opt(somes));
+                    let over = codec.encode(&opt(somes + 1)).unwrap();
+                    assert!(is_too_deep(codec.decode::<Opt>(&over)), "{codec:?}");
+                }
+            });
+        }
+
+        /// serde_json's own limit (128 containers) holds without ours, and ours is below it.
+        #[cfg(feature = "json")]
+        #[test]
+        fn serde_json_alone_refuses_deep_nesting_too() {
+            on_small_stack(|| {
+                for levels in [128, 100_000] {
+                    let nest = hostile(Codec::Json, "nest", levels);
+                    assert!(serde_json::from_slice::<Nest>(&nest).is_err());
+                    let tree = hostile(Codec::Json, "tree", levels);
+                    assert!(serde_json::from_slice::<Tree>(&tree).is_err());
+                    let value = serde_json::from_slice::<serde_json::Value>(&nest);
+                    assert!(value.unwrap_err().to_string().contains("recursion limit"));
+                }
+                // 127 arrays: under serde_json's limit, over ours.
+                let nest = hostile(Codec::Json, "nest", 126);
+                assert!(serde_json::from_slice::<serde_json::Value>(&nest).is_ok());
+                assert!(is_too_deep(Codec::Json.decode::<serde_json::Value>(&nest)));
+            });
+        }
+
+        #[test]
+        fn bytes_over_the_size_limit_are_refused_unread() {
+            let long = vec![0_u8; DECODE_LIMIT + 1];
+            for codec in codecs() {
+                match codec.decode::<Vec<u8>>(&long) {
+                    Err(CodecError::TooLarge { len, limit }) => {
+                        assert_eq!((len, limit), (DECODE_LIMIT + 1, DECODE_LIMIT));
+                    }
+                    other => panic!("{codec:?}: {other:?}"),
+                }
+            }
+        }
+
+        #[cfg(feature = "bincode")]
+        #[test]
+        fn a_hostile_bincode_string_length_is_refused() {
+            // A varint claiming a 60 MiB string (under the limit), followed by nothing.
+            let mut hostile = vec![253];
+            hostile.extend_from_slice(&(60_u64 << 20).to_le_bytes());
+            assert!(Codec::Bincode.decode::<String>(&hostile).is_err());
+            assert!(Codec::Bincode.decode::<Vec<u8>>(&hostile).is_err());
+            assert!(Codec::Bincode.decode::<Vec<Vec<u64>>>(&hostile).is_err());
+        }
+
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        enum Shape {
+            Unit,
+            Newtype(u32),
+            Tuple(i8, String),
+            Struct { name: String, tags: Vec<String> },
+        }
+
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Record {
+            id: u64,
+            name: Option<String>,
+            nickname: Option<String>,
+            scores: HashMap<String, Vec<u64>>,
+            shapes: Vec<Shape>,
+            bytes: Vec<u8>,
+            pair: (char, f64),
+            wide: (i128, u128),
+            tree: Tree,
+        }
+
+        #[test]
+        fn values_round_trip_through_every_codec() {
+            let record = Record {
+                id: 7,
+                name: Some("ada \"lovelace\" \u{e9}\n".to_string()),
+                nickname: None,
+                scores: HashMap::from([
+                    ("a".to_string(), vec![1, 2, 3]),
+                    ("b".to_string(), vec![]),
+                ]),
+                shapes: vec![
+                    Shape::Unit,
+                    Shape::Newtype(9),
+                    Shape::Tuple(-3, "t".to_string()),
+                    Shape::Struct {
+                        name: "s".to_string(),
+                        tags: vec!["x".to_string(); 3],
+                    },
+                ],
+                bytes: (0..=255).collect(),
+                pair: ('\u{1F980}', 1.5),
+                wide: (i128::MIN, u128::MAX),
+                tree: tree(10),
+            };
+            for codec in codecs() {
+                let bytes = codec.encode(&record).unwrap();
+                assert_eq!(codec.decode::<Record>(&bytes).unwrap(), record, "{codec:?}");
+                let mut trailing = bytes.clone();
+                trailing.extend_from_slice(b" 1");
+                assert!(codec.decode::<Record>(&trailing).is_err(), "{codec:?}");
+                let strings = vec!["x".repeat(1000); 100];
+                let bytes = codec.encode(&strings).unwrap();
+                assert_eq!(codec.decode::<Vec<String>>(&bytes).unwrap(), strings);
+            }
+        }
     }
 }

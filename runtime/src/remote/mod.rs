@@ -43,6 +43,7 @@
 //! `block_on` on each worker) deadlocks it, as it would any tokio I/O.
 
 mod batch;
+mod bounded;
 mod breaker;
 pub(crate) mod cache;
 mod caller;
