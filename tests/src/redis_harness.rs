@@ -5,6 +5,11 @@
 //!
 //! Fault injection talks RESP over a plain `TcpStream` ([`RedisServer::command`]), so it works
 //! whatever client the code under test uses.
+//!
+//! A server (or cluster) started with `start_persistent` writes every change to an append-only
+//! file, synced before each reply, so [`RedisServer::restart`] after a kill finds its data again
+//! (as a crashed production server with AOF would); [`RedisServer::restart_empty`] deletes the
+//! data first, for a restart that loses everything whatever the configuration.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -105,6 +110,14 @@ fn require(binary: &str) -> Result<(), HarnessError> {
     }
 }
 
+/// What `start_persistent` adds: an append-only file, synced before every reply (later
+/// arguments override the `--appendonly no` every server is started with).
+const PERSISTENCE: [&str; 4] = ["--appendonly", "yes", "--appendfsync", "always"];
+
+/// The files and directories a server's data persists in (`appendonlydir` since Redis 7, a
+/// single `appendonly.aof` before), under its `--dir`. A cluster node's `nodes.conf` is not data.
+const DATA_FILES: [&str; 3] = ["appendonlydir", "appendonly.aof", "dump.rdb"];
+
 /// A `redis-server` child process on a free loopback port, killed when dropped.
 pub struct RedisServer {
     port: u16,
@@ -117,6 +130,12 @@ impl RedisServer {
     /// Starts a standalone server (no persistence) and waits until it answers `PING`.
     pub fn start() -> Result<Self, HarnessError> {
         Self::start_with(Vec::new(), false)
+    }
+
+    /// Starts a standalone server that persists every write (AOF, `appendfsync always`), so
+    /// that [`restart`](Self::restart) after [`kill`](Self::kill) finds the data again.
+    pub fn start_persistent() -> Result<Self, HarnessError> {
+        Self::start_with(PERSISTENCE.map(str::to_owned).to_vec(), false)
     }
 
     fn start_with(extra_args: Vec<String>, cluster: bool) -> Result<Self, HarnessError> {
@@ -210,10 +229,39 @@ impl RedisServer {
         Ok(())
     }
 
-    /// Starts the server again on the same port, empty.
+    /// Starts the server again on the same port, directory and arguments (killing it first if
+    /// it runs): empty, unless it was started with persistence, in which case it reloads what
+    /// it had written (everything it acknowledged, with `start_persistent`).
     pub fn restart(&mut self) -> Result<(), HarnessError> {
         self.kill()?;
         self.spawn()
+    }
+
+    /// As [`restart`](Self::restart), but deletes the persisted data first, so the server
+    /// comes back empty whatever its persistence (a cluster node keeps its `nodes.conf`: its
+    /// identity and slots).
+    pub fn restart_empty(&mut self) -> Result<(), HarnessError> {
+        self.kill()?;
+        for name in DATA_FILES {
+            let path = self.dir.join(name);
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            match removed {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(error.into());
+                }
+                _ => {}
+            }
+        }
+        self.spawn()
+    }
+
+    /// Whether the process runs (it has not been killed, or has been restarted since).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// `CLIENT PAUSE <ms> ALL`: the server stops answering clients for that long.
@@ -292,7 +340,19 @@ impl RedisCluster {
     /// Starts three cluster-enabled servers, joins them, and waits until every node reports
     /// `cluster_state:ok`.
     pub fn start() -> Result<Self, HarnessError> {
+        Self::start_with(false)
+    }
+
+    /// As [`start`](Self::start), with every node persisting as
+    /// [`RedisServer::start_persistent`] does: a node killed and restarted (see
+    /// [`nodes_mut`](Self::nodes_mut)) comes back with its data, slots and identity.
+    pub fn start_persistent() -> Result<Self, HarnessError> {
+        Self::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> Result<Self, HarnessError> {
         require("redis-cli")?;
+        let persistence: &[&str] = if persistent { &PERSISTENCE } else { &[] };
         let mut nodes = Vec::new();
         for _ in 0..3 {
             // A relative config file lands in the node's own data directory.
@@ -304,6 +364,7 @@ impl RedisCluster {
             ]
             .into_iter()
             .chain(["--cluster-node-timeout", "5000"])
+            .chain(persistence.iter().copied())
             .map(str::to_owned)
             .collect();
             nodes.push(RedisServer::start_with(args, true)?);
@@ -329,7 +390,8 @@ impl RedisCluster {
         Ok(cluster)
     }
 
-    fn wait_ok(&self) -> Result<(), HarnessError> {
+    /// Waits until every node reports `cluster_state:ok` (after a node was restarted, say).
+    pub fn wait_ok(&self) -> Result<(), HarnessError> {
         let deadline = Instant::now() + STARTUP;
         loop {
             let all_ok = self.nodes.iter().all(|node| {
@@ -353,6 +415,13 @@ impl RedisCluster {
     /// The nodes, for fault injection.
     pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
+    }
+
+    /// The nodes, to kill and restart one. A node restarted within the node timeout (5 s)
+    /// rejoins with its slots before the others mark it failed; a node that is down owns its
+    /// slots still, and operations on them fail until it is back.
+    pub fn nodes_mut(&mut self) -> &mut [RedisServer] {
+        &mut self.nodes
     }
 
     /// `redis://127.0.0.1:<port>` of every node.

@@ -1,6 +1,7 @@
 //! The Redis test harness itself: servers start on free loopback ports, answer, can be killed,
-//! restarted and paused, hold binary values, and form a working 3-master cluster; nothing is
-//! left running.
+//! restarted (with their data when persistent, or emptied) and paused, hold binary values, and
+//! form a working 3-master cluster whose nodes can be killed and restarted; nothing is left
+//! running.
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,40 @@ fn a_server_starts_answers_and_survives_kill_and_restart() {
         server.command(&["GET", "k"]).unwrap(),
         Reply::Bulk(None),
         "restarted empty"
+    );
+}
+
+#[test]
+fn a_persistent_server_keeps_its_data_through_kill_and_restart_unless_emptied() {
+    let mut server = RedisServer::start_persistent().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        server.command(&["SET", "k", "v"]).unwrap(),
+        Reply::Status("OK".into())
+    );
+    server.kill().unwrap();
+    assert!(!server.is_running());
+    server.restart().unwrap();
+    assert!(server.is_running());
+    assert_eq!(
+        server.command(&["GET", "k"]).unwrap(),
+        bulk("v"),
+        "an acknowledged write survives SIGKILL"
+    );
+    server.restart_empty().unwrap();
+    assert_eq!(
+        server.command(&["GET", "k"]).unwrap(),
+        Reply::Bulk(None),
+        "restarted empty"
+    );
+    assert_eq!(
+        server.command(&["SET", "k", "w"]).unwrap(),
+        Reply::Status("OK".into())
+    );
+    server.restart().unwrap();
+    assert_eq!(
+        server.command(&["GET", "k"]).unwrap(),
+        bulk("w"),
+        "still persistent after an empty restart"
     );
 }
 
@@ -92,4 +127,32 @@ fn a_three_master_cluster_forms_and_routes() {
         matches!(node.command(&["GET", &format!("key-{i}")]), Ok(Reply::Error(e)) if e.starts_with("MOVED"))
     });
     assert!(moved, "all keys landed on one node");
+}
+
+#[test]
+fn a_persistent_cluster_node_comes_back_with_its_keys_and_slots() {
+    let mut cluster = RedisCluster::start_persistent().unwrap_or_else(|e| panic!("{e}"));
+    // A key that node 0 owns (the others answer MOVED).
+    let key = (0..1000)
+        .map(|i| format!("key-{i}"))
+        .find(|key| {
+            matches!(cluster.nodes()[0].command(&["SET", key, "v"]), Ok(Reply::Status(ok)) if ok == "OK")
+        })
+        .expect("node 0 owns some slot");
+    let node = &mut cluster.nodes_mut()[0];
+    node.kill().unwrap();
+    node.restart().unwrap();
+    cluster.wait_ok().unwrap();
+    assert_eq!(
+        cluster.nodes()[0].command(&["GET", &key]).unwrap(),
+        bulk("v")
+    );
+    let node = &mut cluster.nodes_mut()[0];
+    node.restart_empty().unwrap();
+    cluster.wait_ok().unwrap();
+    assert_eq!(
+        cluster.nodes()[0].command(&["GET", &key]).unwrap(),
+        Reply::Bulk(None),
+        "emptied, and still the owner of the slot (no MOVED)"
+    );
 }
