@@ -477,6 +477,8 @@ where
                 .saturating_sub(self.evictions_at_clear.load(Ordering::Relaxed)),
             errors: self.counters.errors.load(Ordering::Relaxed),
             compute_time: Duration::from_nanos(self.counters.compute_nanos.load(Ordering::Relaxed)),
+            pending_invalidations: 0,
+            circuit_open: false,
         }
     }
 }

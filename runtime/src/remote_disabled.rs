@@ -51,14 +51,18 @@ impl<S: 'static> RemoteCache<S> {
     ) -> R {
         compute.await
     }
-    pub fn invalidate(&self, arguments: Option<String>) -> bool {
-        false
+    pub fn invalidate(&self, arguments: Option<String>) -> crate::Invalidation {
+        crate::Invalidation::Absent
     }
-    pub async fn invalidate_async(&self, arguments: Option<String>) -> bool {
-        false
+    pub async fn invalidate_async(&self, arguments: Option<String>) -> crate::Invalidation {
+        crate::Invalidation::Absent
     }
-    pub fn clear(&self) {}
-    pub async fn clear_async(&self) {}
+    pub fn clear(&self) -> crate::Invalidation {
+        crate::Invalidation::Applied
+    }
+    pub async fn clear_async(&self) -> crate::Invalidation {
+        crate::Invalidation::Applied
+    }
     pub fn info(&self) -> CacheInfo {
         CacheInfo::default()
     }

@@ -13,7 +13,8 @@ use crossbeam_utils::CachePadded;
 /// function: found in the store, or handed the value of a concurrent caller's computation (single
 /// flight). A call is a *miss* when it runs the function.
 ///
-/// `Display` prints Python's `functools` form first, then the extra fields:
+/// `Display` prints Python's `functools` form first, then the extra fields (and, for a remote
+/// cache in trouble, `pending_invalidations=N` and `circuit=open` after the parenthesis):
 ///
 /// ```
 /// let mut info = cachemere::CacheInfo::default();
@@ -40,6 +41,11 @@ pub struct CacheInfo {
     pub errors: u64,
     /// Total time spent running the function on misses.
     pub compute_time: Duration,
+    /// (Remote caches) invalidations of this cache's remote waiting to reach it; this process
+    /// does not serve what they hide meanwhile. Always 0 in memory.
+    pub pending_invalidations: u64,
+    /// (Remote caches) whether the remote's circuit breaker is open (its store is skipped).
+    pub circuit_open: bool,
 }
 
 impl fmt::Display for CacheInfo {
@@ -54,7 +60,15 @@ impl fmt::Display for CacheInfo {
             self.evictions,
             self.errors,
             self.compute_time
-        )
+        )?;
+        // Only when something is wrong, so the usual line stays Python's.
+        if self.pending_invalidations > 0 {
+            write!(f, " pending_invalidations={}", self.pending_invalidations)?;
+        }
+        if self.circuit_open {
+            f.write_str(" circuit=open")?;
+        }
+        Ok(())
     }
 }
 

@@ -51,6 +51,8 @@ pub struct RemoteCache<S> {
     chosen: Option<fn() -> Remote>,
     /// The remote last registered for tag invalidation by this cache.
     registered: AtomicUsize,
+    /// The last count of this cache's keys in the store, and when it was made.
+    counted: std::sync::Mutex<Option<(Instant, u64)>>,
     _stored: PhantomData<fn() -> S>,
 }
 
@@ -189,6 +191,7 @@ impl<S> RemoteCache<S> {
             counters: Counters::new(),
             chosen: None,
             registered: AtomicUsize::new(0),
+            counted: std::sync::Mutex::new(None),
             _stored: PhantomData,
         }
     }
@@ -337,20 +340,20 @@ impl<S> RemoteCache<S> {
     }
 
     /// This process's hits, misses and errors; `currsize` counts the keys of this cache in
-    /// the store (including entries hidden by a tag or a clear until they expire), `maxsize`
-    /// is 0: a remote cache is bounded by its TTLs and the store's memory policy.
+    /// the store (entries, and the leases and tombstones of recent misses and invalidations,
+    /// including entries hidden by a tag or a clear until they expire), at most once a
+    /// second: a call within a second of the last count reuses it. `maxsize` is 0: a remote
+    /// cache is bounded by its TTLs and the store's memory policy.
     pub fn info(&self) -> CacheInfo {
-        let currsize = self.remote().map_or(0, |remote| {
-            let prefix = format!("{}:{}:", remote.prefix(), self.space);
-            // Reading the statistics does not change them: a failed count is 0, not an error.
-            remote
-                .blocking_unguarded(move |store| store.count_prefix(prefix))
-                .unwrap_or_else(|error| {
-                    tracing::debug!(cache = self.name, error = %error, "could not count entries");
-                    0
-                })
-        });
+        let currsize = self.currsize();
+        let health = self.remote().map(|remote| remote.health());
         CacheInfo {
+            pending_invalidations: health
+                .as_ref()
+                .map_or(0, |health| health.pending_invalidations as u64),
+            circuit_open: health
+                .as_ref()
+                .is_some_and(|health| matches!(health.circuit, super::Circuit::Open { .. })),
             hits: self.counters.hits_since_clear(),
             misses: self.counters.misses.load(Ordering::Relaxed),
             maxsize: 0,
@@ -361,6 +364,37 @@ impl<S> RemoteCache<S> {
         }
     }
 }
+
+impl<S> RemoteCache<S> {
+    /// The number of keys of this cache in the store, counted at most once per
+    /// [`COUNT_INTERVAL`] (a count is a scan of the store's keys).
+    fn currsize(&self) -> u64 {
+        let mut counted = self
+            .counted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, count)) = *counted
+            && at.elapsed() < COUNT_INTERVAL
+        {
+            return count;
+        }
+        let count = self.remote().map_or(0, |remote| {
+            let prefix = format!("{}:{}:", remote.prefix(), self.space);
+            // Reading the statistics does not change them: a failed count is 0, not an error.
+            remote
+                .blocking_unguarded(move |store| store.count_prefix(prefix))
+                .unwrap_or_else(|error| {
+                    tracing::debug!(cache = self.name, error = %error, "could not count entries");
+                    0
+                })
+        });
+        *counted = Some((Instant::now(), count));
+        count
+    }
+}
+
+/// How long a count of a remote cache's keys is reused by `cache_info()`.
+const COUNT_INTERVAL: Duration = Duration::from_secs(1);
 
 impl<S: RemoteValue> RemoteCache<S> {
     /// Judges what a read returned.

@@ -85,6 +85,25 @@ fn health_of(inner: &RemoteInner) -> RemoteHealth {
     }
 }
 
+impl Remote {
+    /// Waits (blocking) until this remote has delivered its pending invalidations, or
+    /// `timeout` passes; returns how many are still pending.
+    pub fn flush_pending(&self, timeout: Duration) -> usize {
+        wait_for(timeout, || self.pending_invalidations())
+    }
+}
+
+fn wait_for(timeout: Duration, left: impl Fn() -> usize) -> usize {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = left();
+        if left == 0 || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// The health of every remote installed or used in this process.
 pub fn health() -> Vec<RemoteHealth> {
     remotes_in_use().iter().map(Remote::health).collect()
@@ -95,14 +114,7 @@ pub fn health() -> Vec<RemoteHealth> {
 /// invalidations still pending when the process exits are lost (other processes then serve
 /// what they hid until it expires).
 pub fn flush_pending(timeout: Duration) -> usize {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = pending_everywhere();
-        if left == 0 || Instant::now() >= deadline {
-            return left;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for(timeout, pending_everywhere)
 }
 
 /// The async form of [`flush_pending`].

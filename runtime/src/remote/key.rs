@@ -58,11 +58,19 @@ pub fn name_segment(name: &str) -> String {
     out
 }
 
-/// The key segment of a tag (escaped like a string argument).
+/// The key segment of a tag (escaped like a string argument); a tag whose escaped text would
+/// be longer than [`READABLE_LIMIT`] becomes `#` and the 128-bit XXH3 digest of the tag (`#`
+/// is always escaped in readable text, so the two forms never meet).
 pub fn tag_segment(tag: &str) -> String {
-    let mut out = String::with_capacity(tag.len());
-    escape_into(&mut out, tag, is_plain_in_argument);
-    out
+    if tag.len() <= READABLE_LIMIT {
+        let mut out = String::with_capacity(tag.len());
+        escape_into(&mut out, tag, is_plain_in_argument);
+        if out.len() <= READABLE_LIMIT {
+            return out;
+        }
+    }
+    let digest = xxhash_rust::xxh3::xxh3_128(tag.as_bytes());
+    format!("#{digest:032x}")
 }
 
 /// The argument segment for `args` (a tuple of the key arguments, or the `key = ..` value).
@@ -408,6 +416,17 @@ fields_in_order!(SerializeStruct, SerializeStructVariant);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_tags_become_bounded_digests() {
+        let long = "t".repeat(10 << 20);
+        let segment = tag_segment(&long);
+        assert_eq!(segment.len(), 33, "{}", &segment[..40.min(segment.len())]);
+        assert_ne!(segment, tag_segment(&"t".repeat((10 << 20) + 1)));
+        assert_eq!(tag_segment("user:42"), "user%3A42");
+        // 100 colons escape to 300 bytes: digested too.
+        assert!(tag_segment(&":".repeat(100)).starts_with('#'));
+    }
 
     #[test]
     fn simple_arguments_stay_readable() {

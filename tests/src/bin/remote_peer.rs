@@ -4,7 +4,10 @@
 //!
 //! ```text
 //! remote_peer <redis-url> get <id>              # one call: value=.. hits=.. misses=.. errors=.. pid=..
-//! remote_peer <redis-url> invalidate-tag <tag>  # cachemere::invalidate_tag(tag): invalidated=<tag>
+//! remote_peer <redis-url> invalidate-tag <tag>  # cachemere::invalidate_tag(tag): invalidated=<tag> outcome=..
+//! remote_peer <redis-url> invalidate-tag-and-flush <tag>
+//!                                               # the same with a 100 ms timeout, then waits (up to
+//!                                               # 30 s) for pending invalidations: ... left=<n>
 //! remote_peer - unconfigured                    # nothing installed: the default remote comes from
 //!                                               # CACHEMERE_REDIS_URL (set by the test); three calls
 //! ```
@@ -28,17 +31,20 @@ fn unconfigured_value(x: u64) -> u64 {
 }
 
 fn install(url: &str) -> Result<(), String> {
+    install_with(url, Duration::from_secs(2))
+}
+
+fn install_with(url: &str, timeout: Duration) -> Result<(), String> {
     RedisConfig::new(url)
         .prefix("faults-shared")
-        .timeout(Duration::from_secs(2))
+        .timeout(timeout)
         .install()
         .map(drop)
         .map_err(|error| error.to_string())
 }
 
 fn run(args: &[String]) -> Result<(), String> {
-    let usage =
-        || "usage: remote_peer <redis-url> (get <id> | invalidate-tag <tag> | unconfigured)";
+    let usage = || "usage: remote_peer <redis-url> (get <id> | invalidate-tag <tag> | invalidate-tag-and-flush <tag> | unconfigured)";
     let (Some(url), Some(command)) = (args.get(1), args.get(2)) else {
         return Err(usage().to_owned());
     };
@@ -59,8 +65,15 @@ fn run(args: &[String]) -> Result<(), String> {
         }
         ("invalidate-tag", Some(tag)) => {
             install(url)?;
-            cachemere::invalidate_tag(tag);
-            println!("invalidated={tag}");
+            let outcome = cachemere::invalidate_tag(tag);
+            println!("invalidated={tag} outcome={outcome}");
+            Ok(())
+        }
+        ("invalidate-tag-and-flush", Some(tag)) => {
+            install_with(url, Duration::from_millis(100))?;
+            let outcome = cachemere::invalidate_tag(tag);
+            let left = cachemere::remote::flush_pending(Duration::from_secs(30));
+            println!("invalidated={tag} outcome={outcome} left={left}");
             Ok(())
         }
         ("unconfigured", None) => {
