@@ -27,7 +27,8 @@ use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::AsyncConnectionConfig;
+use ::redis::aio::MultiplexedConnection;
 use ::redis::cluster::{ClusterClient, ClusterClientBuilder};
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
@@ -234,16 +235,22 @@ enum Target {
 
 #[derive(Clone)]
 enum Connection {
-    Single(ConnectionManager),
+    Single(MultiplexedConnection),
     Cluster(ClusterConnection),
 }
 
-/// The Redis [`RemoteStore`]: a multiplexed connection (or cluster connection) that reconnects
-/// by itself, one per tokio runtime that runs its operations, created lazily on that runtime.
+/// One runtime's connection, numbered so that an error evicts only the connection it came from.
+type Numbered = (u64, Connection);
+
+/// The Redis [`RemoteStore`]: a multiplexed connection (or cluster connection), one per tokio
+/// runtime that runs its operations, created lazily on that runtime.
 ///
 /// A connection's driver is a task of the runtime that created it, so a hit awaited on the
 /// caller's runtime never waits for another thread; the connection is forgotten when its runtime
-/// shuts down.
+/// shuts down. A single-node connection that fails (dropped, reset, refused) is replaced on the
+/// next operation (the failed one is retried once on the new connection), and every new
+/// connection first checks whether the server restarted with data restored from disk (see
+/// [`RemoteStore::watch_restarts`]).
 pub struct RedisStore {
     inner: Arc<StoreInner>,
 }
@@ -252,8 +259,14 @@ struct StoreInner {
     target: Target,
     timeout: Duration,
     description: String,
-    connections: RwLock<Vec<(RuntimeId, Connection)>>,
+    /// Per runtime: its connection, if one is up.
+    connections: RwLock<Vec<(RuntimeId, Option<Numbered>)>>,
     connecting: tokio::sync::Mutex<()>,
+    next_connection: std::sync::atomic::AtomicU64,
+    /// When the last connection attempt failed.
+    connect_failed_at: std::sync::Mutex<Option<std::time::Instant>>,
+    /// The resets to write when a server's data may have lost recent writes.
+    restarts: RwLock<Vec<crate::remote::RestartWatch>>,
 }
 
 fn backend_error(error: RedisError, timeout: Duration) -> BackendError {
@@ -294,13 +307,27 @@ end
 return false
 ";
 
-fn scripts() -> &'static (::redis::Script, ::redis::Script) {
-    static SCRIPTS: std::sync::OnceLock<(::redis::Script, ::redis::Script)> =
-        std::sync::OnceLock::new();
+/// If `KEYS[1]` does not hold this server run's id `ARGV[1]`: a fresh value `ARGV[2]` at the
+/// reset key `KEYS[2]`, then the run id at `KEYS[1]` (both `PX ARGV[3]`); returns 1 then.
+const RESET_AFTER_RESTART: &str = r"
+local recorded = redis.pcall('GET', KEYS[1])
+if recorded == ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
+";
+
+type Scripts = (::redis::Script, ::redis::Script, ::redis::Script);
+
+fn scripts() -> &'static Scripts {
+    static SCRIPTS: std::sync::OnceLock<Scripts> = std::sync::OnceLock::new();
     SCRIPTS.get_or_init(|| {
         (
             ::redis::Script::new(COMPARE_AND_SET),
             ::redis::Script::new(SWAP),
+            ::redis::Script::new(RESET_AFTER_RESTART),
         )
     })
 }
@@ -346,6 +373,9 @@ impl RedisStore {
                 description,
                 connections: RwLock::new(Vec::new()),
                 connecting: tokio::sync::Mutex::new(()),
+                next_connection: std::sync::atomic::AtomicU64::new(0),
+                connect_failed_at: std::sync::Mutex::new(None),
+                restarts: RwLock::new(Vec::new()),
             }),
         })
     }
@@ -381,17 +411,34 @@ impl Drop for ForgetOnShutdown {
 }
 
 impl StoreInner {
-    fn current(&self, runtime: RuntimeId) -> Option<Connection> {
+    fn current(&self, runtime: RuntimeId) -> Option<Numbered> {
         self.connections
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .find(|(owner, _)| *owner == runtime)
-            .map(|(_, connection)| connection.clone())
+            .and_then(|(_, connection)| connection.clone())
+    }
+
+    /// Forgets connection `number` after it failed: the next operation connects anew. (Cluster
+    /// connections reconnect their nodes by themselves and are kept.)
+    fn evict(&self, number: u64) {
+        for (_, slot) in self
+            .connections
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter_mut()
+        {
+            if slot.as_ref().is_some_and(|(n, connection)| {
+                *n == number && matches!(connection, Connection::Single(_))
+            }) {
+                *slot = None;
+            }
+        }
     }
 
     /// The connection of the runtime polling this operation (cachemere's when there is none).
-    async fn connection(self: Arc<Self>) -> Result<Connection, BackendError> {
+    async fn connection(self: Arc<Self>) -> Result<Numbered, BackendError> {
         let runtime = match Handle::try_current() {
             Ok(handle) => handle,
             Err(_) => background_runtime()?,
@@ -405,15 +452,48 @@ impl StoreInner {
         let this = Arc::clone(&self);
         runtime
             .spawn(async move {
+                let asked = std::time::Instant::now();
                 let _connecting = this.connecting.lock().await;
                 if let Some(connection) = this.current(id) {
                     return Ok(connection);
                 }
-                let connected = this.connect().await?;
-                this.connections
+                // Callers that queued behind an attempt that just failed share its failure,
+                // rather than each waiting out a connect of its own to a silent server.
+                let failed_at = *this
+                    .connect_failed_at
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if failed_at.is_some_and(|at| at > asked) {
+                    return Err(BackendError::Unavailable(
+                        "the connection attempt made meanwhile failed".into(),
+                    ));
+                }
+                let connected = match this.connect().await {
+                    Ok(connected) => connected,
+                    Err(error) => {
+                        *this
+                            .connect_failed_at
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner) =
+                            Some(std::time::Instant::now());
+                        return Err(error);
+                    }
+                };
+                let connected = (
+                    this.next_connection
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                    connected,
+                );
+                let mut connections = this
+                    .connections
                     .write()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push((id, connected.clone()));
+                    .unwrap_or_else(PoisonError::into_inner);
+                if let Some((_, slot)) = connections.iter_mut().find(|(owner, _)| *owner == id) {
+                    *slot = Some(connected.clone());
+                    return Ok(connected);
+                }
+                connections.push((id, Some(connected.clone())));
+                drop(connections);
                 let forget = ForgetOnShutdown {
                     store: Arc::downgrade(&this),
                     runtime: id,
@@ -430,21 +510,74 @@ impl StoreInner {
     }
 
     async fn connect(&self) -> Result<Connection, BackendError> {
+        let timeout = |error| backend_error(error, self.timeout);
         match &self.target {
             Target::Single(client) => {
-                let config = ConnectionManagerConfig::new()
+                let config = AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(self.timeout))
-                    .set_response_timeout(Some(self.timeout))
-                    .set_number_of_retries(1)
-                    .set_max_delay(self.timeout);
-                client
-                    .get_connection_manager_with_config(config)
+                    .set_response_timeout(Some(self.timeout));
+                let mut connection = client
+                    .get_multiplexed_async_connection_with_config(&config)
                     .await
-                    .map(Connection::Single)
+                    .map_err(timeout)?;
+                self.check_restart(&mut connection).await.map_err(timeout)?;
+                Ok(Connection::Single(connection))
             }
-            Target::Cluster(client) => client.get_async_connection().await.map(Connection::Cluster),
+            Target::Cluster(client) => client
+                .get_async_connection()
+                .await
+                .map(Connection::Cluster)
+                .map_err(timeout),
         }
-        .map_err(|error| backend_error(error, self.timeout))
+    }
+
+    /// Before a new connection serves anything: if the server's data was not written by this
+    /// run of the server (its `run_id` differs from the one recorded in the data), it may have
+    /// been restored from disk without the latest invalidations, so every watched reset key
+    /// gets a fresh value (hiding every entry written before), and the run is recorded. One
+    /// script, so processes reconnecting together reset once.
+    async fn check_restart(
+        &self,
+        connection: &mut MultiplexedConnection,
+    ) -> Result<(), RedisError> {
+        let watches = self
+            .restarts
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if watches.is_empty() {
+            return Ok(());
+        }
+        let info: String = ::redis::cmd("INFO")
+            .arg("server")
+            .query_async(connection)
+            .await?;
+        let Some(run_id) = info
+            .lines()
+            .find_map(|line| line.strip_prefix("run_id:"))
+            .map(str::trim)
+        else {
+            return Ok(());
+        };
+        for watch in watches {
+            let reset: i64 = scripts()
+                .2
+                .key(watch.run_key())
+                .key(watch.reset_key())
+                .arg(run_id)
+                .arg(crate::remote::fresh_stamp())
+                .arg(millis(watch.ttl()))
+                .invoke_async(connection)
+                .await?;
+            if reset == 1 {
+                tracing::info!(
+                    store = %self.description,
+                    "the Redis server's data was written by another run of it: every entry \
+                     written before is hidden (invalidations since its last save may be lost)"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Sends a command; on a connection error, once more (the connection reconnects on the
@@ -455,13 +588,20 @@ impl StoreInner {
     ) -> Result<T, BackendError> {
         let mut retried = false;
         loop {
-            let connection = Arc::clone(&self).connection().await?;
+            let (number, connection) = Arc::clone(&self).connection().await?;
             let result = match connection {
                 Connection::Single(mut manager) => cmd.query_async(&mut manager).await,
                 Connection::Cluster(mut cluster) => cmd.query_async(&mut cluster).await,
             };
             match result {
-                Err(error) if !retried && is_connection_error(&error) => retried = true,
+                Err(error) if is_connection_error(&error) && !retried => {
+                    self.evict(number);
+                    retried = true;
+                }
+                Err(error) if is_connection_error(&error) => {
+                    self.evict(number);
+                    return Err(backend_error(error, self.timeout));
+                }
                 result => return result.map_err(|error| backend_error(error, self.timeout)),
             }
         }
@@ -473,13 +613,20 @@ impl StoreInner {
     ) -> Result<T, BackendError> {
         let mut retried = false;
         loop {
-            let connection = Arc::clone(&self).connection().await?;
+            let (number, connection) = Arc::clone(&self).connection().await?;
             let result = match connection {
                 Connection::Single(mut manager) => pipeline.query_async(&mut manager).await,
                 Connection::Cluster(mut cluster) => pipeline.query_async(&mut cluster).await,
             };
             match result {
-                Err(error) if !retried && is_connection_error(&error) => retried = true,
+                Err(error) if is_connection_error(&error) && !retried => {
+                    self.evict(number);
+                    retried = true;
+                }
+                Err(error) if is_connection_error(&error) => {
+                    self.evict(number);
+                    return Err(backend_error(error, self.timeout));
+                }
                 result => return result.map_err(|error| backend_error(error, self.timeout)),
             }
         }
@@ -498,20 +645,27 @@ impl StoreInner {
         }
         let mut retried = false;
         loop {
-            let connection = Arc::clone(&self).connection().await?;
+            let (number, connection) = Arc::clone(&self).connection().await?;
             let result = match connection {
                 Connection::Single(mut manager) => invocation.invoke_async(&mut manager).await,
                 Connection::Cluster(mut cluster) => invocation.invoke_async(&mut cluster).await,
             };
             match result {
-                Err(error) if !retried && is_connection_error(&error) => retried = true,
+                Err(error) if is_connection_error(&error) && !retried => {
+                    self.evict(number);
+                    retried = true;
+                }
+                Err(error) if is_connection_error(&error) => {
+                    self.evict(number);
+                    return Err(backend_error(error, self.timeout));
+                }
                 result => return result.map_err(|error| backend_error(error, self.timeout)),
             }
         }
     }
 
     async fn count(self: Arc<Self>, pattern: String) -> Result<u64, BackendError> {
-        match self.clone().connection().await? {
+        match self.clone().connection().await?.1 {
             Connection::Single(manager) => scan_count(&pattern, |cmd| {
                 let mut manager = manager.clone();
                 async move { cmd.query_async::<Value>(&mut manager).await }
@@ -699,6 +853,26 @@ impl RemoteStore for RedisStore {
 
     fn describe(&self) -> String {
         self.inner.description.clone()
+    }
+
+    /// Kept, and checked by every new single-node connection (see [`RedisStore`]). A cluster's
+    /// nodes reconnect inside the `redis` crate, out of sight: there, run the nodes with
+    /// `appendfsync always` (or without persistence) so that a restarted node never comes back
+    /// without writes it acknowledged.
+    fn watch_restarts(&self, watch: crate::remote::RestartWatch) {
+        self.inner
+            .restarts
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(watch);
+        // Connections made before the watch are checked when they are next replaced; make
+        // that now.
+        self.inner
+            .connections
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter_mut()
+            .for_each(|(_, slot)| *slot = None);
     }
 }
 

@@ -138,6 +138,14 @@ impl RedisServer {
         Self::start_with(PERSISTENCE.map(str::to_owned).to_vec(), false)
     }
 
+    /// Starts a standalone server that persists only when told (`SAVE`, an RDB snapshot), so
+    /// that a [`restart`](Self::restart) after [`kill`](Self::kill) comes back with the last
+    /// snapshot: without the writes the server acknowledged after it, as a real crash loses
+    /// them under `save` or `appendfsync everysec`.
+    pub fn start_snapshotting() -> Result<Self, HarnessError> {
+        Self::start_with(vec!["--save".to_owned(), String::new()], false)
+    }
+
     fn start_with(extra_args: Vec<String>, cluster: bool) -> Result<Self, HarnessError> {
         require("redis-server")?;
         let mut server = RedisServer {

@@ -536,6 +536,61 @@ fn after_a_restart_the_first_probe_closes_the_breaker() {
     assert_eq!(recovering::cache_info().hits, hits + 1, "caching resumed");
 }
 
+// A restart that restores older data: the invalidations acknowledged after the last snapshot
+// are gone from the server, so every entry written before the restart is hidden.
+
+static SNAPSHOT_MINE: OnceLock<Remote> = OnceLock::new();
+
+fn snapshot_mine() -> Remote {
+    SNAPSHOT_MINE.get().expect("set by the test").clone()
+}
+
+static SNAPSHOT_DATA: AtomicU64 = AtomicU64::new(1);
+
+#[cached(backend = "redis", remote = snapshot_mine, name = "exact-snapshot", tags = ["exact-snapshot-tag"])]
+fn snapshotted(x: u64) -> u64 {
+    x * 100 + SNAPSHOT_DATA.load(Ordering::SeqCst)
+}
+
+#[test]
+fn a_restart_from_an_older_snapshot_hides_what_it_brings_back() {
+    let mut server = RedisServer::start_snapshotting()
+        .unwrap_or_else(|error| panic!("could not start redis-server: {error}"));
+    SNAPSHOT_MINE
+        .set(remote_on(&[server.url()], "exact-snapshot", RELAXED))
+        .unwrap();
+    assert_eq!(snapshotted(1), 101);
+    assert_eq!(snapshotted(1), 101, "a hit");
+    assert_eq!(
+        server.command(&["SAVE"]).unwrap(),
+        Reply::Status("OK".into())
+    );
+    // Acknowledged, but after the snapshot: lost in the crash.
+    SNAPSHOT_DATA.store(2, Ordering::SeqCst);
+    assert_eq!(
+        snapshot_mine().invalidate_tag("exact-snapshot-tag"),
+        Invalidation::Applied
+    );
+    assert_eq!(snapshotted(1), 102);
+    server.kill().unwrap();
+    server.restart().unwrap();
+    let restored = server
+        .command(&["EXISTS", "exact-snapshot:exact-snapshot:v1:1"])
+        .unwrap();
+    assert_eq!(
+        restored,
+        Reply::Integer(1),
+        "the snapshot brought the old entry back"
+    );
+    assert_eq!(
+        snapshotted(1),
+        102,
+        "the entry of the snapshot is not served"
+    );
+    assert_eq!(snapshotted(1), 102);
+    assert_eq!(snapshotted::cache_info().hits, 2, "caching goes on");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. A hostile value: validly framed, nested 100,000 levels deep.
 

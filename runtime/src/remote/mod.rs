@@ -213,8 +213,45 @@ pub trait RemoteStore: Send + Sync + 'static {
     /// How many keys start with `prefix` (may be approximate; used for `currsize`).
     fn count_prefix(&self, prefix: String) -> StoreFuture<u64>;
 
+    /// Called when a [`Remote`] is built on this store. A store that can tell when its server
+    /// restarted with data restored from disk (which may lack writes the server acknowledged
+    /// before it died, invalidations among them) writes a fresh random value at
+    /// [`RestartWatch::reset_key`] before serving anything from such a server, which hides
+    /// every entry written before. The Redis store does (for single nodes), comparing the
+    /// server's `run_id` with the one recorded at [`RestartWatch::run_key`]. The default does
+    /// nothing: a store that never loses acknowledged writes needs nothing.
+    fn watch_restarts(&self, watch: RestartWatch) {
+        let _ = watch;
+    }
+
     /// What the store is, for logs: never a password.
     fn describe(&self) -> String;
+}
+
+/// What a store resets when its server comes back with data that may lack recent writes (see
+/// [`RemoteStore::watch_restarts`]).
+#[derive(Clone, Debug)]
+pub struct RestartWatch {
+    run_key: String,
+    reset_key: String,
+    ttl: Duration,
+}
+
+impl RestartWatch {
+    /// Where the identity of the server run that wrote the data is recorded.
+    pub fn run_key(&self) -> &str {
+        &self.run_key
+    }
+
+    /// What to overwrite with a fresh random value (the remote-wide stamp).
+    pub fn reset_key(&self) -> &str {
+        &self.reset_key
+    }
+
+    /// How long both keys live.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
 }
 
 /// The default operation timeout.
@@ -359,6 +396,11 @@ impl RemoteBuilder {
     pub fn build(self) -> Remote {
         let description = self.store.describe();
         let all_key = [self.prefix.as_str(), "#all"].join(":");
+        self.store.watch_restarts(RestartWatch {
+            run_key: [self.prefix.as_str(), "#run"].join(":"),
+            reset_key: all_key.clone(),
+            ttl: self.max_ttl.saturating_mul(2),
+        });
         Remote {
             inner: Arc::new(RemoteInner {
                 store: self.store,
