@@ -409,7 +409,7 @@ impl Drop for Withdraw {
 // ---------------------------------------------------------------------------------------------
 // The model: what every call must see, and the counts.
 
-const FAULT_NAMES: [&str; 4] = ["kill", "kill-persist", "pause", "client-kill"];
+const FAULT_NAMES: [&str; 5] = ["kill", "kill-persist", "pause", "client-kill", "kill-lossy"];
 
 #[derive(Clone, Copy, Debug)]
 enum Fault {
@@ -421,13 +421,19 @@ enum Fault {
     Pause = 2,
     /// `CLIENT KILL TYPE normal`.
     ClientKill = 3,
+    /// The AOF stops (`CONFIG SET appendonly no`) while writes go on for a while, then SIGKILL
+    /// and a restart that reloads the AOF: the server comes back without writes it
+    /// acknowledged (invalidations among them), as under `save` snapshots. Single node only:
+    /// the restart check that handles it runs on single-node connections (the README says so).
+    KillLossy = 4,
 }
 
-const FAULTS: [Fault; 4] = [
+const FAULTS: [Fault; 5] = [
     Fault::Kill,
     Fault::KillPersist,
     Fault::Pause,
     Fault::ClientKill,
+    Fault::KillLossy,
 ];
 
 #[derive(Default)]
@@ -437,7 +443,7 @@ struct Counts {
     invalidations_key: AtomicU64,
     invalidations_tag: AtomicU64,
     clears: AtomicU64,
-    faults: [AtomicU64; 4],
+    faults: [AtomicU64; 5],
     violations: AtomicU64,
     final_violations: AtomicU64,
 }
@@ -706,6 +712,14 @@ enum Target {
 }
 
 impl Target {
+    /// The kinds of fault this target takes.
+    fn kinds(&self) -> &'static [Fault] {
+        match self {
+            Target::Single(_) => &FAULTS,
+            Target::Cluster(_) => &FAULTS[..4],
+        }
+    }
+
     fn nodes(&self) -> &[RedisServer] {
         match self {
             Target::Single(server) => std::slice::from_ref(server),
@@ -746,6 +760,25 @@ impl Target {
                 self.settle()?;
                 Ok(format!("{name} node {node}, down {down:?}"))
             }
+            Fault::KillLossy => {
+                let lost = Duration::from_millis(rng.between(30, 200));
+                let server = self.node_mut(node);
+                match server.command(&["CONFIG", "SET", "appendonly", "no"])? {
+                    Reply::Status(ok) if ok == "OK" => {}
+                    other => {
+                        return Err(HarnessError::Unexpected(format!(
+                            "CONFIG SET appendonly answered {other:?}"
+                        )));
+                    }
+                }
+                std::thread::sleep(lost);
+                server.kill()?;
+                server.restart()?;
+                self.settle()?;
+                Ok(format!(
+                    "{name} node {node}, the last {lost:?} of writes lost"
+                ))
+            }
             Fault::Pause => {
                 // Longer than the operation timeout: calls time out and the breaker opens.
                 let pause = Duration::from_millis(rng.between(150, 600));
@@ -779,8 +812,9 @@ impl Target {
 
 /// Injects faults until the run stops; hands the target back (up and answering).
 fn fault_loop(mut target: Target, model: &Model, mut rng: Rng) -> Result<Target, String> {
-    // The four kinds first, in a seeded order (Fisher-Yates), then at random.
-    let mut order = FAULTS;
+    // Every kind first, in a seeded order (Fisher-Yates), then at random.
+    let kinds = target.kinds();
+    let mut order = kinds.to_vec();
     for i in (1..order.len()).rev() {
         order.swap(i, rng.below(i as u64 + 1) as usize);
     }
@@ -806,7 +840,7 @@ fn fault_loop(mut target: Target, model: &Model, mut rng: Rng) -> Result<Target,
         let fault = order
             .get(injected)
             .copied()
-            .unwrap_or_else(|| FAULTS[rng.below(4) as usize]);
+            .unwrap_or_else(|| kinds[rng.below(kinds.len() as u64) as usize]);
         let at = model.started.elapsed();
         let what = target
             .inject(fault, &mut rng)
@@ -961,6 +995,7 @@ fn soak(subject: Subject, faults: Option<Target>) {
         (None, faults)
     };
     let has_faults = faults.is_some();
+    let fault_kinds = faults.as_ref().map_or(0, |target| target.kinds().len());
     // A run this long injects every kind at least once: a restarted cluster node refuses
     // writes for 2 s (Redis's writable delay), so each kill costs the cluster about 2.3 s.
     let every_kind_from = match &faults {
@@ -1045,7 +1080,7 @@ fn soak(subject: Subject, faults: Option<Target>) {
     let violations = load(&c.violations);
     println!(
         "soak {label}: seed={:#x} secs={secs} reads={reads} invalidations(key/tag/clear)={}/{}/{} \
-         faults(kill/kill-persist/pause/client-kill)={}/{}/{}/{} violations={violations}",
+         faults(kill/kill-persist/pause/client-kill/kill-lossy)={}/{}/{}/{}/{} violations={violations}",
         seed(),
         load(&c.invalidations_key),
         load(&c.invalidations_tag),
@@ -1054,6 +1089,7 @@ fn soak(subject: Subject, faults: Option<Target>) {
         faults[1],
         faults[2],
         faults[3],
+        faults[4],
     );
     println!(
         "soak {label} detail: ran {ran:.2?}; reads sync/async {}/{}, computations {computations} \
@@ -1139,7 +1175,7 @@ fn soak(subject: Subject, faults: Option<Target>) {
         let total: u64 = faults.iter().sum();
         assert!(total > 0, "soak {label}: no fault was injected");
         if secs >= every_kind_from {
-            for (name, count) in FAULT_NAMES.iter().zip(&faults) {
+            for (name, count) in FAULT_NAMES.iter().zip(&faults).take(fault_kinds) {
                 assert!(*count > 0, "soak {label}: no {name} fault was injected");
             }
         }
