@@ -79,8 +79,41 @@ pub struct Cache<K, S, const N: usize, B> {
     /// move has raced with an invalidation and must not leave its value stored.
     cleared: AtomicU64,
     invalidated: [AtomicU64; KEY_STRIPES],
+    /// Per stripe, leaders between their last generation check and the check after their
+    /// insert: an invalidation waits for them, so that when it returns no value it hides can
+    /// still be in the store.
+    inserting: [AtomicU64; KEY_STRIPES],
     key_hasher: RandomState,
     evictions_at_clear: AtomicU64,
+}
+
+/// A leader's stay between its last generation check and its check after inserting.
+struct Inserting<'a>(&'a AtomicU64);
+
+impl<'a> Inserting<'a> {
+    fn enter(count: &'a AtomicU64) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Inserting(count)
+    }
+
+    /// Waits until no leader is inside (each stays for one insert and one generation read).
+    fn wait_out(count: &AtomicU64) {
+        let mut spins = 0_u32;
+        while count.load(Ordering::SeqCst) != 0 {
+            if spins < 64 {
+                std::hint::spin_loop();
+                spins += 1;
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+impl Drop for Inserting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// What a computation produced, and what it hands followers (its entry, stored or not).
@@ -113,6 +146,7 @@ where
             counters: Counters::new(),
             cleared: AtomicU64::new(0),
             invalidated: [const { AtomicU64::new(0) }; KEY_STRIPES],
+            inserting: [const { AtomicU64::new(0) }; KEY_STRIPES],
             key_hasher: RandomState::new(),
             evictions_at_clear: AtomicU64::new(0),
         }
@@ -265,13 +299,17 @@ where
             },
             generation,
         };
+        // Cloned before: no user `Clone` runs while invalidations wait.
+        let (stored_key, stored_entry) = (key.clone(), handoff.entry.clone());
+        // Until dropped, invalidations of this stripe wait (see `inserting`).
+        let _inserting = Inserting::enter(&self.inserting[stripe]);
         if self.generation(stripe) != generation {
             return Computed {
                 result,
                 handoff: Some(handoff),
             };
         }
-        if let Err(error) = self.backend.insert(key.clone(), handoff.entry.clone()) {
+        if let Err(error) = self.backend.insert(stored_key, stored_entry) {
             self.record_error("insert", &error);
             return Computed {
                 result,
@@ -279,7 +317,8 @@ where
             };
         }
         // An invalidation between the check above and the insert would have removed nothing:
-        // remove what was just stored. (Invalidations bump the generation before removing.)
+        // remove what was just stored. (Invalidations bump the generation before removing,
+        // and return only once this is done.)
         if self.generation(stripe) != generation
             && let Err(error) = self.backend.remove(&key)
         {
@@ -440,11 +479,15 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         // `Q` hashes like `K` (the lookup contract), so both find the same stripe.
-        self.invalidated[self.key_stripe(key)].fetch_add(1, Ordering::SeqCst);
+        let stripe = self.key_stripe(key);
+        self.invalidated[stripe].fetch_add(1, Ordering::SeqCst);
         let removed = self.backend.remove(key).unwrap_or_else(|error| {
             self.record_error("remove", &error);
             false
         });
+        // A leader that checked the generation before it moved may be inserting its value: it
+        // removes it again after its insert; wait for that, so nothing stale is left.
+        Inserting::wait_out(&self.inserting[stripe]);
         if removed {
             Invalidation::Removed
         } else {
@@ -457,6 +500,9 @@ where
         self.cleared.fetch_add(1, Ordering::SeqCst);
         if let Err(error) = self.backend.clear() {
             self.record_error("clear", &error);
+        }
+        for inserting in &self.inserting {
+            Inserting::wait_out(inserting);
         }
         self.counters.reset();
         self.evictions_at_clear
