@@ -73,6 +73,7 @@ pub struct RedisConfig {
     codec: Codec,
     max_ttl: Option<Duration>,
     breaker: Option<(u32, Duration)>,
+    pending_limit: Option<usize>,
 }
 
 impl fmt::Debug for RedisConfig {
@@ -100,6 +101,7 @@ impl RedisConfig {
             codec: Codec::default(),
             max_ttl: None,
             breaker: None,
+            pending_limit: None,
         }
     }
 
@@ -164,6 +166,13 @@ impl RedisConfig {
         self
     }
 
+    /// How many invalidations that could not reach Redis are kept for retry (see
+    /// [`RemoteBuilder::pending_limit`]).
+    pub fn pending_limit(mut self, limit: usize) -> Self {
+        self.pending_limit = Some(limit);
+        self
+    }
+
     /// Builds the store and its [`Remote`]; connects on first use, not here.
     pub fn build(self) -> Result<Remote, RedisConfigError> {
         let store = RedisStore::new(&self.urls, self.cluster, self.timeout)?;
@@ -178,6 +187,9 @@ impl RedisConfig {
         }
         if let Some((threshold, cool_down)) = self.breaker {
             builder = builder.circuit_breaker(threshold, cool_down);
+        }
+        if let Some(limit) = self.pending_limit {
+            builder = builder.pending_limit(limit);
         }
         Ok(builder.build())
     }

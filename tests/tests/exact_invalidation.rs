@@ -832,3 +832,65 @@ fn timeouts_report_their_duration() {
     assert!(!error.contains("0ns"), "{error}");
     drop(listener);
 }
+
+// A full queue: everything it held becomes one remote-wide invalidation.
+
+static FULL_MINE: OnceLock<Remote> = OnceLock::new();
+static FULL_THEIRS: OnceLock<Remote> = OnceLock::new();
+
+fn full_mine() -> Remote {
+    FULL_MINE.get().expect("set by the test").clone()
+}
+
+fn full_theirs() -> Remote {
+    FULL_THEIRS.get().expect("set by the test").clone()
+}
+
+static FULL_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(backend = "redis", remote = full_theirs, name = "exact-full")]
+fn untagged_elsewhere(x: u64) -> u64 {
+    FULL_RUNS.fetch_add(1, Ordering::SeqCst);
+    x
+}
+
+#[test]
+fn a_full_queue_becomes_one_remote_wide_invalidation() {
+    let server = start_server();
+    let build = |timeout| {
+        RedisConfig::new(server.url())
+            .prefix("exact-full")
+            .timeout(timeout)
+            .build()
+            .unwrap()
+    };
+    // This view queues at most 2; the other view reads the store afterwards.
+    let mine = RedisConfig::new(server.url())
+        .prefix("exact-full")
+        .timeout(Duration::from_millis(100))
+        .pending_limit(2)
+        .build()
+        .unwrap();
+    FULL_MINE.set(mine).unwrap();
+    FULL_THEIRS.set(build(RELAXED)).unwrap();
+    assert_eq!(untagged_elsewhere(1), 1);
+    assert_eq!(untagged_elsewhere(1), 1);
+    assert_eq!(FULL_RUNS.load(Ordering::SeqCst), 1);
+
+    server.pause(Duration::from_millis(1000)).unwrap();
+    for tag in ["exact-full-a", "exact-full-b", "exact-full-c"] {
+        assert_eq!(full_mine().invalidate_tag(tag), Invalidation::Queued);
+    }
+    assert_eq!(
+        full_mine().pending_invalidations(),
+        1,
+        "collapsed into the remote-wide stamp"
+    );
+    assert_eq!(full_mine().flush_pending(Duration::from_secs(20)), 0);
+    assert_eq!(untagged_elsewhere(1), 1);
+    assert_eq!(
+        FULL_RUNS.load(Ordering::SeqCst),
+        2,
+        "even an untagged entry of another cache is hidden"
+    );
+}

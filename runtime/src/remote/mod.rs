@@ -4,18 +4,20 @@
 //!
 //! # Consistency
 //! - A remote entry is `<prefix>:<cache name>:v<version>:<arguments>` (see [`key`]), framed with
-//!   the *stamps* of its invalidation keys as they were read before the value was computed.
-//! - A hit reads the entry and its cache's and tags' invalidation keys in one `MGET` (one round
-//!   trip; on Redis Cluster the crate splits it per node and sends the parts at once).
-//! - [`invalidate_tag`](crate::invalidate_tag) and `cache_clear()` write a fresh random stamp; every
-//!   entry written under the old stamp then reads as a miss, in every process, from the next
-//!   read on. A computation that started before the invalidation writes its value under the old
-//!   stamp, so it is never served.
-//! - Invalidation keys live for the remote's `max_ttl`, and no entry lives longer than that, so
-//!   no index grows without bound and an expired stamp can never revive an old entry.
-//! - `invalidate(args)` deletes the one entry. A computation of the same key that started
-//!   before it, in another process, may still write its value afterwards (as in most caches);
-//!   use a tag when that matters.
+//!   a token fresh for every write and the *stamps* of its invalidation keys as they were read
+//!   before the value was computed.
+//! - A hit reads the entry, its cache's clear stamp, the remote-wide stamp (`<prefix>:#all`) and
+//!   its tags' stamps in one `MGET` (one round trip; on Redis Cluster the crate splits it per
+//!   node and sends the parts at once), and serves the value only if every stamp matches.
+//! - [`invalidate_tag`](crate::invalidate_tag) and `cache_clear()` write a fresh random stamp,
+//!   and `invalidate(args)` a fresh tombstone over the entry: every entry written before then
+//!   reads as a miss, in every process, from the next read on.
+//! - A value is written with [`RemoteStore::compare_and_set`], over exactly the bytes its leader
+//!   read (or a lease it left) before computing: a computation that was running when an
+//!   invalidation reached the store, in any process, writes nothing.
+//! - Invalidation keys live twice the remote's `max_ttl`, and no entry lives longer than that,
+//!   and an entry is never written under an absent stamp, so no index grows without bound and
+//!   an expired stamp can never revive an old entry.
 //! - Single flight is per process: concurrent misses of one key in one process compute once;
 //!   separate processes may each compute it once.
 //!
@@ -24,6 +26,11 @@
 //! `CacheInfo::errors`, logged through `tracing` at most every 10 s per cache, and the function
 //! runs. After `failure_threshold` consecutive failures (default 5) the store is skipped for
 //! `cool_down` (default 5 s), then one probe goes through; when it succeeds, caching resumes.
+//!
+//! An invalidation that cannot be written (an error, a timeout, the circuit open) is queued and
+//! retried in the background until it lands ([`crate::Invalidation::Queued`]); meanwhile this
+//! process does not read or write what it hides. [`health`] reports the circuit, the queue and
+//! the last error; [`flush_pending`] waits for the queue at shutdown.
 //!
 //! # Threads and runtimes
 //! An `async fn` called on a multi-threaded tokio runtime (as under `#[tokio::main]`) awaits
