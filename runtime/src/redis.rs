@@ -308,9 +308,12 @@ end
 return 0
 ";
 
-/// Stores `ARGV[1]` at `KEYS[1]` (`PX ARGV[2]`), whatever is there, and returns the first 32
-/// bytes of what it replaced (nil if nothing, or not a string).
+/// Stores `ARGV[1]` at `KEYS[1]` (`PX ARGV[2]`) if anything (of any type) is there, and returns
+/// the first 32 bytes of what it replaced (nil if nothing, or not a string).
 const SWAP: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return false
+end
 local before = redis.pcall('GET', KEYS[1])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if type(before) == 'string' then
@@ -840,7 +843,8 @@ impl RemoteStore for RedisStore {
         })
     }
 
-    /// One Lua script: the `SET` and the first bytes of what it replaced.
+    /// One Lua script: the `SET` (only over an existing key) and the first bytes of what it
+    /// replaced.
     fn swap(&self, key: String, value: Vec<u8>, ttl: Duration) -> StoreFuture<Option<Vec<u8>>> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {

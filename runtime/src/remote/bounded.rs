@@ -9,6 +9,10 @@
 //! maps are capped by a budget of the input's length, spent as hints are given, so nested
 //! collections with hostile length prefixes together cannot ask for more elements than the
 //! bytes could hold (each element takes at least one byte in every codec here).
+//!
+//! Elements of zero-sized types (`()`, unit structs) take no byte, so a length prefix of 2^64
+//! of them would loop that many times on ten bytes: the elements a decode visits are capped at
+//! the input's length plus [`ELEMENT_ALLOWANCE`].
 
 use std::cell::Cell;
 use std::fmt;
@@ -19,11 +23,15 @@ use serde::de::{
     VariantAccess, Visitor,
 };
 
+/// Elements a decode may visit beyond one per input byte (zero-sized ones take no byte).
+pub(crate) const ELEMENT_ALLOWANCE: usize = 1 << 16;
+
 /// The state of one decode, shared by every wrapper in it.
 pub(crate) struct Guard {
     max_depth: usize,
     too_deep: Cell<bool>,
     hint_budget: Cell<usize>,
+    elements_left: Cell<usize>,
 }
 
 impl Guard {
@@ -33,6 +41,7 @@ impl Guard {
             max_depth,
             too_deep: Cell::new(false),
             hint_budget: Cell::new(input_len),
+            elements_left: Cell::new(input_len.saturating_add(ELEMENT_ALLOWANCE)),
         }
     }
 
@@ -81,6 +90,20 @@ impl<'g> Depth<'g> {
                     self.guard.max_depth
                 )))
             }
+        }
+    }
+
+    /// Counts one element (or map key) visited, or fails when the decode has visited more
+    /// than its input could hold.
+    fn count_element<E: de::Error>(self) -> Result<(), E> {
+        match self.guard.elements_left.get().checked_sub(1) {
+            Some(left) => {
+                self.guard.elements_left.set(left);
+                Ok(())
+            }
+            None => Err(E::custom(
+                "more elements than the input could hold (zero-sized elements?)",
+            )),
         }
     }
 
@@ -304,6 +327,7 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Seq<'_, A> {
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, A::Error> {
+        self.depth.count_element()?;
         self.inner.next_element_seed(Seed {
             inner: seed,
             depth: self.depth,
@@ -322,6 +346,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Map<'_, A> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, A::Error> {
+        self.depth.count_element()?;
         self.inner.next_key_seed(Seed {
             inner: seed,
             depth: self.depth,

@@ -51,6 +51,8 @@ pub struct RemoteCache<S> {
     chosen: Option<fn() -> Remote>,
     /// The remote last registered for tag invalidation by this cache.
     registered: AtomicUsize,
+    /// Invalidations of this cache made in this process (see `epoch`).
+    invalidations: std::sync::atomic::AtomicU64,
     /// The last count of this cache's keys in the store, and when it was made.
     counted: std::sync::Mutex<Option<(Instant, u64)>>,
     _stored: PhantomData<fn() -> S>,
@@ -114,6 +116,8 @@ impl Write {
 struct Prepared {
     stamps: Vec<Stamp>,
     token: Token,
+    /// Whether the token is a lease this leader left (released if nothing is stored).
+    own_lease: bool,
 }
 
 /// Readies the store for a leader's value, in one operation: creates the absent stamps (or
@@ -125,7 +129,7 @@ async fn prepare(
     store: Arc<dyn super::RemoteStore>,
     entry_key: String,
     write: Write,
-    entry_ttl: Duration,
+    lease_ttl: Duration,
     stamp_ttl: Duration,
 ) -> Result<Prepared, BackendError> {
     let mut stamps = write.stamps;
@@ -143,13 +147,15 @@ async fn prepare(
             Err(error) => return Err(error),
         };
     }
+    let mut own_lease = false;
     let token = match write.expect {
         Expect::Token(token) => token,
         Expect::Lease { absent } => {
             let lease = marker(Kind::Lease);
+            own_lease = true;
             let adopted = if absent {
                 match store
-                    .get_or_set(entry_key.clone(), lease.clone(), entry_ttl)
+                    .get_or_set(entry_key.clone(), lease.clone(), lease_ttl)
                     .await
                 {
                     // Ours, or a racing writer's lease or value: expect exactly that.
@@ -161,17 +167,24 @@ async fn prepare(
                 None
             };
             match adopted {
-                Some(token) => token,
+                Some(token) => {
+                    own_lease = lease.starts_with(&token);
+                    token
+                }
                 None => {
                     // Garbage or another type at the key: replace it with a lease of ours.
-                    store.set(entry_key, lease.clone(), entry_ttl).await?;
+                    store.set(entry_key, lease.clone(), lease_ttl).await?;
                     token_of(&lease)
                         .ok_or_else(|| BackendError::Other("a fresh lease has no token".into()))?
                 }
             }
         }
     };
-    Ok(Prepared { stamps, token })
+    Ok(Prepared {
+        stamps,
+        token,
+        own_lease,
+    })
 }
 
 impl<S> RemoteCache<S> {
@@ -192,6 +205,7 @@ impl<S> RemoteCache<S> {
             chosen: None,
             registered: AtomicUsize::new(0),
             counted: std::sync::Mutex::new(None),
+            invalidations: std::sync::atomic::AtomicU64::new(0),
             _stored: PhantomData,
         }
     }
@@ -270,43 +284,50 @@ impl<S> RemoteCache<S> {
             .max(Duration::from_millis(1))
     }
 
+    /// How long leases and tombstones live: the entry's TTL, at most [`MARKER_TTL`]. They only
+    /// need to outlive the computations that read them; an absent key never matches a write's
+    /// token, so one that expires can only cost a populate.
+    fn marker_ttl(&self, remote: &Remote) -> Duration {
+        self.entry_ttl(remote).min(MARKER_TTL)
+    }
+
     /// What `invalidate(args)` writes: a fresh tombstone over the entry (never a `DEL`: a
     /// populate that read what was there before finds other bytes and writes nothing).
     fn tombstone_write(&self, arguments: Option<String>) -> Option<(Remote, String, Duration)> {
         let arguments = arguments?;
         let remote = self.remote()?;
         let key = self.entry_key(&remote, &arguments);
-        let ttl = self.entry_ttl(&remote);
+        let ttl = self.marker_ttl(&remote);
         Some((remote, key, ttl))
     }
 
     /// Hides the entry for these arguments from every process, and makes every computation of
     /// it that started before (in any process) leave nothing behind.
     pub fn invalidate(&self, arguments: Option<String>) -> Invalidation {
-        super::note_invalidation();
+        self.note_invalidation();
         let outcome = match self.tombstone_write(arguments) {
             Some((remote, key, ttl)) => remote.overwrite(key, Overwrite::Tombstone, ttl),
             None => Invalidation::Absent,
         };
-        super::note_invalidation();
+        self.note_invalidation();
         outcome
     }
 
     /// The async form of [`invalidate`](Self::invalidate).
     pub async fn invalidate_async(&self, arguments: Option<String>) -> Invalidation {
-        super::note_invalidation();
+        self.note_invalidation();
         let outcome = match self.tombstone_write(arguments) {
             Some((remote, key, ttl)) => {
                 remote.overwrite_async(key, Overwrite::Tombstone, ttl).await
             }
             None => Invalidation::Absent,
         };
-        super::note_invalidation();
+        self.note_invalidation();
         outcome
     }
 
     fn clear_write(&self) -> Option<(Remote, String, Duration)> {
-        super::note_invalidation();
+        self.note_invalidation();
         let remote = self.remote()?;
         let key = self.clear_key(&remote);
         let ttl = remote.stamp_ttl();
@@ -334,7 +355,7 @@ impl<S> RemoteCache<S> {
 
     /// Ends a clear: starts the statistics over.
     fn cleared(&self, outcome: Invalidation) -> Invalidation {
-        super::note_invalidation();
+        self.note_invalidation();
         self.counters.reset();
         outcome
     }
@@ -366,6 +387,33 @@ impl<S> RemoteCache<S> {
 }
 
 impl<S> RemoteCache<S> {
+    /// Counts an invalidation of this cache made in this process (before and after it).
+    fn note_invalidation(&self) {
+        self.invalidations.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Moves whenever an invalidation in this process could hide a value of this cache: one of
+    /// its own (`invalidate`, `cache_clear`), or a tag or remote-wide one.
+    fn epoch(&self) -> u64 {
+        self.invalidations
+            .load(Ordering::SeqCst)
+            .wrapping_add(super::invalidation_epoch())
+    }
+
+    /// Ends a flight, handing its followers the value (a clone: the leader returns its own)
+    /// unless an invalidation in this process that could hide it happened since the leader
+    /// read the store: followers that joined after it must not get a value read before it, so
+    /// they read again.
+    fn finish(&self, guard: Option<LeaderGuard<'_, String, S>>, value: Option<&S>, epoch: u64)
+    where
+        S: Clone,
+    {
+        if let Some(guard) = guard {
+            let current = epoch == self.epoch();
+            guard.finish(value.filter(|_| current).cloned());
+        }
+    }
+
     /// The number of keys of this cache in the store, counted at most once per
     /// [`COUNT_INTERVAL`] (a count is a scan of the store's keys).
     fn currsize(&self) -> u64 {
@@ -392,6 +440,10 @@ impl<S> RemoteCache<S> {
         count
     }
 }
+
+/// The longest a lease or a tombstone lives. A computation that runs longer than this (or than
+/// its TTL) finds its lease gone and does not store its value.
+const MARKER_TTL: Duration = Duration::from_secs(600);
 
 /// How long a count of a remote cache's keys is reused by `cache_info()`.
 const COUNT_INTERVAL: Duration = Duration::from_secs(1);
@@ -435,22 +487,23 @@ impl<S: RemoteValue> RemoteCache<S> {
             Some(bytes) => {
                 let codec = plan.remote.codec();
                 match unframe(codec, bytes) {
+                    // Decoded only when its stamps are current: a hidden entry costs no decode.
                     Ok(Stored::Value {
                         token,
                         stamps: written_under,
                         payload,
-                    }) => match codec.decode::<S>(payload) {
-                        Ok(value) if create.is_empty() && written_under == stamps => {
-                            return Found::Hit(value);
+                    }) if create.is_empty() && written_under == stamps => {
+                        match codec.decode::<S>(payload) {
+                            Ok(value) => return Found::Hit(value),
+                            Err(error) => {
+                                unreadable = true;
+                                self.record("decode", &BackendError::Decode(Box::new(error)));
+                                Expect::Token(token)
+                            }
                         }
-                        // Invalidated by a tag or a clear since it was written: a plain miss.
-                        Ok(_) => Expect::Token(token),
-                        Err(error) => {
-                            unreadable = true;
-                            self.record("decode", &BackendError::Decode(Box::new(error)));
-                            Expect::Token(token)
-                        }
-                    },
+                    }
+                    // Invalidated by a tag or a clear since it was written: a plain miss.
+                    Ok(Stored::Value { token, .. }) => Expect::Token(token),
                     // A lease (a computation under way) or a tombstone (invalidated).
                     Ok(Stored::Marker { token }) => Expect::Token(token),
                     Err(error) => {
@@ -477,10 +530,10 @@ impl<S: RemoteValue> RemoteCache<S> {
     ) -> impl FnOnce(&dyn super::RemoteStore) -> super::StoreFuture<Prepared> + Send + 'static {
         let store = plan.remote.store();
         let key = plan.entry_key().clone();
-        let entry_ttl = self.entry_ttl(&plan.remote);
+        let lease_ttl = self.marker_ttl(&plan.remote);
         let stamp_ttl = plan.remote.stamp_ttl();
         move |_: &dyn super::RemoteStore| {
-            Box::pin(prepare(store, key, write, entry_ttl, stamp_ttl))
+            Box::pin(prepare(store, key, write, lease_ttl, stamp_ttl))
                 as super::StoreFuture<Prepared>
         }
     }
@@ -521,6 +574,30 @@ impl<S: RemoteValue> RemoteCache<S> {
         let token = prepared.token.to_vec();
         Some(move |store: &dyn super::RemoteStore| {
             store.compare_and_set(key, token, bytes, remaining)
+        })
+    }
+
+    /// When nothing is stored: the lease this leader left is taken back (replaced by a
+    /// marker that expires at once), so misses that store nothing leave no key behind.
+    #[allow(clippy::type_complexity)]
+    fn release_op(
+        &self,
+        plan: &Plan,
+        prepared: &Prepared,
+    ) -> Option<impl FnOnce(&dyn super::RemoteStore) -> super::StoreFuture<bool> + Send + 'static>
+    {
+        if !prepared.own_lease || plan.remote.hides(&plan.read_keys) {
+            return None;
+        }
+        let key = plan.entry_key().clone();
+        let token = prepared.token.to_vec();
+        Some(move |store: &dyn super::RemoteStore| {
+            store.compare_and_set(
+                key,
+                token,
+                marker(Kind::Tombstone),
+                Duration::from_millis(1),
+            )
         })
     }
 
@@ -607,32 +684,37 @@ impl<S: RemoteValue> RemoteCache<S> {
             return self.timed(compute);
         };
         if plan.remote.hides(&plan.read_keys) {
-            // An invalidation of this entry waits to reach the store: what it holds is not
-            // served, and nothing is written until the invalidation lands.
-            self.miss();
-            return self.timed(compute);
+            return self.compute_hidden(&plan, store, load, compute);
         }
         // Read before joining the flight, so that a hit, the common case, touches no flight.
         let read = |plan: &Plan| {
             let keys = plan.read_keys.clone();
             plan.remote.blocking(move |remote| remote.get_many(keys))
         };
-        let mut epoch = super::invalidation_epoch();
+        let mut epoch = self.epoch();
         let mut write = match self.judge(&plan, read(&plan)) {
             Found::Hit(value) => return self.hit(value, load),
             Found::Miss(write) => write,
         };
         let guard = match self.join(plan.entry_key()) {
             Ok(guard) => guard,
-            Err(value) => return self.hit(value, load),
+            // Handed over by this process's leader: the store says whether it is still what
+            // a call made now may get (another process may have invalidated it meanwhile).
+            Err(handed) => match self.verify(&plan, handed, read(&plan)) {
+                Ok(value) => return self.hit(value, load),
+                Err(miss) => {
+                    write = miss;
+                    None
+                }
+            },
         };
         // A new leader reads again: a flight that ended between the read and the join stored
         // the value.
         if guard.is_some() && Write::worth_rereading(&write) {
-            epoch = super::invalidation_epoch();
+            epoch = self.epoch();
             write = match self.judge(&plan, read(&plan)) {
                 Found::Hit(value) => {
-                    finish(guard, Some(&value), epoch);
+                    self.finish(guard, Some(&value), epoch);
                     return self.hit(value, load);
                 }
                 Found::Miss(write) => write,
@@ -652,9 +734,54 @@ impl<S: RemoteValue> RemoteCache<S> {
             && let Some(populate) = self.populate_op(&plan, prepared, value, started)
         {
             self.populated(plan.remote.blocking(populate));
+        } else if stored.is_none()
+            && let Some(release) = prepared.as_ref().and_then(|p| self.release_op(&plan, p))
+        {
+            self.populated(plan.remote.blocking(release));
         }
-        finish(guard, stored.as_ref(), epoch);
+        self.finish(guard, stored.as_ref(), epoch);
         result
+    }
+
+    /// A call whose entry an invalidation still waiting to reach the store hides: computed
+    /// without reading or writing the store, single flight still on (followers get the value
+    /// unless another invalidation in this process came since it started).
+    fn compute_hidden<R>(
+        &self,
+        plan: &Plan,
+        store: fn(&R) -> Option<S>,
+        load: fn(S) -> R,
+        compute: impl FnOnce() -> R,
+    ) -> R {
+        let epoch = self.epoch();
+        let guard = match self.join(plan.entry_key()) {
+            Ok(guard) => guard,
+            Err(handed) => return self.hit(handed, load),
+        };
+        self.miss();
+        let result = match &guard {
+            Some(guard) => guard.lead(|| self.timed(compute)),
+            None => self.timed(compute),
+        };
+        self.finish(guard, store(&result).as_ref(), epoch);
+        result
+    }
+
+    /// What a follower makes of a value its leader handed over, given a read made after it
+    /// was handed: the store's value if it has a fresh one; the handed value if the store
+    /// cannot be read (nothing newer can be known); else (the leader's value was not written,
+    /// or was hidden since) a miss to compute.
+    fn verify(
+        &self,
+        plan: &Plan,
+        handed: S,
+        read: Result<Vec<Option<Vec<u8>>>, BackendError>,
+    ) -> Result<S, Option<Write>> {
+        match self.judge(plan, read) {
+            Found::Hit(value) => Ok(value),
+            Found::Miss(None) => Ok(handed),
+            Found::Miss(miss) => Err(miss),
+        }
     }
 
     /// The `async fn` form of [`compute`](Self::compute).
@@ -674,11 +801,11 @@ impl<S: RemoteValue> RemoteCache<S> {
             return self.timed_async(compute).await;
         };
         if plan.remote.hides(&plan.read_keys) {
-            self.miss();
-            return self.timed_async(compute).await;
+            return self.compute_hidden_async(&plan, store, load, compute).await;
         }
-        // As in `compute`: read first, join the flight on a miss, and a new leader reads again.
-        let mut epoch = super::invalidation_epoch();
+        // As in `compute`: read first, join the flight on a miss (checking a handed value
+        // against the store), and a new leader reads again.
+        let mut epoch = self.epoch();
         let read = plan.remote.read(&plan.read_keys).await;
         let mut write = match self.judge(&plan, read) {
             Found::Hit(value) => return self.hit(value, load),
@@ -686,14 +813,23 @@ impl<S: RemoteValue> RemoteCache<S> {
         };
         let guard = match self.join_async(plan.entry_key()).await {
             Ok(guard) => guard,
-            Err(value) => return self.hit(value, load),
+            Err(handed) => {
+                let read = plan.remote.read(&plan.read_keys).await;
+                match self.verify(&plan, handed, read) {
+                    Ok(value) => return self.hit(value, load),
+                    Err(miss) => {
+                        write = miss;
+                        None
+                    }
+                }
+            }
         };
         if guard.is_some() && Write::worth_rereading(&write) {
-            epoch = super::invalidation_epoch();
+            epoch = self.epoch();
             let read = plan.remote.read(&plan.read_keys).await;
             write = match self.judge(&plan, read) {
                 Found::Hit(value) => {
-                    finish(guard, Some(&value), epoch);
+                    self.finish(guard, Some(&value), epoch);
                     return self.hit(value, load);
                 }
                 Found::Miss(write) => write,
@@ -717,19 +853,38 @@ impl<S: RemoteValue> RemoteCache<S> {
             && let Some(populate) = self.populate_op(&plan, prepared, value, started)
         {
             self.populated(plan.remote.call(populate).await);
+        } else if stored.is_none()
+            && let Some(release) = prepared.as_ref().and_then(|p| self.release_op(&plan, p))
+        {
+            self.populated(plan.remote.call(release).await);
         }
-        finish(guard, stored.as_ref(), epoch);
+        self.finish(guard, stored.as_ref(), epoch);
         result
     }
-}
 
-/// Ends a flight, handing its followers the value (a clone: the leader returns its own) unless
-/// an invalidation in this process happened since the leader read the store: followers that
-/// joined after it must not get a value read before it, so they read again.
-fn finish<S: Clone>(guard: Option<LeaderGuard<'_, String, S>>, value: Option<&S>, epoch: u64) {
-    if let Some(guard) = guard {
-        let current = epoch == super::invalidation_epoch();
-        guard.finish(value.filter(|_| current).cloned());
+    /// The `async fn` form of [`compute_hidden`](Self::compute_hidden).
+    async fn compute_hidden_async<R, F>(
+        &self,
+        plan: &Plan,
+        store: fn(&R) -> Option<S>,
+        load: fn(S) -> R,
+        compute: F,
+    ) -> R
+    where
+        F: Future<Output = R>,
+    {
+        let epoch = self.epoch();
+        let guard = match self.join_async(plan.entry_key()).await {
+            Ok(guard) => guard,
+            Err(handed) => return self.hit(handed, load),
+        };
+        self.miss();
+        let result = match &guard {
+            Some(guard) => self.timed_async(guard.lead_async(compute)).await,
+            None => self.timed_async(compute).await,
+        };
+        self.finish(guard, store(&result).as_ref(), epoch);
+        result
     }
 }
 

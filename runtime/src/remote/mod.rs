@@ -195,21 +195,23 @@ pub trait RemoteStore: Send + Sync + 'static {
         ttl: Duration,
     ) -> StoreFuture<bool>;
 
-    /// Stores `value` at `key` (expiring after `ttl`), whatever is there (of whatever type),
-    /// and returns what it replaced: the whole value, or at least its first 32 bytes (`None`
-    /// if nothing, or nothing readable, was there). `invalidate(args)` writes its tombstone
-    /// with it; the answer only tells whether there was an entry.
+    /// Stores `value` at `key` (expiring after `ttl`) if the key holds anything (of whatever
+    /// type), and returns what it replaced: the whole value, or at least its first 32 bytes
+    /// (`None` if nothing, or nothing readable, was there). `invalidate(args)` writes its
+    /// tombstone with it (an absent key needs none: no computation can be waiting to write
+    /// over it); the answer only tells whether there was an entry.
     ///
-    /// The default reads, then stores (not atomic: the answer may be stale, the write is not).
+    /// The default reads, then stores if something was read (not atomic: the answer may be
+    /// stale; a key filled in between holds a lease of a computation that started after the
+    /// read, so skipping it is safe).
     fn swap(&self, key: String, value: Vec<u8>, ttl: Duration) -> StoreFuture<Option<Vec<u8>>> {
         let read = self.get_many(vec![key.clone()]);
         let write = self.set(key, value, ttl);
         Box::pin(async move {
-            let before = read
-                .await
-                .ok()
-                .and_then(|mut values| values.pop().flatten());
-            write.await?;
+            let before = read.await?.pop().flatten();
+            if before.is_some() {
+                write.await?;
+            }
             Ok(before)
         })
     }
@@ -418,7 +420,11 @@ impl RemoteBuilder {
                 breaker: Breaker::new(self.failure_threshold, self.cool_down),
                 description,
                 reads: batch::Reads::default(),
-                pending: pending::Pending::new(self.pending_limit, all_key.clone()),
+                pending: pending::Pending::new(
+                    self.pending_limit,
+                    all_key.clone(),
+                    self.max_ttl.saturating_mul(2),
+                ),
                 all_key,
                 last_error: Mutex::new(None),
                 warned_at: std::sync::atomic::AtomicU64::new(0),
@@ -572,7 +578,7 @@ impl Remote {
         } else {
             None
         };
-        let outcome = match tokio::time::timeout(inner.timeout, op).await {
+        let outcome = match tokio::time::timeout(inner.timeout, Unwinding(op)).await {
             Ok(outcome) => outcome,
             Err(_) => Err(BackendError::Timeout(inner.timeout)),
         };
@@ -619,7 +625,7 @@ impl Remote {
         let (sender, receiver) = std::sync::mpsc::sync_channel(1);
         let inner = Arc::clone(&self.inner);
         runtime.spawn(async move {
-            let future = op(&*inner.store);
+            let future = start(op, &*inner.store);
             let _ = sender.send(Self::guarded(inner, future, breaker).await);
         });
         receiver
@@ -651,18 +657,18 @@ impl Remote {
     }
 
     /// Runs an operation on the caller's task.
-    async fn here<T, F>(&self, op: F) -> Result<T, BackendError>
+    async fn here<T: 'static, F>(&self, op: F) -> Result<T, BackendError>
     where
         F: FnOnce(&dyn RemoteStore) -> StoreFuture<T>,
     {
         self.here_with(true, op).await
     }
 
-    async fn here_with<T, F>(&self, breaker: bool, op: F) -> Result<T, BackendError>
+    async fn here_with<T: 'static, F>(&self, breaker: bool, op: F) -> Result<T, BackendError>
     where
         F: FnOnce(&dyn RemoteStore) -> StoreFuture<T>,
     {
-        let future = op(&*self.inner.store);
+        let future = start(op, &*self.inner.store);
         Self::guarded(Arc::clone(&self.inner), future, breaker).await
     }
 
@@ -674,7 +680,7 @@ impl Remote {
     {
         let inner = Arc::clone(&self.inner);
         let task = runtime()?.spawn(async move {
-            let future = op(&*inner.store);
+            let future = start(op, &*inner.store);
             Self::guarded(inner, future, breaker).await
         });
         match task.await {
@@ -727,24 +733,43 @@ impl Remote {
 
     /// Whether an invalidation of one of `keys` is still waiting to reach the store: what they
     /// would read must not be served, nor written.
+    ///
+    /// Every remote of this process on the same store and prefix is asked, so an invalidation
+    /// queued by a remote that has since been replaced (`install`) still hides what it hides.
     #[inline]
     pub(crate) fn hides(&self, keys: &[String]) -> bool {
+        if !pending::any() {
+            return false;
+        }
         self.inner.pending.hides(keys)
+            || remotes_in_use().iter().any(|other| {
+                !Arc::ptr_eq(&other.inner, &self.inner)
+                    && other.inner.prefix == self.inner.prefix
+                    && other.inner.description == self.inner.description
+                    && other.inner.pending.hides(keys)
+            })
     }
 
     /// Hides every entry tagged `tag` in this remote, for every process (blocking, for at most
     /// the timeout). If the store cannot be reached, the invalidation is kept and retried:
     /// [`Invalidation::Queued`].
     pub fn invalidate_tag(&self, tag: &str) -> Invalidation {
+        note_invalidation();
         let ttl = self.stamp_ttl();
-        self.overwrite(self.tag_key(tag), Overwrite::Stamp, ttl)
+        let outcome = self.overwrite(self.tag_key(tag), Overwrite::Stamp, ttl);
+        note_invalidation();
+        outcome
     }
 
     /// The async form of [`invalidate_tag`](Self::invalidate_tag).
     pub async fn invalidate_tag_async(&self, tag: &str) -> Invalidation {
+        note_invalidation();
         let ttl = self.stamp_ttl();
-        self.overwrite_async(self.tag_key(tag), Overwrite::Stamp, ttl)
-            .await
+        let outcome = self
+            .overwrite_async(self.tag_key(tag), Overwrite::Stamp, ttl)
+            .await;
+        note_invalidation();
+        outcome
     }
 
     /// Hides every entry of every cache of this remote (its prefix), for every process, as a
@@ -896,7 +921,18 @@ fn start_draining(inner: &Arc<RemoteInner>) {
     }
 }
 
+/// Marks the drain as stopped if its task ends without finishing (its runtime shut down), so
+/// that the next invalidation queued starts another.
+struct Draining(Arc<RemoteInner>);
+
+impl Drop for Draining {
+    fn drop(&mut self) {
+        self.0.pending.abandon_draining();
+    }
+}
+
 async fn drain(inner: Arc<RemoteInner>) {
+    let _draining = Draining(Arc::clone(&inner));
     let mut wait = RETRY_FIRST;
     loop {
         let round = inner.pending.oldest(DRAIN_BATCH);
@@ -913,7 +949,10 @@ async fn drain(inner: Arc<RemoteInner>) {
         let mut failed = false;
         for item in round {
             let mark = inner.pending.mark();
-            let op = overwrite_op(item.key.clone(), item.overwrite, item.ttl)(&*inner.store);
+            let op = start(
+                overwrite_op(item.key.clone(), item.overwrite, item.ttl),
+                &*inner.store,
+            );
             if Remote::guarded(Arc::clone(&inner), op, false).await.is_ok() {
                 inner.pending.landed(&item.key, mark);
             } else {
@@ -957,6 +996,37 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Starts a store operation; a store that panics doing so gives an operation that fails.
+fn start<T, F>(op: F, store: &dyn RemoteStore) -> StoreFuture<T>
+where
+    T: 'static,
+    F: FnOnce(&dyn RemoteStore) -> StoreFuture<T>,
+{
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(store)))
+        .unwrap_or_else(|_| Box::pin(async { Err(store_panicked()) }))
+}
+
+fn store_panicked() -> BackendError {
+    BackendError::Other("the remote store panicked".into())
+}
+
+/// A store operation whose panic is an error: a store's bug never fails a call.
+struct Unwinding<T>(StoreFuture<T>);
+
+impl<T> Future for Unwinding<T> {
+    type Output = Result<T, BackendError>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let future = &mut self.0;
+        // Not polled again after a panic: the error is its output.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.as_mut().poll(cx)))
+            .unwrap_or_else(|_| std::task::Poll::Ready(Err(store_panicked())))
+    }
 }
 
 fn unavailable_circuit(inner: &RemoteInner) -> BackendError {
@@ -1025,8 +1095,9 @@ fn from_environment() -> Result<Remote, String> {
     Err("install one with `Remote::builder(store).install()`".to_owned())
 }
 
-/// Invalidations made in this process: a single-flight leader that read the store before one
-/// does not hand its value to callers that joined after it.
+/// Tag and remote-wide invalidations made in this process (a cache counts its own): a
+/// single-flight leader that read the store before one does not hand its value to callers that
+/// joined after it.
 static INVALIDATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 pub(crate) fn invalidation_epoch() -> u64 {

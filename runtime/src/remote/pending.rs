@@ -53,8 +53,19 @@ pub(crate) struct Pending {
     /// pending costs a read one atomic load.
     count: AtomicUsize,
     limit: usize,
-    /// The remote-wide stamp key, what a full queue collapses into.
+    /// The remote-wide stamp key, what a full queue collapses into, and its TTL.
     all_key: String,
+    all_ttl: Duration,
+}
+
+/// Pending invalidations of every remote: reads check it first, so a process with nothing
+/// pending anywhere pays one atomic load.
+static ANYWHERE: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether any remote of this process has an invalidation waiting.
+#[inline]
+pub(crate) fn any() -> bool {
+    ANYWHERE.load(Ordering::SeqCst) != 0
 }
 
 /// What [`Pending::push`] asks of the caller.
@@ -69,12 +80,23 @@ pub(crate) enum Pushed {
 }
 
 impl Pending {
-    pub(crate) fn new(limit: usize, all_key: String) -> Self {
+    pub(crate) fn new(limit: usize, all_key: String, all_ttl: Duration) -> Self {
         Pending {
             state: Mutex::new(State::default()),
             count: AtomicUsize::new(0),
             limit: limit.max(1),
             all_key,
+            all_ttl,
+        }
+    }
+
+    /// Publishes the number of items (here and in [`ANYWHERE`]).
+    fn set_count(&self, count: usize) {
+        let before = self.count.swap(count, Ordering::SeqCst);
+        if count > before {
+            ANYWHERE.fetch_add(count - before, Ordering::SeqCst);
+        } else {
+            ANYWHERE.fetch_sub(before - count, Ordering::SeqCst);
         }
     }
 
@@ -109,10 +131,10 @@ impl Pending {
                 state.order.clear();
                 collapsed = true;
             }
-            let (key, overwrite) = if collapsed {
-                (self.all_key.clone(), Overwrite::Stamp)
+            let (key, overwrite, ttl) = if collapsed {
+                (self.all_key.clone(), Overwrite::Stamp, self.all_ttl)
             } else {
-                (key, overwrite)
+                (key, overwrite, ttl)
             };
             state.order.push_back(key.clone());
             state.items.insert(
@@ -125,7 +147,7 @@ impl Pending {
                 },
             );
         }
-        self.count.store(state.items.len(), Ordering::SeqCst);
+        self.set_count(state.items.len());
         let start = !state.draining;
         state.draining = true;
         match (collapsed, start) {
@@ -171,7 +193,12 @@ impl Pending {
         }
         let State { items, order, .. } = &mut *state;
         order.retain(|key| items.contains_key(key));
-        self.count.store(state.items.len(), Ordering::SeqCst);
+        self.set_count(state.items.len());
+    }
+
+    /// Forgets that a drain runs (it ended, finished or not): the next push starts one.
+    pub(crate) fn abandon_draining(&self) {
+        self.state().draining = false;
     }
 
     /// Ends a drain if nothing is left; `false` if items arrived (keep draining).
@@ -193,7 +220,7 @@ mod tests {
     const TTL: Duration = Duration::from_secs(1);
 
     fn pending(limit: usize) -> Pending {
-        Pending::new(limit, "p:#all".to_owned())
+        Pending::new(limit, "p:#all".to_owned(), TTL)
     }
 
     #[test]
