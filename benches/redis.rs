@@ -82,6 +82,8 @@ struct Ctx {
     hop_conn: ConnectionManager,
     /// cachemere's clear-stamp key of `cm_hit`.
     clear_key: String,
+    /// The remote-wide stamp key, read with every entry.
+    all_key: String,
     /// cachemere's entry key of `cm_hit(x)`, at index `x`.
     entry_keys: Vec<String>,
 }
@@ -125,13 +127,14 @@ fn op_raw_get(ctx: Arc<Ctx>, x: u64) -> Call {
     })
 }
 
-/// What a hit sends: `MGET entry clear-stamp`, from the caller's runtime.
+/// What a hit sends: `MGET entry clear-stamp all-stamp`, from the caller's runtime.
 fn op_raw_mget(ctx: Arc<Ctx>, x: u64) -> Call {
     Box::pin(async move {
         let mut conn = ctx.conn.clone();
         let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
             .arg(&ctx.entry_keys[black_box(x) as usize])
             .arg(&ctx.clear_key)
+            .arg(&ctx.all_key)
             .query_async(&mut conn)
             .await
             .expect("a raw MGET");
@@ -191,7 +194,7 @@ fn op_raw_concurrent(ctx: Arc<Ctx>, _: u64) -> Call {
     })
 }
 
-/// 64 raw `MGET entry clear-stamp` in flight at once, each spawned on the one-worker runtime and
+/// 64 raw `MGET entry clear-stamp all-stamp` in flight at once, each spawned on the one-worker runtime and
 /// awaited through its `JoinHandle`, as cachemere's hits are (without cachemere's own work).
 fn op_hop_concurrent(ctx: Arc<Ctx>, _: u64) -> Call {
     Box::pin(async move {
@@ -202,6 +205,7 @@ fn op_hop_concurrent(ctx: Arc<Ctx>, _: u64) -> Call {
                 let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
                     .arg(&ctx.entry_keys[black_box(x) as usize])
                     .arg(&ctx.clear_key)
+                    .arg(&ctx.all_key)
                     .query_async(&mut conn)
                     .await
                     .expect("a raw MGET");
@@ -212,14 +216,17 @@ fn op_hop_concurrent(ctx: Arc<Ctx>, _: u64) -> Call {
     })
 }
 
-/// The 64 `MGET entry clear-stamp` of a batch in one pipeline, sent by one task spawned on the
+/// The 64 `MGET entry clear-stamp all-stamp` of a batch in one pipeline, sent by one task spawned on the
 /// one-worker runtime: what merged reads would cost if they still hopped to another runtime.
 fn op_hop_pipeline(ctx: Arc<Ctx>, _: u64) -> Call {
     Box::pin(async move {
         let task = ctx.hop.clone().spawn(async move {
             let mut pipe = redis::pipe();
             for key in &ctx.entry_keys {
-                pipe.cmd("MGET").arg(key).arg(&ctx.clear_key);
+                pipe.cmd("MGET")
+                    .arg(key)
+                    .arg(&ctx.clear_key)
+                    .arg(&ctx.all_key);
             }
             let mut conn = ctx.hop_conn.clone();
             let values: Vec<Vec<Option<Vec<u8>>>> =
@@ -236,8 +243,9 @@ fn op_raw_merged(ctx: Arc<Ctx>, _: u64) -> Call {
     Box::pin(async move {
         let mut mget = redis::cmd("MGET");
         for key in &ctx.entry_keys {
-            mget.arg(key).arg(&ctx.clear_key);
+            mget.arg(key);
         }
+        mget.arg(&ctx.clear_key).arg(&ctx.all_key);
         let mut conn = ctx.conn.clone();
         let values: Vec<Option<Vec<u8>>> = mget.query_async(&mut conn).await.expect("an MGET");
         black_box(values);
@@ -375,6 +383,7 @@ fn raw_context(runtime: &Runtime, hop: &Runtime, url: &str, entry_keys: Vec<Stri
         hop: hop.handle().clone(),
         hop_conn: connect(hop),
         clear_key,
+        all_key: "bench:#all".to_owned(),
         entry_keys,
     })
 }
@@ -529,7 +538,7 @@ fn main() {
             Run::Multi(op_cm_hit, op_raw_get, CALLS),
         ),
         (
-            "raw `MGET entry clear-stamp` (what a hit sends)",
+            "raw `MGET entry clear-stamp all-stamp` (what a hit sends)",
             "raw GET",
             Run::Multi(op_raw_mget, op_raw_get, CALLS),
         ),

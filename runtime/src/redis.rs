@@ -595,59 +595,63 @@ impl StoreInner {
         Ok(())
     }
 
-    /// Sends a command; on a connection error, once more (the connection reconnects on the
-    /// first failure, so the second try is on a fresh one).
-    async fn query<T: ::redis::FromRedisValue>(
-        self: Arc<Self>,
-        cmd: Cmd,
-    ) -> Result<T, BackendError> {
+    /// Sends what `send` sends on this runtime's connection; on a connection error, once
+    /// more on a fresh one (the failed connection is replaced: the first command after a
+    /// server restart or a `CLIENT KILL` fails on the stale one).
+    async fn retrying<T, F, Fut>(self: Arc<Self>, send: F) -> Result<T, BackendError>
+    where
+        F: Fn(Connection) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RedisError>>,
+    {
         let mut retried = false;
         loop {
             let (number, connection) = Arc::clone(&self).connection().await?;
-            let result = match connection {
-                Connection::Single(mut manager) => cmd.query_async(&mut manager).await,
-                Connection::Cluster(mut cluster) => cmd.query_async(&mut cluster).await,
-            };
-            match result {
-                Err(error) if is_connection_error(&error) && !retried => {
-                    self.evict(number);
-                    retried = true;
-                }
+            match send(connection).await {
                 Err(error) if is_connection_error(&error) => {
                     self.evict(number);
-                    return Err(backend_error(error, self.timeout));
+                    if retried {
+                        return Err(backend_error(error, self.timeout));
+                    }
+                    retried = true;
                 }
                 result => return result.map_err(|error| backend_error(error, self.timeout)),
             }
         }
+    }
+
+    async fn query<T: ::redis::FromRedisValue>(
+        self: Arc<Self>,
+        cmd: Cmd,
+    ) -> Result<T, BackendError> {
+        self.retrying(|connection| {
+            let cmd = &cmd;
+            async move {
+                match connection {
+                    Connection::Single(mut single) => cmd.query_async(&mut single).await,
+                    Connection::Cluster(mut cluster) => cmd.query_async(&mut cluster).await,
+                }
+            }
+        })
+        .await
     }
 
     async fn query_pipeline<T: ::redis::FromRedisValue>(
         self: Arc<Self>,
         pipeline: ::redis::Pipeline,
     ) -> Result<T, BackendError> {
-        let mut retried = false;
-        loop {
-            let (number, connection) = Arc::clone(&self).connection().await?;
-            let result = match connection {
-                Connection::Single(mut manager) => pipeline.query_async(&mut manager).await,
-                Connection::Cluster(mut cluster) => pipeline.query_async(&mut cluster).await,
-            };
-            match result {
-                Err(error) if is_connection_error(&error) && !retried => {
-                    self.evict(number);
-                    retried = true;
+        self.retrying(|connection| {
+            let pipeline = &pipeline;
+            async move {
+                match connection {
+                    Connection::Single(mut single) => pipeline.query_async(&mut single).await,
+                    Connection::Cluster(mut cluster) => pipeline.query_async(&mut cluster).await,
                 }
-                Err(error) if is_connection_error(&error) => {
-                    self.evict(number);
-                    return Err(backend_error(error, self.timeout));
-                }
-                result => return result.map_err(|error| backend_error(error, self.timeout)),
             }
-        }
+        })
+        .await
     }
 
-    /// Runs one of [`scripts`] on one key; retried once on a connection error as `query`.
+    /// Runs one of [`scripts`] on one key (`EVALSHA`, loading it when the server lacks it).
     async fn script<T: ::redis::FromRedisValue>(
         self: Arc<Self>,
         script: &'static ::redis::Script,
@@ -658,25 +662,16 @@ impl StoreInner {
         for arg in args {
             invocation.arg(arg);
         }
-        let mut retried = false;
-        loop {
-            let (number, connection) = Arc::clone(&self).connection().await?;
-            let result = match connection {
-                Connection::Single(mut manager) => invocation.invoke_async(&mut manager).await,
-                Connection::Cluster(mut cluster) => invocation.invoke_async(&mut cluster).await,
-            };
-            match result {
-                Err(error) if is_connection_error(&error) && !retried => {
-                    self.evict(number);
-                    retried = true;
+        self.retrying(|connection| {
+            let invocation = &invocation;
+            async move {
+                match connection {
+                    Connection::Single(mut single) => invocation.invoke_async(&mut single).await,
+                    Connection::Cluster(mut cluster) => invocation.invoke_async(&mut cluster).await,
                 }
-                Err(error) if is_connection_error(&error) => {
-                    self.evict(number);
-                    return Err(backend_error(error, self.timeout));
-                }
-                result => return result.map_err(|error| backend_error(error, self.timeout)),
             }
-        }
+        })
+        .await
     }
 
     async fn count(self: Arc<Self>, pattern: String) -> Result<u64, BackendError> {

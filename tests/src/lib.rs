@@ -12,6 +12,7 @@
 //! its [`Remote`](cachemere::remote::Remote), tested through the `RemoteStore` seam and through
 //! `#[cached(backend = "remote", remote = ..)]` functions.
 
+pub mod gate;
 pub mod redis_harness;
 pub mod remote_fixtures;
 pub mod user_backend;

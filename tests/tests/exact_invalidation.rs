@@ -18,13 +18,13 @@
 use std::collections::HashMap;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use cachemere::redis::RedisConfig;
 use cachemere::remote::{Circuit, Remote};
 use cachemere::{Invalidation, cached};
+use cachemere_tests::gate::Gate;
 use cachemere_tests::redis_harness::{RedisCluster, RedisServer, Reply};
 
 fn start_server() -> RedisServer {
@@ -44,32 +44,6 @@ fn remote_on(urls: &[String], prefix: &str, timeout: Duration) -> Remote {
         .circuit_breaker(3, Duration::from_millis(300))
         .build()
         .unwrap()
-}
-
-/// A computation that reports it has read the data and waits for a go, once armed.
-struct Gate(Mutex<Option<(Sender<()>, Receiver<()>)>>);
-
-impl Gate {
-    const fn new() -> Self {
-        Gate(Mutex::new(None))
-    }
-
-    /// Arms the gate for the next computation; returns (started, go).
-    fn arm(&self) -> (Receiver<()>, Sender<()>) {
-        let (started_tx, started_rx) = channel();
-        let (go_tx, go_rx) = channel();
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((started_tx, go_rx));
-        (started_rx, go_tx)
-    }
-
-    /// Called by the computation after reading the data.
-    fn pass(&self) {
-        let armed = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some((started, go)) = armed {
-            started.send(()).unwrap();
-            go.recv().unwrap();
-        }
-    }
 }
 
 /// Long enough for a thread to reach the flight it joins (the flight is not observable).
@@ -617,12 +591,15 @@ async fn tree_async(depth: u32) -> Tree {
     (0..depth).fold(Tree::Leaf, |tree, _| Tree::Node(Box::new(tree)))
 }
 
-/// A frame of this version (magic, version, kind value, codec postcard, a nonce, no stamps)
-/// around `payload`.
-fn hostile_frame(payload: &[u8]) -> Vec<u8> {
-    let mut frame = vec![0xCA, 2, 1, 1];
-    frame.extend_from_slice(&[7; 16]);
-    frame.extend_from_slice(&0_u16.to_le_bytes());
+/// The stored frame at `key` with its payload replaced by `payload`: the header and stamps
+/// (current, so the payload is decoded) are kept.
+fn with_payload(server: &RedisServer, key: &str, payload: &[u8]) -> Vec<u8> {
+    let Reply::Bulk(Some(stored)) = server.command(&["GET", key]).unwrap() else {
+        panic!("no entry at {key}");
+    };
+    // Token (20 bytes), a u16 stamp count, 8 bytes per stamp.
+    let stamps = usize::from(u16::from_le_bytes([stored[20], stored[21]]));
+    let mut frame = stored[..22 + 8 * stamps].to_vec();
     frame.extend_from_slice(payload);
     frame
 }
@@ -633,35 +610,41 @@ fn a_deeply_nested_value_is_a_miss_not_a_crash() {
     HOSTILE_MINE
         .set(remote_on(&[server.url()], "exact-hostile", RELAXED))
         .unwrap();
-    // postcard: variant 1 (Node) 100,000 times, then variant 0 (Leaf).
-    let mut deep = vec![1_u8; 100_000];
-    deep.push(0);
-    let hostile = hostile_frame(&deep);
-    for key in [
-        "exact-hostile:exact-hostile:v1:3",
-        "exact-hostile:exact-hostile-async:v1:3",
-    ] {
-        server
-            .command_bytes(&[b"SET", key.as_bytes(), &hostile])
-            .unwrap();
-    }
-    assert_eq!(tree(3), tree(3), "computed, on the test thread");
-    assert!(tree::cache_info().errors >= 1, "{}", tree::cache_info());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async {
-        let value = tokio::spawn(tree_async(3)).await.unwrap();
-        assert_eq!(
-            value,
-            Tree::Node(Box::new(Tree::Node(Box::new(Tree::Node(Box::new(
-                Tree::Leaf
-            ))))))
-        );
-    });
-    assert!(tree_async::cache_info().errors >= 1);
+    let three = Tree::Node(Box::new(Tree::Node(Box::new(Tree::Node(Box::new(
+        Tree::Leaf,
+    ))))));
+    assert_eq!(tree(3), three);
+    assert_eq!(runtime.block_on(tree_async(3)), three);
+    // postcard: variant 1 (Node) 100,000 times, then variant 0 (Leaf), behind current stamps.
+    let mut deep = vec![1_u8; 100_000];
+    deep.push(0);
+    for key in [
+        "exact-hostile:exact-hostile:v1:3",
+        "exact-hostile:exact-hostile-async:v1:3",
+    ] {
+        let hostile = with_payload(&server, key, &deep);
+        server
+            .command_bytes(&[b"SET", key.as_bytes(), &hostile])
+            .unwrap();
+    }
+    let errors = tree::cache_info().errors;
+    assert_eq!(tree(3), three, "computed, on the test thread");
+    assert_eq!(
+        tree::cache_info().errors,
+        errors + 1,
+        "{}",
+        tree::cache_info()
+    );
+    assert_eq!(tree(3), three, "the hostile value was overwritten: a hit");
+    let errors = tree_async::cache_info().errors;
+    let value = runtime.block_on(async { tokio::spawn(tree_async(3)).await.unwrap() });
+    assert_eq!(value, three, "computed, on a tokio worker");
+    assert_eq!(tree_async::cache_info().errors, errors + 1);
 }
 
 // ---------------------------------------------------------------------------------------------

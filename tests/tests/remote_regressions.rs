@@ -5,12 +5,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::channel;
 use std::sync::{Arc, Barrier, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use cachemere::remote::{Codec, Remote, RemoteStore, StoreFuture};
 use cachemere::{BackendError, Invalidation, cached};
+use cachemere_tests::gate::Gate;
 
 // ---------------------------------------------------------------------------------------------
 // A store with faults.
@@ -181,30 +182,6 @@ fn foreign_tombstone() -> Vec<u8> {
         .as_nanos();
     bytes.extend_from_slice(&nanos.to_le_bytes());
     bytes
-}
-
-/// A computation that reports it has read the data and waits for a go, once armed.
-struct Gate(Mutex<Option<(Sender<()>, Receiver<()>)>>);
-
-impl Gate {
-    const fn new() -> Self {
-        Gate(Mutex::new(None))
-    }
-
-    fn arm(&self) -> (Receiver<()>, Sender<()>) {
-        let (started_tx, started_rx) = channel();
-        let (go_tx, go_rx) = channel();
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((started_tx, go_rx));
-        (started_rx, go_tx)
-    }
-
-    fn pass(&self) {
-        let armed = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some((started, go)) = armed {
-            started.send(()).unwrap();
-            go.recv().unwrap();
-        }
-    }
 }
 
 const JOIN_TIME: Duration = Duration::from_millis(300);
