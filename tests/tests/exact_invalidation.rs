@@ -510,6 +510,68 @@ fn after_a_restart_the_first_probe_closes_the_breaker() {
     assert_eq!(recovering::cache_info().hits, hits + 1, "caching resumed");
 }
 
+static CLUSTER_RECOVER: OnceLock<Remote> = OnceLock::new();
+
+fn cluster_recover() -> Remote {
+    CLUSTER_RECOVER.get().expect("set by the test").clone()
+}
+
+#[cached(backend = "redis", remote = cluster_recover, name = "exact-cluster-recover")]
+fn cluster_recovering(x: u64) -> u64 {
+    x + 1
+}
+
+#[test]
+fn after_a_cluster_node_restarts_the_first_probe_closes_the_breaker() {
+    let mut cluster =
+        RedisCluster::start().unwrap_or_else(|error| panic!("could not start a cluster: {error}"));
+    let cool_down = Duration::from_millis(500);
+    CLUSTER_RECOVER
+        .set(
+            RedisConfig::cluster(cluster.urls())
+                .prefix("exact-cluster-recover")
+                .timeout(Duration::from_millis(300))
+                .circuit_breaker(2, cool_down)
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(cluster_recovering(1), 2);
+    assert_eq!(cluster_recovering(1), 2);
+    // Every node: whichever holds the entry's and the stamps' slots.
+    for node in cluster.nodes_mut() {
+        node.kill().unwrap();
+    }
+    for _ in 0..5 {
+        assert_eq!(cluster_recovering(1), 2, "every call answers");
+    }
+    assert!(matches!(
+        cluster_recover().health().circuit,
+        Circuit::Open { .. }
+    ));
+    for node in cluster.nodes_mut() {
+        node.restart().unwrap();
+    }
+    cluster.wait_ok().unwrap();
+    std::thread::sleep(cool_down + Duration::from_millis(100));
+    let errors = cluster_recovering::cache_info().errors;
+    assert_eq!(cluster_recovering(1), 2);
+    let health = cluster_recover().health();
+    assert_eq!(health.circuit, Circuit::Closed, "{health:?}");
+    assert_eq!(
+        cluster_recovering::cache_info().errors,
+        errors,
+        "the probe succeeded"
+    );
+    let hits = cluster_recovering::cache_info().hits;
+    assert_eq!(cluster_recovering(1), 2);
+    assert_eq!(
+        cluster_recovering::cache_info().hits,
+        hits + 1,
+        "caching resumed"
+    );
+}
+
 // A restart that restores older data: the invalidations acknowledged after the last snapshot
 // are gone from the server, so every entry written before the restart is hidden.
 
