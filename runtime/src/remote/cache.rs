@@ -366,8 +366,9 @@ impl<S> RemoteCache<S> {
     /// second: a call within a second of the last count reuses it. `maxsize` is 0: a remote
     /// cache is bounded by its TTLs and the store's memory policy.
     pub fn info(&self) -> CacheInfo {
-        let currsize = self.currsize();
-        let health = self.remote().map(|remote| remote.health());
+        let remote = self.remote();
+        let currsize = self.currsize(remote.as_ref());
+        let health = remote.map(|remote| remote.health());
         CacheInfo {
             pending_invalidations: health
                 .as_ref()
@@ -416,7 +417,7 @@ impl<S> RemoteCache<S> {
 
     /// The number of keys of this cache in the store, counted at most once per
     /// [`COUNT_INTERVAL`] (a count is a scan of the store's keys).
-    fn currsize(&self) -> u64 {
+    fn currsize(&self, remote: Option<&Remote>) -> u64 {
         let mut counted = self
             .counted
             .lock()
@@ -426,7 +427,7 @@ impl<S> RemoteCache<S> {
         {
             return count;
         }
-        let count = self.remote().map_or(0, |remote| {
+        let count = remote.map_or(0, |remote| {
             let prefix = format!("{}:{}:", remote.prefix(), self.space);
             // Reading the statistics does not change them: a failed count is 0, not an error.
             remote
@@ -542,63 +543,48 @@ impl<S: RemoteValue> RemoteCache<S> {
         prepared.map_err(|error| self.record("set", &error)).ok()
     }
 
-    /// The write of a computed value: over exactly the bytes read before computing, under the
-    /// stamps read then, for what is left of the TTL counted from the computation's start
-    /// (nothing is written when nothing is left).
+    /// The store write that ends a leader's computation, over exactly the token it noted
+    /// before computing:
+    /// - a value to keep is written under the stamps read then, for what is left of the TTL
+    ///   counted from the computation's start (nothing when nothing is left);
+    /// - with nothing to keep, the lease this leader left is taken back (replaced by a marker
+    ///   that expires at once), so misses that store nothing leave no key behind.
+    ///
+    /// Nothing is written while an invalidation of these keys waits to reach the store.
     #[allow(clippy::type_complexity)]
-    fn populate_op(
+    fn settle_op(
         &self,
         plan: &Plan,
         prepared: &Prepared,
-        value: &S,
+        stored: Option<&S>,
         started: Instant,
     ) -> Option<impl FnOnce(&dyn super::RemoteStore) -> super::StoreFuture<bool> + Send + 'static>
     {
         if plan.remote.hides(&plan.read_keys) {
             return None;
         }
-        let remaining = self
-            .entry_ttl(&plan.remote)
-            .checked_sub(started.elapsed())
-            .filter(|left| *left >= Duration::from_millis(1))?;
-        let codec = plan.remote.codec();
-        let payload = match codec.encode(value) {
-            Ok(payload) => payload,
-            Err(error) => {
-                self.record("encode", &BackendError::Other(Box::new(error)));
-                return None;
+        let (bytes, ttl) = match stored {
+            Some(value) => {
+                let remaining = self
+                    .entry_ttl(&plan.remote)
+                    .checked_sub(started.elapsed())
+                    .filter(|left| *left >= Duration::from_millis(1))?;
+                let codec = plan.remote.codec();
+                let payload = match codec.encode(value) {
+                    Ok(payload) => payload,
+                    Err(error) => {
+                        self.record("encode", &BackendError::Other(Box::new(error)));
+                        return None;
+                    }
+                };
+                (frame(codec, &prepared.stamps, &payload), remaining)
             }
+            None if prepared.own_lease => (marker(Kind::Tombstone), Duration::from_millis(1)),
+            None => return None,
         };
-        let bytes = frame(codec, &prepared.stamps, &payload);
         let key = plan.entry_key().clone();
         let token = prepared.token.to_vec();
-        Some(move |store: &dyn super::RemoteStore| {
-            store.compare_and_set(key, token, bytes, remaining)
-        })
-    }
-
-    /// When nothing is stored: the lease this leader left is taken back (replaced by a
-    /// marker that expires at once), so misses that store nothing leave no key behind.
-    #[allow(clippy::type_complexity)]
-    fn release_op(
-        &self,
-        plan: &Plan,
-        prepared: &Prepared,
-    ) -> Option<impl FnOnce(&dyn super::RemoteStore) -> super::StoreFuture<bool> + Send + 'static>
-    {
-        if !prepared.own_lease || plan.remote.hides(&plan.read_keys) {
-            return None;
-        }
-        let key = plan.entry_key().clone();
-        let token = prepared.token.to_vec();
-        Some(move |store: &dyn super::RemoteStore| {
-            store.compare_and_set(
-                key,
-                token,
-                marker(Kind::Tombstone),
-                Duration::from_millis(1),
-            )
-        })
+        Some(move |store: &dyn super::RemoteStore| store.compare_and_set(key, token, bytes, ttl))
     }
 
     fn populated(&self, written: Result<bool, BackendError>) {
@@ -730,14 +716,10 @@ impl<S: RemoteValue> RemoteCache<S> {
             None => self.timed(compute),
         };
         let stored = store(&result);
-        if let (Some(value), Some(prepared)) = (&stored, &prepared)
-            && let Some(populate) = self.populate_op(&plan, prepared, value, started)
+        if let Some(prepared) = &prepared
+            && let Some(settle) = self.settle_op(&plan, prepared, stored.as_ref(), started)
         {
-            self.populated(plan.remote.blocking(populate));
-        } else if stored.is_none()
-            && let Some(release) = prepared.as_ref().and_then(|p| self.release_op(&plan, p))
-        {
-            self.populated(plan.remote.blocking(release));
+            self.populated(plan.remote.blocking(settle));
         }
         self.finish(guard, stored.as_ref(), epoch);
         result
@@ -849,14 +831,10 @@ impl<S: RemoteValue> RemoteCache<S> {
             None => self.timed_async(compute).await,
         };
         let stored = store(&result);
-        if let (Some(value), Some(prepared)) = (&stored, &prepared)
-            && let Some(populate) = self.populate_op(&plan, prepared, value, started)
+        if let Some(prepared) = &prepared
+            && let Some(settle) = self.settle_op(&plan, prepared, stored.as_ref(), started)
         {
-            self.populated(plan.remote.call(populate).await);
-        } else if stored.is_none()
-            && let Some(release) = prepared.as_ref().and_then(|p| self.release_op(&plan, p))
-        {
-            self.populated(plan.remote.call(release).await);
+            self.populated(plan.remote.call(settle).await);
         }
         self.finish(guard, stored.as_ref(), epoch);
         result

@@ -405,10 +405,12 @@ impl RemoteBuilder {
     pub fn build(self) -> Remote {
         let description = self.store.describe();
         let all_key = [self.prefix.as_str(), "#all"].join(":");
+        // As `Remote::stamp_ttl`: the remote-wide stamp and the run record are stamps.
+        let stamp_ttl = self.max_ttl.saturating_mul(2);
         self.store.watch_restarts(RestartWatch {
             run_key: [self.prefix.as_str(), "#run"].join(":"),
             reset_key: all_key.clone(),
-            ttl: self.max_ttl.saturating_mul(2),
+            ttl: stamp_ttl,
         });
         Remote {
             inner: Arc::new(RemoteInner {
@@ -420,11 +422,7 @@ impl RemoteBuilder {
                 breaker: Breaker::new(self.failure_threshold, self.cool_down),
                 description,
                 reads: batch::Reads::default(),
-                pending: pending::Pending::new(
-                    self.pending_limit,
-                    all_key.clone(),
-                    self.max_ttl.saturating_mul(2),
-                ),
+                pending: pending::Pending::new(self.pending_limit, all_key.clone(), stamp_ttl),
                 all_key,
                 last_error: Mutex::new(None),
                 warned_at: std::sync::atomic::AtomicU64::new(0),
