@@ -467,47 +467,63 @@ fn recovering(x: u64) -> u64 {
     x + 1
 }
 
+/// The breaker's cool-down in the recovery tests.
+const COOL_DOWN: Duration = Duration::from_millis(500);
+
+/// Kills the store (`kill`), checks that calls answer and the circuit opens, restarts it
+/// (`restart`), waits out the cool-down, and checks that the first call (the probe) succeeds
+/// and closes the circuit, and that caching resumes. On a stale connection the probe used to
+/// fail once more and reopen the circuit for a second cool-down.
+fn first_probe_after_restart_closes_the_breaker(
+    remote: fn() -> Remote,
+    call: fn(u64) -> u64,
+    info: fn() -> cachemere::CacheInfo,
+    kill: impl FnOnce(),
+    restart: impl FnOnce(),
+) {
+    assert_eq!(call(1), 2);
+    assert_eq!(call(1), 2);
+    kill();
+    for _ in 0..5 {
+        assert_eq!(call(1), 2, "every call answers");
+    }
+    assert!(
+        matches!(remote().health().circuit, Circuit::Open { .. }),
+        "{:?}",
+        remote().health()
+    );
+    restart();
+    std::thread::sleep(COOL_DOWN + Duration::from_millis(100));
+    let errors = info().errors;
+    assert_eq!(call(1), 2);
+    let health = remote().health();
+    assert_eq!(health.circuit, Circuit::Closed, "{health:?}");
+    assert_eq!(info().errors, errors, "the probe succeeded");
+    let hits = info().hits;
+    assert_eq!(call(1), 2);
+    assert_eq!(info().hits, hits + 1, "caching resumed");
+}
+
 #[test]
 fn after_a_restart_the_first_probe_closes_the_breaker() {
-    let mut server = start_server();
-    let cool_down = Duration::from_millis(500);
+    let server = std::cell::RefCell::new(start_server());
     RECOVER_MINE
         .set(
-            RedisConfig::new(server.url())
+            RedisConfig::new(server.borrow().url())
                 .prefix("exact-recover")
                 .timeout(Duration::from_millis(200))
-                .circuit_breaker(2, cool_down)
+                .circuit_breaker(2, COOL_DOWN)
                 .build()
                 .unwrap(),
         )
         .unwrap();
-    assert_eq!(recovering(1), 2);
-    assert_eq!(recovering(1), 2);
-    server.kill().unwrap();
-    for _ in 0..5 {
-        assert_eq!(recovering(1), 2, "every call answers");
-    }
-    assert!(
-        matches!(recover_mine().health().circuit, Circuit::Open { .. }),
-        "{:?}",
-        recover_mine().health()
+    first_probe_after_restart_closes_the_breaker(
+        recover_mine,
+        recovering,
+        recovering::cache_info,
+        || server.borrow_mut().kill().unwrap(),
+        || server.borrow_mut().restart().unwrap(),
     );
-    server.restart().unwrap();
-    std::thread::sleep(cool_down + Duration::from_millis(100));
-    // The first call after the cool-down is the probe: on a stale connection it used to fail
-    // once more and reopen the circuit for a second cool-down.
-    let errors = recovering::cache_info().errors;
-    assert_eq!(recovering(1), 2);
-    let health = recover_mine().health();
-    assert_eq!(health.circuit, Circuit::Closed, "{health:?}");
-    assert_eq!(
-        recovering::cache_info().errors,
-        errors,
-        "the probe succeeded"
-    );
-    let hits = recovering::cache_info().hits;
-    assert_eq!(recovering(1), 2);
-    assert_eq!(recovering::cache_info().hits, hits + 1, "caching resumed");
 }
 
 static CLUSTER_RECOVER: OnceLock<Remote> = OnceLock::new();
@@ -523,52 +539,36 @@ fn cluster_recovering(x: u64) -> u64 {
 
 #[test]
 fn after_a_cluster_node_restarts_the_first_probe_closes_the_breaker() {
-    let mut cluster =
-        RedisCluster::start().unwrap_or_else(|error| panic!("could not start a cluster: {error}"));
-    let cool_down = Duration::from_millis(500);
+    let cluster = std::cell::RefCell::new(
+        RedisCluster::start().unwrap_or_else(|error| panic!("could not start a cluster: {error}")),
+    );
     CLUSTER_RECOVER
         .set(
-            RedisConfig::cluster(cluster.urls())
+            RedisConfig::cluster(cluster.borrow().urls())
                 .prefix("exact-cluster-recover")
                 .timeout(Duration::from_millis(300))
-                .circuit_breaker(2, cool_down)
+                .circuit_breaker(2, COOL_DOWN)
                 .build()
                 .unwrap(),
         )
         .unwrap();
-    assert_eq!(cluster_recovering(1), 2);
-    assert_eq!(cluster_recovering(1), 2);
     // Every node: whichever holds the entry's and the stamps' slots.
-    for node in cluster.nodes_mut() {
-        node.kill().unwrap();
-    }
-    for _ in 0..5 {
-        assert_eq!(cluster_recovering(1), 2, "every call answers");
-    }
-    assert!(matches!(
-        cluster_recover().health().circuit,
-        Circuit::Open { .. }
-    ));
-    for node in cluster.nodes_mut() {
-        node.restart().unwrap();
-    }
-    cluster.wait_ok().unwrap();
-    std::thread::sleep(cool_down + Duration::from_millis(100));
-    let errors = cluster_recovering::cache_info().errors;
-    assert_eq!(cluster_recovering(1), 2);
-    let health = cluster_recover().health();
-    assert_eq!(health.circuit, Circuit::Closed, "{health:?}");
-    assert_eq!(
-        cluster_recovering::cache_info().errors,
-        errors,
-        "the probe succeeded"
-    );
-    let hits = cluster_recovering::cache_info().hits;
-    assert_eq!(cluster_recovering(1), 2);
-    assert_eq!(
-        cluster_recovering::cache_info().hits,
-        hits + 1,
-        "caching resumed"
+    first_probe_after_restart_closes_the_breaker(
+        cluster_recover,
+        cluster_recovering,
+        cluster_recovering::cache_info,
+        || {
+            for node in cluster.borrow_mut().nodes_mut() {
+                node.kill().unwrap();
+            }
+        },
+        || {
+            let mut cluster = cluster.borrow_mut();
+            for node in cluster.nodes_mut() {
+                node.restart().unwrap();
+            }
+            cluster.wait_ok().unwrap();
+        },
     );
 }
 
