@@ -28,7 +28,7 @@ mod kw {
 /// The options written in `#[cached(...)]`, each with the span of the option for errors.
 #[derive(Default)]
 pub(crate) struct Options {
-    pub(crate) ttl: Option<At<u64>>,
+    pub(crate) ttl: Option<At<Duration>>,
     pub(crate) maxsize: Option<At<u64>>,
     pub(crate) tags: Option<Vec<LitStr>>,
     pub(crate) key: Option<Expr>,
@@ -52,6 +52,15 @@ impl Options {
             Some(BackendChoice::Redis(_) | BackendChoice::Remote(_))
         )
     }
+}
+
+/// A duration option's value.
+pub(crate) enum Duration {
+    /// A literal: milliseconds.
+    Millis(u64),
+    /// A constant expression of type `std::time::Duration` (`CONFIG_TTL`,
+    /// `Duration::from_secs(5 * 60)`), evaluated at compile time.
+    Const(Expr),
 }
 
 /// A value and where it was written.
@@ -129,7 +138,7 @@ impl Options {
         if lookahead.peek(kw::ttl) {
             let span = input.parse::<kw::ttl>()?.span;
             let value = parse_value(input)?;
-            if let Some(ttl) = duration_ms(&value, errors) {
+            if let Some(ttl) = duration(value, errors) {
                 set_once(&mut self.ttl, At { value: ttl, span }, span, "ttl", errors);
             }
         } else if lookahead.peek(kw::maxsize) {
@@ -345,9 +354,30 @@ fn positive_int(value: &Expr, option: &str, example: &str, errors: &mut Errors) 
     }
 }
 
-const DURATION_HELP: &str = "write whole seconds (ttl = 300) or a string with a unit: \"250ms\", \"90s\", \"5m\", \"1h\" or \"1d\"";
+const DURATION_HELP: &str = "write whole seconds (ttl = 300), a string with a unit (\"250ms\", \"90s\", \"5m\", \"1h\" or \"1d\"), or a constant expression of type `std::time::Duration` (ttl = CONFIG_TTL, ttl = Duration::from_secs(300))";
 
-/// A TTL in milliseconds: an integer is seconds; a string is a number and a unit.
+/// A TTL: an integer literal is seconds; a string literal is a number and a unit; any other
+/// expression is a constant `Duration`, checked by the compiler.
+fn duration(value: Expr, errors: &mut Errors) -> Option<Duration> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(_) | Lit::Str(_),
+            ..
+        }) => duration_ms(&value, errors).map(Duration::Millis),
+        Expr::Lit(other) => {
+            errors.at(
+                other.span(),
+                format!("cannot read this as a duration: {DURATION_HELP}"),
+            );
+            None
+        }
+        // A path passed through `macro_rules!` arrives wrapped in an invisible group.
+        Expr::Group(group) => duration(*group.expr, errors),
+        other => Some(Duration::Const(other)),
+    }
+}
+
+/// A TTL literal in milliseconds: an integer is seconds; a string is a number and a unit.
 fn duration_ms(value: &Expr, errors: &mut Errors) -> Option<u64> {
     match value {
         Expr::Lit(ExprLit {

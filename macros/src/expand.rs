@@ -4,16 +4,22 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
-use syn::{Ident, ItemFn, Lifetime, Type};
+use syn::{Attribute, FnArg, Ident, ItemFn, Lifetime, Meta, Pat, Type};
 
-use crate::attr::{BackendChoice, Options};
+use crate::attr::{BackendChoice, Duration, Options};
+use crate::shape::{Shape, shape};
 use crate::sig::{Analysis, ReturnKind};
 
-/// One part of the key: how to borrow it for a lookup, and its owned type.
+/// One part of the key: how it is looked up borrowed, owned on a miss, and serialized.
 struct KeyPart {
-    borrow: TokenStream,
+    /// A statement binding the lookup view, for the shapes that need one.
+    setup: TokenStream,
+    /// A reference to the argument as a `KeyView` of `owned`.
+    view: TokenStream,
     owned: Type,
     assert: TokenStream,
+    /// For a remote key: a reference to what is serialized.
+    remote_borrow: TokenStream,
     /// For a remote key: the check that the value (behind any reference) serializes.
     remote_assert: TokenStream,
 }
@@ -46,40 +52,98 @@ fn key_parts(analysis: &Analysis) -> Vec<KeyPart> {
     if let Some(receiver) = analysis.receiver.as_ref().filter(|r| !r.skipped) {
         let span = receiver.span;
         parts.push(KeyPart {
-            borrow: quote_spanned!(span=> self),
+            setup: quote!(),
+            view: quote_spanned!(span=> self),
             owned: syn::parse_quote_spanned!(span=> Self),
             assert: quote_spanned!(span=> ::cachemere::__private::assert_receiver_key_part::<Self>();),
+            remote_borrow: quote_spanned!(span=> self),
             remote_assert: quote_spanned!(span=> ::cachemere::__private::assert_remote_key_part::<Self>();),
         });
     }
-    for arg in analysis.args.iter().filter(|a| !a.skipped) {
+    for (index, arg) in analysis.args.iter().filter(|a| !a.skipped).enumerate() {
         let ident = &arg.ident;
-        // Point errors at the referent (`Client` of `&Client`): a stable span covers one token.
-        let span = match &arg.ty {
-            Type::Reference(reference) => reference.elem.span(),
-            other => other.span(),
+        let view_var = local(&format!("__cachemere_view_{index}"));
+        let private = quote!(::cachemere::__private);
+        let owned_of = |elem: &Type, span: Span| -> Type {
+            let elem = with_static_lifetimes(elem);
+            syn::parse_quote_spanned!(span=> <#elem as ::std::borrow::ToOwned>::Owned)
         };
-        let (borrow, owned): (TokenStream, Type) = match &arg.ty {
-            Type::Reference(reference) => {
-                let referent = with_static_lifetimes(&reference.elem);
+        // Errors point at the referent (`Client` of `&Client`): a stable span covers one token.
+        let (setup, view, owned, span, referent) = match shape(&arg.ty) {
+            Shape::Owned => {
+                let span = arg.ty.span();
                 (
-                    quote!(#ident),
-                    syn::parse_quote_spanned!(span=> <#referent as ::std::borrow::ToOwned>::Owned),
+                    quote!(),
+                    quote!(&#ident),
+                    with_static_lifetimes(&arg.ty),
+                    span,
+                    with_static_lifetimes(&arg.ty),
                 )
             }
-            other => (quote!(&#ident), with_static_lifetimes(other)),
+            Shape::Ref(elem) => {
+                let span = elem.span();
+                (
+                    quote!(),
+                    quote!(#ident),
+                    owned_of(elem, span),
+                    span,
+                    with_static_lifetimes(elem),
+                )
+            }
+            Shape::Cow(elem) => {
+                let span = elem.span();
+                (
+                    quote!(),
+                    quote!(&*#ident),
+                    owned_of(elem, span),
+                    span,
+                    with_static_lifetimes(elem),
+                )
+            }
+            Shape::OptionRef(elem) | Shape::OptionCow(elem) => {
+                let span = elem.span();
+                let option = match shape(&arg.ty) {
+                    Shape::OptionCow(_) => quote!(#ident.as_deref()),
+                    _ => quote!(#ident),
+                };
+                let owned = owned_of(elem, span);
+                (
+                    quote!(let #view_var = #private::OptionRef(#option);),
+                    quote!(&#view_var),
+                    syn::parse_quote_spanned!(span=> ::core::option::Option<#owned>),
+                    span,
+                    with_static_lifetimes(&arg.ty),
+                )
+            }
+            Shape::SliceOfRefs(elem) | Shape::VecOfRefs(elem) => {
+                let span = elem.span();
+                let slice = match shape(&arg.ty) {
+                    Shape::VecOfRefs(_) => quote!(#ident.as_slice()),
+                    _ => quote!(#ident),
+                };
+                let owned = owned_of(elem, span);
+                (
+                    quote!(let #view_var = #private::SliceRef(#slice);),
+                    quote!(&#view_var),
+                    syn::parse_quote_spanned!(span=> ::std::vec::Vec<#owned>),
+                    span,
+                    with_static_lifetimes(&arg.ty),
+                )
+            }
         };
         let assert = quote_spanned!(span=> ::cachemere::__private::assert_key_part::<#owned>(););
-        let referent = match &arg.ty {
-            Type::Reference(reference) => with_static_lifetimes(&reference.elem),
-            other => with_static_lifetimes(other),
+        let remote_borrow = match &arg.ty {
+            Type::Reference(_) => quote!(#ident),
+            _ => quote!(&#ident),
         };
         let remote_assert =
             quote_spanned!(span=> ::cachemere::__private::assert_remote_key_part::<#referent>(););
         parts.push(KeyPart {
-            borrow,
+            setup,
+            view,
             owned,
             assert,
+            remote_borrow,
             remote_assert,
         });
     }
@@ -167,7 +231,7 @@ impl Plan<'_> {
         (key, stored, tags)
     }
 
-    /// The lookup key (borrowed where possible) and the statement that builds it.
+    /// The statements that bind the lookup key, and the expression of a reference to it.
     fn lookup(&self) -> (TokenStream, TokenStream) {
         let (key_var, lookup_var) = (local("__cachemere_key"), local("__cachemere_lookup"));
         match &self.options.key {
@@ -179,66 +243,293 @@ impl Plan<'_> {
                 )
             }
             None => {
-                let borrows = self.key_parts.iter().map(|p| &p.borrow);
+                let setups = self.key_parts.iter().map(|p| &p.setup);
+                let views = self.key_parts.iter().map(|p| &p.view);
                 (
-                    quote!(let #lookup_var = ::cachemere::__private::KeyRef((#(#borrows,)*));),
+                    quote! {
+                        #(#setups)*
+                        let #lookup_var = ::cachemere::__private::KeyRef((#(#views,)*));
+                    },
                     quote!(&#lookup_var),
                 )
             }
         }
     }
 
-    fn body(&self, accessor: TokenStream) -> TokenStream {
+    /// After [`lookup`](Self::lookup): the statement binding the owned key, made on a miss.
+    fn owned_key(&self) -> TokenStream {
+        let key_var = local("__cachemere_key");
+        match &self.options.key {
+            Some(_) => quote!(),
+            None => {
+                let views = self.key_parts.iter().map(|p| &p.view);
+                quote! {
+                    let #key_var = (#(::cachemere::__private::KeyView::to_owned_key(#views),)*);
+                }
+            }
+        }
+    }
+
+    /// The statement binding the tags: stamps for a memory cache, keys for a remote one.
+    fn tags(&self) -> TokenStream {
+        let tags_var = local("__cachemere_tags");
+        let tags = self.options.tags.iter().flatten();
         if self.options.is_remote() {
-            return self.remote_body(accessor);
+            let tag_count = self.options.tags.as_ref().map_or(0, Vec::len);
+            quote!(let #tags_var: [::std::string::String; #tag_count] = [#(::std::format!(#tags),)*];)
+        } else {
+            quote!(let #tags_var = [#(::cachemere::__private::TagStamp::of(::core::format_args!(#tags)),)*];)
+        }
+    }
+
+    /// `<Policy as Policy<R>>::<function>`.
+    fn policy_fn(&self, function: &str) -> TokenStream {
+        let policy = self.policy();
+        let output = self.output();
+        let function = Ident::new(function, Span::call_site());
+        quote!(<#policy as ::cachemere::__private::Policy<#output>>::#function)
+    }
+
+    /// The call of the function's body without the cache (`uncached`), with every argument.
+    fn uncached_call(&self, uncached: &TokenStream) -> TokenStream {
+        let args = self.function.sig.inputs.iter().map(|input| match input {
+            FnArg::Receiver(receiver) => {
+                let token = receiver.self_token;
+                quote!(#token)
+            }
+            FnArg::Typed(typed) => match &*typed.pat {
+                Pat::Ident(pat) => {
+                    let ident = &pat.ident;
+                    quote!(#ident)
+                }
+                other => quote!(#other),
+            },
+        });
+        quote!(#uncached(#(#args),*))
+    }
+
+    /// The body of the function or of `call` / `refresh`: look up, and on a miss run the body.
+    fn compute_body(
+        &self,
+        accessor: &TokenStream,
+        uncached: &TokenStream,
+        call: Call,
+    ) -> TokenStream {
+        if self.options.is_remote() {
+            return self.remote_compute_body(accessor, uncached, call);
         }
         let cache_var = local("__cachemere_cache");
         let key_var = local("__cachemere_key");
         let tags_var = local("__cachemere_tags");
         let value_var = local("__cachemere_value");
         let (setup, lookup) = self.lookup();
-        let policy = self.policy();
-        let output = &self.analysis.output;
-        let output_static = self.output();
-        let owned_key = match &self.options.key {
-            Some(_) => quote!(),
-            None => {
-                let borrows = self.key_parts.iter().map(|p| &p.borrow);
-                quote!(let #key_var = (#(::std::borrow::ToOwned::to_owned(#borrows),)*);)
-            }
+        let owned_key = self.owned_key();
+        let tags = self.tags();
+        let keep = self.policy_fn("stored");
+        let load = self.policy_fn("load");
+        let compute = self.compute_expr(uncached);
+        let (method, first) = match call {
+            Call::Plain => (
+                "compute",
+                quote! {
+                    if let ::core::option::Option::Some(#value_var) = #cache_var.get(#lookup) {
+                        return #load(#value_var);
+                    }
+                },
+            ),
+            Call::Observed => (
+                "compute_observed",
+                quote! {
+                    if let ::core::option::Option::Some(#value_var) = #cache_var.get_observed(#lookup, #load) {
+                        return #value_var;
+                    }
+                },
+            ),
+            Call::Refresh => ("refresh", quote!()),
         };
-        let tags = self.options.tags.iter().flatten();
-        let block = &self.function.block;
-        let compute = if self.is_async() {
-            quote! {
-                #cache_var.compute_async(
-                    #key_var,
-                    #tags_var,
-                    <#policy as ::cachemere::__private::Policy<#output_static>>::store,
-                    <#policy as ::cachemere::__private::Policy<#output_static>>::load,
-                    ::cachemere::__private::typed_future::<#output, _>(async move #block),
-                ).await
-            }
-        } else {
-            quote! {
-                #cache_var.compute(
-                    #key_var,
-                    #tags_var,
-                    <#policy as ::cachemere::__private::Policy<#output_static>>::store,
-                    <#policy as ::cachemere::__private::Policy<#output_static>>::load,
-                    ::cachemere::__private::typed_closure::<#output, _>(move || #block),
-                )
-            }
-        };
+        let method = self.engine_method(method);
+        let awaited = self.awaited();
         quote! {
             let #cache_var = #accessor;
             #setup
-            if let ::core::option::Option::Some(#value_var) = #cache_var.get(#lookup) {
-                return <#policy as ::cachemere::__private::Policy<#output_static>>::load(#value_var);
-            }
+            #first
             #owned_key
-            let #tags_var = [#(::cachemere::__private::TagStamp::of(::core::format_args!(#tags)),)*];
-            #compute
+            #tags
+            #cache_var.#method(#key_var, #tags_var, #keep, #load, #compute)#awaited
+        }
+    }
+
+    /// `name` or, for an `async fn`, `name_async`.
+    fn engine_method(&self, name: &str) -> Ident {
+        if self.is_async() {
+            format_ident!("{name}_async")
+        } else {
+            Ident::new(name, Span::call_site())
+        }
+    }
+
+    fn awaited(&self) -> TokenStream {
+        if self.is_async() {
+            quote!(.await)
+        } else {
+            quote!()
+        }
+    }
+
+    /// What an engine runs on a miss: a closure, or (for an `async fn`) the body's future.
+    fn compute_expr(&self, uncached: &TokenStream) -> TokenStream {
+        let call = self.uncached_call(uncached);
+        if self.is_async() {
+            call
+        } else {
+            quote!(move || #call)
+        }
+    }
+
+    /// For a remote cache: the statement before, and the expression of, what the key encodes.
+    fn remote_arguments(&self) -> (TokenStream, TokenStream) {
+        match &self.options.key {
+            Some(expr) => {
+                let key_var = local("__cachemere_key");
+                let (key_type, _, _) = self.cache_types();
+                (
+                    quote_spanned!(expr.span()=> let #key_var: #key_type = #expr;),
+                    quote!(&#key_var),
+                )
+            }
+            None => {
+                let borrows = self.key_parts.iter().map(|p| &p.remote_borrow);
+                (quote!(), quote!(&(#(#borrows,)*)))
+            }
+        }
+    }
+
+    /// The statements binding a remote cache and its arguments' key segment.
+    fn remote_setup(&self, accessor: &TokenStream) -> TokenStream {
+        let cache_var = local("__cachemere_cache");
+        let arguments_var = local("__cachemere_arguments");
+        let (setup, arguments) = self.remote_arguments();
+        quote! {
+            let #cache_var = #accessor;
+            #setup
+            let #arguments_var = #cache_var.arguments(#arguments);
+        }
+    }
+
+    /// [`compute_body`](Self::compute_body) of a remote cache.
+    fn remote_compute_body(
+        &self,
+        accessor: &TokenStream,
+        uncached: &TokenStream,
+        call: Call,
+    ) -> TokenStream {
+        let cache_var = local("__cachemere_cache");
+        let arguments_var = local("__cachemere_arguments");
+        let tags_var = local("__cachemere_tags");
+        let setup = self.remote_setup(accessor);
+        let tags = self.tags();
+        let keep = self.policy_fn("stored");
+        let load = self.policy_fn("load");
+        let compute = self.compute_expr(uncached);
+        let method = self.engine_method(match call {
+            Call::Plain => "compute",
+            Call::Observed => "compute_observed",
+            Call::Refresh => "refresh",
+        });
+        let awaited = self.awaited();
+        quote! {
+            #setup
+            #tags
+            #cache_var.#method(#arguments_var, &#tags_var, #keep, #load, #compute)#awaited
+        }
+    }
+
+    /// The body of `set(<key args>, value)`.
+    fn set_body(&self, accessor: &TokenStream, value: &Ident) -> TokenStream {
+        let cache_var = local("__cachemere_cache");
+        let tags_var = local("__cachemere_tags");
+        let into_stored = self.policy_fn("into_stored");
+        let tags = self.tags();
+        let method = self.engine_method("set");
+        let awaited = self.awaited();
+        if self.options.is_remote() {
+            let arguments_var = local("__cachemere_arguments");
+            let setup = self.remote_setup(accessor);
+            quote! {
+                #setup
+                #tags
+                #cache_var.#method(#arguments_var, &#tags_var, #into_stored(#value))#awaited
+            }
+        } else {
+            let key_var = local("__cachemere_key");
+            let (setup, _) = self.lookup();
+            let owned_key = self.owned_key();
+            // A memory cache's `set` does not wait: the same call serves both forms.
+            let method = Ident::new("set", Span::call_site());
+            quote! {
+                let #cache_var = #accessor;
+                #setup
+                #owned_key
+                #tags
+                #cache_var.#method(#key_var, #tags_var, #into_stored(#value))
+            }
+        }
+    }
+
+    /// The body of `peek(<key args>)`.
+    fn peek_body(&self, accessor: &TokenStream) -> TokenStream {
+        let cache_var = local("__cachemere_cache");
+        let load = self.policy_fn("load");
+        if self.options.is_remote() {
+            let arguments_var = local("__cachemere_arguments");
+            let tags_var = local("__cachemere_tags");
+            let setup = self.remote_setup(accessor);
+            let tags = self.tags();
+            let method = self.engine_method("peek");
+            let awaited = self.awaited();
+            quote! {
+                #setup
+                #tags
+                #cache_var.#method(#arguments_var, &#tags_var)#awaited.map(#load)
+            }
+        } else {
+            let (setup, lookup) = self.lookup();
+            quote! {
+                let #cache_var = #accessor;
+                #setup
+                #cache_var.peek(#lookup).map(#load)
+            }
+        }
+    }
+
+    /// The body of `invalidate(<key args>)`.
+    fn invalidate_body(&self, accessor: &TokenStream) -> TokenStream {
+        if self.options.is_remote() {
+            let (setup, arguments) = self.remote_arguments();
+            let awaited = self.awaited();
+            let method = self.engine_method("invalidate");
+            quote! {
+                #setup
+                #accessor.#method(#accessor.arguments(#arguments))#awaited
+            }
+        } else {
+            let (setup, lookup) = self.lookup();
+            quote! {
+                #setup
+                #accessor.invalidate(#lookup)
+            }
+        }
+    }
+
+    fn ttl(&self) -> TokenStream {
+        match self.options.ttl.as_ref().map(|ttl| &ttl.value) {
+            Some(Duration::Millis(ms)) => {
+                quote!(::core::option::Option::Some(::cachemere::__private::Duration::from_millis(#ms)))
+            }
+            Some(Duration::Const(expr)) => quote_spanned! {expr.span()=>
+                ::core::option::Option::Some(const { ::cachemere::__private::checked_ttl(#expr) })
+            },
+            None => quote!(::core::option::Option::None),
         }
     }
 
@@ -260,6 +551,13 @@ impl Plan<'_> {
         let output = self.output();
         let output_span = self.analysis.output.span();
         let assert_value = quote_spanned!(output_span=> ::cachemere::__private::assert_cacheable::<#policy, #output>(););
+        // The built-in stores share each value between threads; a user's store may lock it.
+        let assert_shared = match self.options.backend.as_ref().map(|b| &b.value) {
+            None | Some(BackendChoice::Memory | BackendChoice::Moka) => {
+                quote_spanned!(output_span=> ::cachemere::__private::assert_shared_value::<#policy, #output>();)
+            }
+            _ => quote!(),
+        };
         let maxsize = match &self.options.maxsize {
             Some(maxsize) => {
                 let value = maxsize.value;
@@ -267,13 +565,7 @@ impl Plan<'_> {
             }
             None => quote!(::cachemere::DEFAULT_MAXSIZE),
         };
-        let ttl = match &self.options.ttl {
-            Some(ttl) => {
-                let ms = ttl.value;
-                quote!(::core::option::Option::Some(::cachemere::__private::Duration::from_millis(#ms)))
-            }
-            None => quote!(::core::option::Option::None),
-        };
+        let ttl = self.ttl();
         let single_flight = self.options.single_flight.as_ref().is_none_or(|f| f.value);
         let entry = quote!(::cachemere::__private::Entry<#stored, #tags>);
         // Built-in stores are named, which keeps type checking cheap; a user's constructor
@@ -312,6 +604,7 @@ impl Plan<'_> {
             > {
                 #(#asserts)*
                 #assert_value
+                #assert_shared
                 static #slot_var: ::cachemere::__private::CacheSlot = ::cachemere::__private::CacheSlot::new();
                 #slot_var.get_or_init(|| {
                     let #config_var = ::cachemere::__private::CacheConfig::new(#cache_name)
@@ -321,89 +614,6 @@ impl Plan<'_> {
                     let #backend_var = #constructor(&#config_var);
                     ::cachemere::__private::Cache::new(#config_var, #backend_var)
                 })
-            }
-        }
-    }
-
-    /// `cache_info`, `cache_clear` and `invalidate`, named with `prefix`.
-    fn helpers(&self, prefix: &str, accessor: &TokenStream) -> TokenStream {
-        let vis = &self.function.vis;
-        let fn_name = &self.function.sig.ident;
-        let asyncness = self.function.sig.asyncness;
-        let info = format_ident!("{prefix}cache_info");
-        let clear = format_ident!("{prefix}cache_clear");
-        let invalidate = format_ident!("{prefix}invalidate");
-        let receiver = self
-            .analysis
-            .receiver
-            .as_ref()
-            .filter(|r| !r.skipped)
-            .map(|_| quote!(&self,));
-        let params = self.analysis.args.iter().filter(|a| !a.skipped).map(|arg| {
-            let ident = &arg.ident;
-            let ty = with_elided_lifetimes(&arg.ty);
-            quote!(#ident: #ty)
-        });
-        let (setup, lookup) = if self.options.is_remote() {
-            let (setup, arguments) = self.remote_arguments();
-            let invalidate = if asyncness.is_some() {
-                quote!(#accessor.invalidate_async(#accessor.arguments(#arguments)).await)
-            } else {
-                quote!(#accessor.invalidate(#accessor.arguments(#arguments)))
-            };
-            (setup, invalidate)
-        } else {
-            let (setup, lookup) = self.lookup();
-            (setup, quote!(#accessor.invalidate(#lookup)))
-        };
-        let clear_call = match (self.options.is_remote(), asyncness.is_some()) {
-            (true, true) => quote!(#accessor.clear_async().await),
-            _ => quote!(#accessor.clear()),
-        };
-        let info_doc = format!("Statistics of the cache of `{fn_name}`.");
-        let clear_doc = format!(
-            "Removes every entry of the cache of `{fn_name}` and resets its statistics (as Python's `cache_clear()`); `Queued` if a remote store could not be reached (retried in the background)."
-        );
-        let invalidate_doc = format!(
-            "Removes the entry of `{fn_name}` for these arguments (the skipped ones left out): `Removed` if there was one, `Absent` if not, `Queued` if a remote store could not be reached (retried in the background; this process does not serve the entry meanwhile)."
-        );
-        quote! {
-            #[doc = #info_doc]
-            #[allow(dead_code)]
-            #vis fn #info() -> ::cachemere::CacheInfo {
-                #accessor.info()
-            }
-
-            #[doc = #clear_doc]
-            #[allow(dead_code)]
-            #vis #asyncness fn #clear() -> ::cachemere::Invalidation {
-                #clear_call
-            }
-
-            #[doc = #invalidate_doc]
-            #[allow(dead_code)]
-            #[allow(unused_variables)]
-            #vis #asyncness fn #invalidate(#receiver #(#params),*) -> ::cachemere::Invalidation {
-                #setup
-                #lookup
-            }
-        }
-    }
-
-    /// For a remote cache: the statement before, and the expression of, what the key encodes.
-    fn remote_arguments(&self) -> (TokenStream, TokenStream) {
-        match &self.options.key {
-            Some(expr) => {
-                let key_var = local("__cachemere_key");
-                let (key_type, _, _) = self.cache_types();
-                (
-                    quote_spanned!(expr.span()=> let #key_var: #key_type = #expr;),
-                    quote!(&#key_var),
-                )
-            }
-            None => {
-                let borrows = self.key_parts.iter().map(|p| &p.borrow);
-                (quote!(), quote!(&(#(#borrows,)*)))
             }
         }
     }
@@ -439,13 +649,7 @@ impl Plan<'_> {
             }
             _ => quote!(),
         };
-        let ttl = match &self.options.ttl {
-            Some(ttl) => {
-                let ms = ttl.value;
-                quote!(::core::option::Option::Some(::cachemere::__private::Duration::from_millis(#ms)))
-            }
-            None => quote!(::core::option::Option::None),
-        };
+        let ttl = self.ttl();
         let version = self.options.version.as_ref().map_or(1, |v| v.value);
         let with_remote = self.options.remote.as_ref().map(|remote| {
             let path = &remote.value;
@@ -468,48 +672,232 @@ impl Plan<'_> {
         }
     }
 
-    /// The body of a remotely cached function.
-    fn remote_body(&self, accessor: TokenStream) -> TokenStream {
-        let cache_var = local("__cachemere_cache");
-        let arguments_var = local("__cachemere_arguments");
-        let tags_var = local("__cachemere_tags");
-        let (setup, arguments) = self.remote_arguments();
-        let policy = self.policy();
-        let output = &self.analysis.output;
-        let output_static = self.output();
-        let tags = self.options.tags.iter().flatten();
-        let tag_count = self.options.tags.as_ref().map_or(0, Vec::len);
-        let block = &self.function.block;
-        let store = quote!(<#policy as ::cachemere::__private::Policy<#output_static>>::store);
-        let load = quote!(<#policy as ::cachemere::__private::Policy<#output_static>>::load);
-        let compute = if self.is_async() {
-            quote! {
-                #cache_var.compute_async(
-                    #arguments_var,
-                    &#tags_var,
-                    #store,
-                    #load,
-                    ::cachemere::__private::typed_future::<#output, _>(async move #block),
-                ).await
-            }
+    /// The parameters of a helper that takes the key's arguments (`invalidate`, `set`,
+    /// `peek`): the receiver unless skipped, the arguments not skipped, and (`with_tagged`)
+    /// skipped arguments a tag names. Lifetimes elided unless `keep_lifetimes`.
+    fn key_params(&self, with_tagged: bool, keep_lifetimes: bool) -> Vec<TokenStream> {
+        let tagged: Vec<String> = if with_tagged {
+            self.options
+                .tags
+                .iter()
+                .flatten()
+                .flat_map(|tag| crate::sig::placeholders(&tag.value()))
+                .filter_map(Result::ok)
+                .collect()
         } else {
-            quote! {
-                #cache_var.compute(
-                    #arguments_var,
-                    &#tags_var,
-                    #store,
-                    #load,
-                    ::cachemere::__private::typed_closure::<#output, _>(move || #block),
-                )
-            }
+            Vec::new()
         };
+        let receiver = self
+            .analysis
+            .receiver
+            .as_ref()
+            .filter(|r| !r.skipped)
+            .map(|_| quote!(&self));
+        let args = self
+            .analysis
+            .args
+            .iter()
+            .filter(|arg| !arg.skipped || tagged.iter().any(|name| arg.ident == name))
+            .map(|arg| {
+                let ident = &arg.ident;
+                let ty = if keep_lifetimes {
+                    arg.ty.clone()
+                } else {
+                    with_elided_lifetimes(&arg.ty)
+                };
+                quote!(#ident: #ty)
+            });
+        receiver.into_iter().chain(args).collect()
+    }
+
+    /// Every parameter of the function, `mut` removed (the body that might mutate them is
+    /// `uncached`'s).
+    fn all_params(&self) -> Vec<TokenStream> {
+        self.function
+            .sig
+            .inputs
+            .iter()
+            .map(|input| match input {
+                FnArg::Typed(typed) => {
+                    let mut typed = typed.clone();
+                    if let Pat::Ident(pat) = &mut *typed.pat {
+                        pat.mutability = None;
+                    }
+                    typed.attrs.clear();
+                    quote!(#typed)
+                }
+                receiver => quote!(#receiver),
+            })
+            .collect()
+    }
+
+    /// A name for `set`'s value that no argument has.
+    fn value_param(&self) -> Ident {
+        let taken = |name: &str| self.analysis.args.iter().any(|arg| arg.ident == name);
+        let name = ["value", "new_value", "cached_value"]
+            .into_iter()
+            .find(|name| !taken(name))
+            .unwrap_or("__cachemere_new_value");
+        Ident::new(name, Span::call_site())
+    }
+
+    /// The helpers, named with `prefix`: `cache_info`, `cache_clear`, `invalidate`, `set`,
+    /// `peek`, `refresh`, `call` and `uncached`.
+    fn helpers(&self, prefix: &str, accessor: &TokenStream, uncached: &TokenStream) -> TokenStream {
+        let vis = &self.function.vis;
+        let sig = &self.function.sig;
+        let fn_name = &sig.ident;
+        let asyncness = sig.asyncness;
+        let generics = &sig.generics;
+        let where_clause = &sig.generics.where_clause;
+        let output = &self.analysis.output;
+        let name = |helper: &str| format_ident!("{prefix}{helper}");
+        let (info, clear, invalidate) =
+            (name("cache_info"), name("cache_clear"), name("invalidate"));
+        let (set, peek, refresh, call) = (name("set"), name("peek"), name("refresh"), name("call"));
+        let clear_call = match (self.options.is_remote(), asyncness.is_some()) {
+            (true, true) => quote!(#accessor.clear_async().await),
+            _ => quote!(#accessor.clear()),
+        };
+        let invalidate_params = self.key_params(false, false);
+        let invalidate_body = self.invalidate_body(accessor);
+        let key_params = self.key_params(true, true);
+        let value = self.value_param();
+        let set_body = self.set_body(accessor, &value);
+        let peek_body = self.peek_body(accessor);
+        let all_params = self.all_params();
+        let refresh_body = self.compute_body(accessor, uncached, Call::Refresh);
+        let call_body = self.compute_body(accessor, uncached, Call::Observed);
+
+        let info_doc = format!("Statistics of the cache of `{fn_name}`.");
+        let clear_doc = format!(
+            "Removes every entry of the cache of `{fn_name}` and resets its statistics (as Python's `cache_clear()`); `Queued` if a remote store could not be reached (retried in the background)."
+        );
+        let invalidate_doc = format!(
+            "Removes the entry of `{fn_name}` for these arguments (the skipped ones left out): `Removed` if there was one, `Absent` if not, `Queued` if a remote store could not be reached (retried in the background; this process does not serve the entry meanwhile)."
+        );
+        let set_doc = format!(
+            "Stores `{value}` as the result of `{fn_name}` for these arguments, as if computed now (write-through), with the function's TTL and tags. A computation of these arguments already running does not store its older result over it. Only what `{fn_name}` would store is stored (`Ok`/`Some` unless `cache_err`/`cache_none`); anything else invalidates the entry instead (`NotStored`)."
+        );
+        let peek_doc = format!(
+            "The fresh stored result of `{fn_name}` for these arguments, if any, without running it. Not counted as a hit or a miss."
+        );
+        let refresh_doc = format!(
+            "Runs `{fn_name}` now, stores what it returns (as a miss would) and returns it, whether or not an entry was fresh. Callers of these arguments arriving meanwhile wait for this result. An `Err`/`None` is returned and leaves the entry as it was. Counted as a miss."
+        );
+        let call_doc = format!(
+            "Calls `{fn_name}` and says how the call was answered: `status` (hit or miss) and the value's `age`, e.g. for `X-Cache` and `Age` headers."
+        );
         quote! {
-            let #cache_var = #accessor;
-            #setup
-            let #arguments_var = #cache_var.arguments(#arguments);
-            let #tags_var: [::std::string::String; #tag_count] = [#(::std::format!(#tags),)*];
-            #compute
+            #[doc = #info_doc]
+            #[allow(dead_code)]
+            #vis fn #info() -> ::cachemere::CacheInfo {
+                #accessor.info()
+            }
+
+            #[doc = #clear_doc]
+            #[allow(dead_code)]
+            #vis #asyncness fn #clear() -> ::cachemere::Invalidation {
+                #clear_call
+            }
+
+            #[doc = #invalidate_doc]
+            #[allow(dead_code, unused_variables)]
+            #vis #asyncness fn #invalidate(#(#invalidate_params),*) -> ::cachemere::Invalidation {
+                #invalidate_body
+            }
+
+            #[doc = #set_doc]
+            #[allow(dead_code, unused_variables, clippy::too_many_arguments)]
+            #vis #asyncness fn #set #generics(#(#key_params,)* #value: #output) -> ::cachemere::SetOutcome #where_clause {
+                #set_body
+            }
+
+            #[doc = #peek_doc]
+            #[allow(dead_code, unused_variables, clippy::too_many_arguments)]
+            #vis #asyncness fn #peek #generics(#(#key_params),*) -> ::core::option::Option<#output> #where_clause {
+                #peek_body
+            }
+
+            #[doc = #refresh_doc]
+            #[allow(dead_code, clippy::too_many_arguments)]
+            #vis #asyncness fn #refresh #generics(#(#all_params),*) -> #output #where_clause {
+                #refresh_body
+            }
+
+            #[doc = #call_doc]
+            #[allow(dead_code, clippy::too_many_arguments)]
+            #vis #asyncness fn #call #generics(#(#all_params),*) -> ::cachemere::Cached<#output> #where_clause {
+                #call_body
+            }
         }
+    }
+
+    /// The function's body without the cache, under `name`.
+    fn uncached_fn(&self, name: &Ident) -> TokenStream {
+        let function = self.function;
+        let vis = &function.vis;
+        let mut sig = function.sig.clone();
+        sig.ident = name.clone();
+        // An argument the body ignores is still used: it is part of the key.
+        for input in &mut sig.inputs {
+            if let FnArg::Typed(typed) = input
+                && let Pat::Ident(pat) = &*typed.pat
+                && (self.options.key.is_some()
+                    || self
+                        .analysis
+                        .args
+                        .iter()
+                        .any(|arg| arg.ident == pat.ident && !arg.skipped))
+            {
+                typed
+                    .attrs
+                    .push(syn::parse_quote!(#[allow(unused_variables)]));
+            }
+        }
+        let block = &function.block;
+        let lints = function.attrs.iter().filter(|attr| is_lint(attr));
+        let doc = format!(
+            "Runs the body of `{}` without the cache: nothing is looked up, stored or counted (calls it makes to cached functions, itself included, are cached as usual).",
+            function.sig.ident
+        );
+        quote! {
+            #[doc = #doc]
+            #(#lints)*
+            #vis #sig #block
+        }
+    }
+
+    /// The function's signature as the cached function has it: `mut` removed from its
+    /// parameters (its body is `uncached`'s).
+    fn cached_sig(&self) -> syn::Signature {
+        let mut sig = self.function.sig.clone();
+        for input in &mut sig.inputs {
+            if let FnArg::Typed(typed) = input
+                && let Pat::Ident(pat) = &mut *typed.pat
+            {
+                pat.mutability = None;
+            }
+        }
+        sig
+    }
+
+    /// The function's attributes as the cached function has them: `expect(..)` lints become
+    /// `allow(..)`, as the body they may be about is `uncached`'s.
+    fn cached_attrs(&self) -> Vec<Attribute> {
+        self.function
+            .attrs
+            .iter()
+            .map(|attr| {
+                let mut attr = attr.clone();
+                if attr.path().is_ident("expect")
+                    && let Meta::List(list) = &mut attr.meta
+                {
+                    list.path = syn::parse_quote_spanned!(list.path.span()=> allow);
+                }
+                attr
+            })
+            .collect()
     }
 
     /// A free function `f` gets a companion `enum f {}` whose associated functions are the
@@ -518,9 +906,9 @@ impl Plan<'_> {
     /// (including types local to an enclosing function body) resolves the same way.
     fn free_function(&self) -> TokenStream {
         let function = self.function;
-        let attrs = &function.attrs;
+        let attrs = self.cached_attrs();
         let vis = &function.vis;
-        let sig = &function.sig;
+        let sig = self.cached_sig();
         let name = &sig.ident;
         let accessor_name = Ident::new("__cachemere_cache", Span::call_site());
         let cache_name = match &self.options.name {
@@ -531,11 +919,22 @@ impl Plan<'_> {
             }
         };
         let accessor = self.accessor(&accessor_name, cache_name);
-        let body = self.body(quote!(#name::#accessor_name()));
-        let helpers = self.helpers("", &quote!(Self::#accessor_name()));
+        let uncached_name = Ident::new("uncached", Span::call_site());
+        let body = self.compute_body(
+            &quote!(#name::#accessor_name()),
+            &quote!(#name::#uncached_name),
+            Call::Plain,
+        );
+        let helpers = self.helpers(
+            "",
+            &quote!(Self::#accessor_name()),
+            &quote!(Self::#uncached_name),
+        );
+        let uncached = self.uncached_fn(&uncached_name);
         let companion_doc = format!(
             "Cache helpers generated by `#[cached]` for the function `{name}`: \
-             `{name}::cache_info()`, `{name}::cache_clear()` and `{name}::invalidate(..)`."
+             `{name}::cache_info()`, `cache_clear()`, `invalidate(..)`, `set(.., value)`, \
+             `peek(..)`, `refresh(..)`, `call(..)` and `uncached(..)`."
         );
         // The companion comes first: its key and value checks then report before any error
         // the function body would cascade into.
@@ -548,6 +947,8 @@ impl Plan<'_> {
                 #accessor
 
                 #helpers
+
+                #uncached
             }
 
             #(#attrs)*
@@ -558,10 +959,9 @@ impl Plan<'_> {
     }
 
     fn method(&self) -> TokenStream {
-        let function = self.function;
-        let attrs = &function.attrs;
-        let vis = &function.vis;
-        let sig = &function.sig;
+        let attrs = self.cached_attrs();
+        let vis = &self.function.vis;
+        let sig = self.cached_sig();
         let name = &sig.ident;
         let accessor_name = format_ident!("__cachemere_{}_cache", name);
         let cache_name = match &self.options.name {
@@ -572,8 +972,18 @@ impl Plan<'_> {
             }
         };
         let accessor = self.accessor(&accessor_name, cache_name);
-        let body = self.body(quote!(Self::#accessor_name()));
-        let helpers = self.helpers(&format!("{name}_"), &quote!(Self::#accessor_name()));
+        let uncached_name = format_ident!("{name}_uncached");
+        let body = self.compute_body(
+            &quote!(Self::#accessor_name()),
+            &quote!(Self::#uncached_name),
+            Call::Plain,
+        );
+        let helpers = self.helpers(
+            &format!("{name}_"),
+            &quote!(Self::#accessor_name()),
+            &quote!(Self::#uncached_name),
+        );
+        let uncached = self.uncached_fn(&uncached_name);
         quote! {
             #accessor
 
@@ -583,6 +993,27 @@ impl Plan<'_> {
             }
 
             #helpers
+
+            #uncached
         }
     }
+}
+
+/// Which entry point a body serves.
+#[derive(Clone, Copy)]
+enum Call {
+    /// The function itself.
+    Plain,
+    /// `call`: with the status and age.
+    Observed,
+    /// `refresh`: computes whatever is stored.
+    Refresh,
+}
+
+/// Whether an attribute is a lint level (`allow`, `warn`, `deny`, `forbid`, `expect`), which
+/// the body in `uncached` needs too.
+fn is_lint(attr: &Attribute) -> bool {
+    ["allow", "warn", "deny", "forbid", "expect"]
+        .iter()
+        .any(|lint| attr.path().is_ident(lint))
 }

@@ -3,6 +3,7 @@
 
 mod attr;
 mod expand;
+mod shape;
 mod sig;
 
 use proc_macro::TokenStream;

@@ -6,6 +6,7 @@ use syn::visit::Visit;
 use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, ReturnType, Type};
 
 use crate::attr::{Errors, Options};
+use crate::shape::{Shape, borrows_elsewhere, shape};
 
 /// One named argument of the function.
 pub(crate) struct Arg {
@@ -105,6 +106,21 @@ pub(crate) fn analyze(function: &ItemFn, options: &Options) -> syn::Result<Analy
                 };
                 check_argument_type(&typed.ty, &mut errors);
                 let skipped = skipped.iter().any(|s| **s == ident);
+                if !skipped
+                    && options.key.is_none()
+                    && matches!(shape(&typed.ty), Shape::Owned)
+                    && borrows_elsewhere(&typed.ty)
+                {
+                    errors.at(
+                        typed.ty.span(),
+                        format!(
+                            "`{ident}` is part of the key, and a key owns its parts, but this type borrows: \
+                             take an owned type, or one of `&T`, `Cow<T>`, `Option<&T>`, \
+                             `Option<Cow<T>>`, `&[&T]` or `Vec<&T>` (looked up borrowed, owned on \
+                             a miss), or leave it out of the key with `skip({ident})`"
+                        ),
+                    );
+                }
                 args.push(Arg {
                     ident,
                     ty: (*typed.ty).clone(),
@@ -237,7 +253,7 @@ fn check_argument_type(ty: &Type, errors: &mut Errors) {
 }
 
 /// The `{name}` placeholders of a tag template, or why one cannot be read.
-fn placeholders(template: &str) -> Vec<Result<String, String>> {
+pub(crate) fn placeholders(template: &str) -> Vec<Result<String, String>> {
     let mut found = Vec::new();
     let mut chars = template.chars().peekable();
     while let Some(c) = chars.next() {

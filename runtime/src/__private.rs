@@ -2,7 +2,9 @@
 
 pub use crate::backend::CacheConfig;
 pub use crate::cache::{Cache, Entry};
-pub use crate::key::{CachedValue, KeyPart, KeyRef, ReceiverKeyPart};
+pub use crate::key::{
+    CachedValue, KeyPart, KeyRef, KeyView, OptionRef, ReceiverKeyPart, SharedValue, SliceRef,
+};
 pub use crate::memory::MemoryBackend;
 pub use crate::policy::{Everything, OkOnly, Policy, SomeOnly};
 pub use crate::registry::CacheSlot;
@@ -34,6 +36,15 @@ pub const fn assert_receiver_key_part<T: ReceiverKeyPart>() {}
 /// Checks at compile time that the return type can be stored under policy `P`.
 #[inline(always)]
 pub const fn assert_cacheable<P: Policy<R>, R>() {}
+
+/// Checks at compile time that what policy `P` stores can be shared by the threads of an
+/// in-process store (the built-in memory and moka stores).
+#[inline(always)]
+pub const fn assert_shared_value<P: Policy<R>, R>()
+where
+    P::Stored: SharedValue,
+{
+}
 
 /// The name of a method's cache: the type's path and the method's name, built once.
 pub fn method_cache_name(type_name: &'static str, method: &'static str) -> &'static str {
@@ -150,3 +161,11 @@ where
 
 #[cfg(not(feature = "remote"))]
 pub use crate::remote_disabled::*;
+
+/// A `ttl = <constant expression>`, checked when the constant is evaluated (at compile time).
+pub const fn checked_ttl(ttl: Duration) -> Duration {
+    if ttl.is_zero() {
+        panic!("`ttl` must be more than zero");
+    }
+    ttl
+}

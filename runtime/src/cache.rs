@@ -13,6 +13,7 @@ use crate::clock;
 use crate::flight::{Flights, Role, led_by_this_thread};
 use crate::invalidation::Invalidation;
 use crate::key::{CachedValue, KeyPart};
+use crate::outcome::{Cached, Mode, Served, SetOutcome};
 use crate::stats::{CacheInfo, Counters};
 use crate::tags::TagStamp;
 
@@ -40,7 +41,7 @@ pub(crate) struct Handoff<S, const N: usize> {
 /// What a follower does once its leader has finished.
 enum AfterWait<S> {
     /// Return this value (a hit).
-    Hit(S),
+    Hit(S, Served),
     /// The value was computed from data invalidated or expired before our call: compute.
     Compute,
     /// The leader stored nothing (panic, cancellation, `Err`/`None`): take over.
@@ -55,13 +56,25 @@ struct Snapshot<const N: usize> {
     called_at: u64,
 }
 
-/// What a backend stores for one key: the value, when it expires, and its tags' epochs.
+/// What a backend stores for one key: the value, when it expires, when its computation
+/// started, and its tags' epochs.
 #[derive(Clone, Debug)]
 pub struct Entry<S, const N: usize> {
     value: S,
     /// Monotonic nanoseconds (see `clock`), or `NEVER`.
     expires_at: u64,
+    /// Monotonic nanoseconds at the start of the computation (or the `set`): for `Age`.
+    written_at: u64,
     tags: [TagStamp; N],
+}
+
+/// What a computation reads before it runs: the invalidation generation, when its value will
+/// expire and when it started.
+#[derive(Clone, Copy)]
+struct Started {
+    generation: Generation,
+    expires_at: u64,
+    written_at: u64,
 }
 
 /// One cached function's cache. Generated code reaches it through a `CacheSlot`.
@@ -197,6 +210,35 @@ where
         Some(entry.value)
     }
 
+    /// [`get`](Self::get), saying how old the value is (`f::call`).
+    #[inline]
+    pub fn get_observed<Q, R>(&self, key: &Q, load: fn(S) -> R) -> Option<Cached<R>>
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
+        let (value, served) = self.hit(key)?;
+        Some(served.into_cached(load(value)))
+    }
+
+    /// A counted hit, with when the value's computation started.
+    fn hit<Q>(&self, key: &Q) -> Option<(S, Served)>
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
+        let entry = self.fresh_entry(key)?;
+        self.counters.hits.increment();
+        Some((entry.value, Served::hit_at(entry.written_at)))
+    }
+
+    /// The fresh value stored for `key`, if any, without computing and without counting a
+    /// hit or a miss (`f::peek`).
+    pub fn peek<Q>(&self, key: &Q) -> Option<S>
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
+        self.fresh_entry(key).map(|entry| entry.value)
+    }
+
     fn record_error(&self, operation: &'static str, error: &BackendError) {
         self.counters
             .record_error(self.config.name, operation, error);
@@ -236,11 +278,25 @@ where
     }
 
     /// A new leader first looks again: a flight that finished between our miss and joining may
-    /// have stored the value. Returns it, with the hand-off for our own followers.
-    fn recheck(&self, key: &K, generation: Generation) -> Option<(S, Handoff<S, N>)> {
+    /// have stored the value. Returns it, with the hand-off for our own followers if any wait.
+    fn recheck(
+        &self,
+        key: &K,
+        generation: Generation,
+        followed: bool,
+    ) -> Option<(S, Served, Option<Handoff<S, N>>)> {
         let entry = self.fresh_entry(key)?;
         self.counters.hits.increment();
-        Some((entry.value.clone(), Handoff { entry, generation }))
+        let served = Served::hit_at(entry.written_at);
+        Some(if followed {
+            (
+                entry.value.clone(),
+                served,
+                Some(Handoff { entry, generation }),
+            )
+        } else {
+            (entry.value, served, None)
+        })
     }
 
     fn after_wait(
@@ -248,85 +304,136 @@ where
         key: &K,
         snapshot: &Snapshot<N>,
         outcome: Option<Handoff<S, N>>,
+        mode: Mode,
     ) -> AfterWait<S> {
         match outcome {
             Some(handoff) if self.accepts(snapshot, &handoff) => {
                 self.counters.hits.increment();
-                AfterWait::Hit(handoff.entry.value)
+                let served = Served::hit_at(handoff.entry.written_at);
+                AfterWait::Hit(handoff.entry.value, served)
             }
             // Rather than queue behind another attempt.
             Some(_) => AfterWait::Compute,
-            // Unless someone stored it meanwhile.
-            None => self.get(key).map_or(AfterWait::TakeOver, AfterWait::Hit),
+            // A refresh does not settle for what is stored.
+            None if mode == Mode::Refresh => AfterWait::TakeOver,
+            // Unless someone stored it meanwhile (a leader with no follower when it finished
+            // hands nothing over).
+            None => self
+                .hit(key)
+                .map_or(AfterWait::TakeOver, |(value, served)| {
+                    AfterWait::Hit(value, served)
+                }),
         }
     }
 
     /// Read before the function runs, so that what it reads is what they describe: the
     /// invalidation generation and the expiry.
-    fn start(&self, stripe: usize) -> (Generation, u64) {
+    fn start(&self, stripe: usize) -> Started {
         let generation = self.generation(stripe);
-        let expires_at = match self.ttl_ns.map(|ttl| (ttl, clock::precise_ns())) {
+        let (expires_at, written_at) = match self.ttl_ns.map(|ttl| (ttl, clock::precise_ns())) {
             // A clock that cannot be read gives an entry that is never fresh.
-            Some((_, u64::MAX)) => 0,
-            Some((ttl, now)) => now.saturating_add(ttl).min(NEVER - 1),
-            None => NEVER,
+            Some((_, u64::MAX)) => (0, 0),
+            Some((ttl, now)) => (now.saturating_add(ttl).min(NEVER - 1), now),
+            // Without a TTL the time only gives `Age`: the coarse clock is enough.
+            None => (NEVER, clock::coarse_ns()),
         };
-        (generation, expires_at)
+        Started {
+            generation,
+            expires_at,
+            written_at,
+        }
     }
 
-    /// Stores what the policy keeps of `result`, unless an invalidation raced with the
-    /// computation; returns the result and what followers are handed.
+    /// Stores what the policy keeps of `result` (one clone), unless an invalidation raced with
+    /// the computation; returns the result and, if callers wait for it (`followed`), what they
+    /// are handed.
+    #[allow(clippy::too_many_arguments)]
     fn finish<R>(
         &self,
         key: K,
         stripe: usize,
         tags: [TagStamp; N],
-        store: fn(&R) -> Option<S>,
-        (generation, expires_at): (Generation, u64),
+        keep: fn(&R) -> Option<&S>,
+        started: Started,
         result: R,
+        followed: bool,
     ) -> Computed<R, S, N> {
-        let Some(value) = store(&result) else {
+        let Some(value) = keep(&result).cloned() else {
             return Computed {
                 result,
                 handoff: None,
             };
         };
-        let handoff = Handoff {
-            entry: Entry {
-                value,
-                expires_at,
-                tags,
-            },
-            generation,
+        let entry = Entry {
+            value,
+            expires_at: started.expires_at,
+            written_at: started.written_at,
+            tags,
         };
+        let handoff = followed.then(|| Handoff {
+            entry: entry.clone(),
+            generation: started.generation,
+        });
+        // An error is counted; the result is returned all the same.
+        let _ = self.store_entry(key, stripe, started.generation, entry);
+        Computed { result, handoff }
+    }
+
+    /// Inserts `entry` unless the key's generation moved since `generation` was read (an
+    /// invalidation, a clear or a `set` came since: this entry may be older than what it
+    /// hid). `Ok(false)` when it did not land for that reason.
+    fn store_entry(
+        &self,
+        key: K,
+        stripe: usize,
+        generation: Generation,
+        entry: Entry<S, N>,
+    ) -> Result<bool, BackendError> {
         // Cloned before: no user `Clone` runs while invalidations wait.
-        let (stored_key, stored_entry) = (key.clone(), handoff.entry.clone());
+        let stored_key = key.clone();
         // Until dropped, invalidations of this stripe wait (see `inserting`).
         let _inserting = Inserting::enter(&self.inserting[stripe]);
         if self.generation(stripe) != generation {
-            return Computed {
-                result,
-                handoff: Some(handoff),
-            };
+            return Ok(false);
         }
-        if let Err(error) = self.backend.insert(stored_key, stored_entry) {
+        if let Err(error) = self.backend.insert(stored_key, entry) {
             self.record_error("insert", &error);
-            return Computed {
-                result,
-                handoff: Some(handoff),
-            };
+            return Err(error);
         }
         // An invalidation between the check above and the insert would have removed nothing:
         // remove what was just stored. (Invalidations bump the generation before removing,
         // and return only once this is done.)
-        if self.generation(stripe) != generation
-            && let Err(error) = self.backend.remove(&key)
-        {
-            self.record_error("remove", &error);
+        if self.generation(stripe) != generation {
+            if let Err(error) = self.backend.remove(&key) {
+                self.record_error("remove", &error);
+            }
+            return Ok(false);
         }
-        Computed {
-            result,
-            handoff: Some(handoff),
+        Ok(true)
+    }
+
+    /// Stores `value` for `key` as if computed now (`f::set`, write-through). A computation of
+    /// this key already running does not store its older value over it. `None` (the policy
+    /// keeps no such result) invalidates the key instead, as does a store that refuses it.
+    pub fn set(&self, key: K, tags: [TagStamp; N], value: Option<S>) -> SetOutcome {
+        let Some(value) = value else {
+            return SetOutcome::NotStored(self.invalidate(&key));
+        };
+        let stripe = self.key_stripe(&key);
+        // As an invalidation does: what runs now started before this value was known.
+        self.invalidated[stripe].fetch_add(1, Ordering::SeqCst);
+        let started = self.start(stripe);
+        let entry = Entry {
+            value,
+            expires_at: started.expires_at,
+            written_at: started.written_at,
+            tags,
+        };
+        match self.store_entry(key.clone(), stripe, started.generation, entry) {
+            // Not landed: an invalidation, clear or `set` of this stripe came meanwhile, which
+            // follows this one.
+            Ok(_) => SetOutcome::Stored,
+            Err(_) => SetOutcome::NotStored(self.invalidate(&key)),
         }
     }
 
@@ -339,66 +446,118 @@ where
         &self,
         key: K,
         tags: [TagStamp; N],
-        store: fn(&R) -> Option<S>,
+        keep: fn(&R) -> Option<&S>,
         load: fn(S) -> R,
         compute: impl FnOnce() -> R,
     ) -> R {
         // Boxed (on the miss path) so that the machinery below is compiled once per key, value
         // and result type, not once per cached function.
-        self.compute_boxed(key, tags, store, load, Box::new(compute))
+        self.compute_boxed(key, tags, keep, load, Box::new(compute), Mode::Lookup)
+            .0
+    }
+
+    /// [`compute`](Self::compute), saying how the call was answered (`f::call`).
+    pub fn compute_observed<R>(
+        &self,
+        key: K,
+        tags: [TagStamp; N],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: impl FnOnce() -> R,
+    ) -> Cached<R> {
+        let (result, served) =
+            self.compute_boxed(key, tags, keep, load, Box::new(compute), Mode::Lookup);
+        served.into_cached(result)
+    }
+
+    /// Recomputes now and stores what the policy keeps (`f::refresh`). A computation of this
+    /// key already running in this process started earlier and may return older data: the
+    /// refresh waits for it to finish, then leads its own; callers arriving meanwhile wait for
+    /// and get the refreshed value. An `Err`/`None` is returned and leaves the entry as it was.
+    pub fn refresh<R>(
+        &self,
+        key: K,
+        tags: [TagStamp; N],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: impl FnOnce() -> R,
+    ) -> R {
+        self.compute_boxed(key, tags, keep, load, Box::new(compute), Mode::Refresh)
+            .0
     }
 
     fn compute_boxed<R>(
         &self,
         key: K,
         tags: [TagStamp; N],
-        store: fn(&R) -> Option<S>,
+        keep: fn(&R) -> Option<&S>,
         load: fn(S) -> R,
         compute: Box<dyn FnOnce() -> R + '_>,
-    ) -> R {
+        mode: Mode,
+    ) -> (R, Served) {
         let stripe = self.key_stripe(&key);
         let Some(flights) = &self.flights else {
-            let started = self.start(stripe);
-            let result = self.timed(compute);
-            return self
-                .finish(key, stripe, tags, store, started, result)
-                .result;
+            let result = self.compute_alone(key, stripe, tags, keep, compute);
+            return (result, Served::Computed);
         };
         let snapshot = self.snapshot(stripe, tags);
+        // A refresh ignores the first flight it finds: that one started before the refresh.
+        let mut waited_out = mode == Mode::Lookup;
         loop {
             match flights.join(&key) {
                 Role::Leader(guard) => {
                     let started = self.start(stripe);
-                    if let Some((value, handoff)) = self.recheck(&key, started.0) {
-                        guard.finish(Some(handoff));
-                        return load(value);
+                    if mode == Mode::Lookup
+                        && let Some((value, served, handoff)) =
+                            self.recheck(&key, started.generation, guard.is_followed())
+                    {
+                        guard.finish(handoff);
+                        return (load(value), served);
                     }
                     let result = guard.lead(|| self.timed(compute));
-                    let computed = self.finish(key, stripe, tags, store, started, result);
+                    let followed = guard.is_followed();
+                    let computed = self.finish(key, stripe, tags, keep, started, result, followed);
                     guard.finish(computed.handoff);
-                    return computed.result;
+                    return (computed.result, Served::Computed);
                 }
                 Role::Follower(flight) => {
                     // Our own computation calling us again with the same key computes too.
                     let next = if led_by_this_thread(&flight) {
                         AfterWait::Compute
                     } else {
-                        self.after_wait(&key, &snapshot, flight.wait())
+                        let outcome = flight.wait();
+                        if !waited_out {
+                            waited_out = true;
+                            continue;
+                        }
+                        self.after_wait(&key, &snapshot, outcome, mode)
                     };
                     match next {
-                        AfterWait::Hit(value) => return load(value),
+                        AfterWait::Hit(value, served) => return (load(value), served),
                         AfterWait::Compute => {
-                            let started = self.start(stripe);
-                            let result = self.timed(compute);
-                            return self
-                                .finish(key, stripe, tags, store, started, result)
-                                .result;
+                            let result = self.compute_alone(key, stripe, tags, keep, compute);
+                            return (result, Served::Computed);
                         }
                         AfterWait::TakeOver => {}
                     }
                 }
             }
         }
+    }
+
+    /// Computes outside any flight and stores what the policy keeps.
+    fn compute_alone<R>(
+        &self,
+        key: K,
+        stripe: usize,
+        tags: [TagStamp; N],
+        keep: fn(&R) -> Option<&S>,
+        compute: Box<dyn FnOnce() -> R + '_>,
+    ) -> R {
+        let started = self.start(stripe);
+        let result = self.timed(compute);
+        self.finish(key, stripe, tags, keep, started, result, false)
+            .result
     }
 
     /// The `async` form of [`compute`](Self::compute); waiting never blocks the executor, and a
@@ -407,52 +566,119 @@ where
         &self,
         key: K,
         tags: [TagStamp; N],
-        store: fn(&R) -> Option<S>,
+        keep: fn(&R) -> Option<&S>,
         load: fn(S) -> R,
         compute: impl Future<Output = R>,
     ) -> R {
+        self.compute_async_in(key, tags, keep, load, compute, Mode::Lookup)
+            .await
+            .0
+    }
+
+    /// The `async` form of [`compute_observed`](Self::compute_observed).
+    pub async fn compute_observed_async<R>(
+        &self,
+        key: K,
+        tags: [TagStamp; N],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: impl Future<Output = R>,
+    ) -> Cached<R> {
+        let (result, served) = self
+            .compute_async_in(key, tags, keep, load, compute, Mode::Lookup)
+            .await;
+        served.into_cached(result)
+    }
+
+    /// The `async` form of [`refresh`](Self::refresh).
+    pub async fn refresh_async<R>(
+        &self,
+        key: K,
+        tags: [TagStamp; N],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: impl Future<Output = R>,
+    ) -> R {
+        self.compute_async_in(key, tags, keep, load, compute, Mode::Refresh)
+            .await
+            .0
+    }
+
+    /// The `async` form of `compute_boxed`.
+    async fn compute_async_in<R>(
+        &self,
+        key: K,
+        tags: [TagStamp; N],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: impl Future<Output = R>,
+        mode: Mode,
+    ) -> (R, Served) {
         let stripe = self.key_stripe(&key);
         let Some(flights) = &self.flights else {
-            let started = self.start(stripe);
-            let result = self.timed_async(compute).await;
-            return self
-                .finish(key, stripe, tags, store, started, result)
-                .result;
+            let result = self
+                .compute_alone_async(key, stripe, tags, keep, compute)
+                .await;
+            return (result, Served::Computed);
         };
         let snapshot = self.snapshot(stripe, tags);
+        let mut waited_out = mode == Mode::Lookup;
         loop {
             match flights.join(&key) {
                 Role::Leader(guard) => {
                     let started = self.start(stripe);
-                    if let Some((value, handoff)) = self.recheck(&key, started.0) {
-                        guard.finish(Some(handoff));
-                        return load(value);
+                    if mode == Mode::Lookup
+                        && let Some((value, served, handoff)) =
+                            self.recheck(&key, started.generation, guard.is_followed())
+                    {
+                        guard.finish(handoff);
+                        return (load(value), served);
                     }
                     let result = guard.lead_async(self.timed_async(compute)).await;
-                    let computed = self.finish(key, stripe, tags, store, started, result);
+                    let followed = guard.is_followed();
+                    let computed = self.finish(key, stripe, tags, keep, started, result, followed);
                     guard.finish(computed.handoff);
-                    return computed.result;
+                    return (computed.result, Served::Computed);
                 }
                 Role::Follower(flight) => {
                     let next = if led_by_this_thread(&flight) {
                         AfterWait::Compute
                     } else {
-                        self.after_wait(&key, &snapshot, flight.wait_async().await)
+                        let outcome = flight.wait_async().await;
+                        if !waited_out {
+                            waited_out = true;
+                            continue;
+                        }
+                        self.after_wait(&key, &snapshot, outcome, mode)
                     };
                     match next {
-                        AfterWait::Hit(value) => return load(value),
+                        AfterWait::Hit(value, served) => return (load(value), served),
                         AfterWait::Compute => {
-                            let started = self.start(stripe);
-                            let result = self.timed_async(compute).await;
-                            return self
-                                .finish(key, stripe, tags, store, started, result)
-                                .result;
+                            let result = self
+                                .compute_alone_async(key, stripe, tags, keep, compute)
+                                .await;
+                            return (result, Served::Computed);
                         }
                         AfterWait::TakeOver => {}
                     }
                 }
             }
         }
+    }
+
+    /// The `async` form of `compute_alone`.
+    async fn compute_alone_async<R>(
+        &self,
+        key: K,
+        stripe: usize,
+        tags: [TagStamp; N],
+        keep: fn(&R) -> Option<&S>,
+        compute: impl Future<Output = R>,
+    ) -> R {
+        let started = self.start(stripe);
+        let result = self.timed_async(compute).await;
+        self.finish(key, stripe, tags, keep, started, result, false)
+            .result
     }
 
     fn timed<R>(&self, compute: Box<dyn FnOnce() -> R + '_>) -> R {

@@ -19,7 +19,7 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
 use event_listener::{Event, Listener};
@@ -32,7 +32,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// One running computation that followers wait on.
 pub(crate) struct Flight<S> {
     /// Set once by the leader: `Some` is the entry it stored, `None` that followers must retry.
-    outcome: OnceLock<Option<S>>,
+    /// Behind a lock, not a `OnceLock`, so that a value that is `Send` but not `Sync` can be
+    /// handed over: followers clone it one at a time.
+    outcome: Mutex<Option<Option<S>>>,
     finished: Event,
     /// Whether anyone joined as a follower; read and written under the shard lock, so the
     /// leader can skip waking nobody (most misses have no followers).
@@ -44,19 +46,24 @@ impl<S: Clone> Flight<S> {
     pub(crate) fn wait(&self) -> Option<S> {
         loop {
             let listener = self.finished.listen();
-            if let Some(outcome) = self.outcome.get() {
-                return outcome.clone();
+            if let Some(outcome) = self.outcome() {
+                return outcome;
             }
             listener.wait();
         }
+    }
+
+    /// The leader's outcome, once set.
+    fn outcome(&self) -> Option<Option<S>> {
+        lock(&self.outcome).clone()
     }
 
     /// Waits without blocking the executor until the leader finishes.
     pub(crate) async fn wait_async(&self) -> Option<S> {
         loop {
             let listener = self.finished.listen();
-            if let Some(outcome) = self.outcome.get() {
-                return outcome.clone();
+            if let Some(outcome) = self.outcome() {
+                return outcome;
             }
             listener.await;
         }
@@ -143,7 +150,7 @@ impl<K: Hash + Eq + Clone, S> Flights<K, S> {
             return Role::Follower(Arc::clone(flight));
         }
         let flight = Arc::new(Flight {
-            outcome: OnceLock::new(),
+            outcome: Mutex::new(None),
             finished: Event::new(),
             followed: AtomicBool::new(false),
         });
@@ -169,6 +176,12 @@ impl<K: Hash + Eq, S> LeaderGuard<'_, K, S> {
     /// Ends the flight, handing `stored` (the entry now in the store, if any) to the followers.
     pub(crate) fn finish(mut self, stored: Option<S>) {
         self.release(stored);
+    }
+
+    /// Whether another caller is waiting for this flight so far: if not, a leader need not
+    /// prepare a value to hand over (a caller joining later finds no value and reads the store).
+    pub(crate) fn is_followed(&self) -> bool {
+        self.flight.followed.load(Ordering::Relaxed)
     }
 
     /// Runs the leader's computation with this flight recorded as led by this thread.
@@ -200,7 +213,7 @@ impl<K: Hash + Eq, S> LeaderGuard<'_, K, S> {
             {
                 running.remove(&self.key);
             }
-            let _ = self.flight.outcome.set(stored);
+            *lock(&self.flight.outcome) = Some(stored);
             // No follower can join once the flight is unpublished, so this is final.
             self.flight.followed.load(Ordering::Relaxed)
         };

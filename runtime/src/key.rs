@@ -1,7 +1,7 @@
 //! Keys: borrowed lookups that compare equal to owned keys, and the bounds key parts must meet.
 
 use std::borrow::Borrow;
-use std::hash::Hash;
+use std::hash::{Hash, Hasher};
 
 use equivalent::Equivalent;
 
@@ -17,15 +17,98 @@ macro_rules! key_ref_tuple {
     ($($borrowed:ident $owned:ident $index:tt),*) => {
         impl<'a, $($borrowed, $owned),*> Equivalent<($($owned,)*)> for KeyRef<($(&'a $borrowed,)*)>
         where
-            $($borrowed: ?Sized + PartialEq, $owned: Borrow<$borrowed>,)*
+            $($borrowed: ?Sized + KeyView<$owned>,)*
         {
             #[inline]
             #[allow(unused_variables)]
             fn equivalent(&self, key: &($($owned,)*)) -> bool {
-                true $(&& *self.0.$index == *key.$index.borrow())*
+                true $(&& self.0.$index.matches(&key.$index))*
             }
         }
     };
+}
+
+/// A borrowed argument as it is looked up against the owned key part `O` it is stored as:
+/// it hashes like `O` and compares with it, and makes one on a miss.
+///
+/// Every `T: PartialEq + ToOwned` is a view of `T::Owned` (`&str` of `String`, `u64` of
+/// itself); [`OptionRef`] and [`SliceRef`] cover `Option<&T>` and `&[&T]`.
+pub trait KeyView<O> {
+    /// Whether `owned` is the key part this argument stands for.
+    fn matches(&self, owned: &O) -> bool;
+    /// The owned key part, made on a miss.
+    fn to_owned_key(&self) -> O;
+}
+
+impl<T: ?Sized + PartialEq + ToOwned> KeyView<T::Owned> for T {
+    #[inline]
+    fn matches(&self, owned: &T::Owned) -> bool {
+        *self == *owned.borrow()
+    }
+
+    #[inline]
+    fn to_owned_key(&self) -> T::Owned {
+        self.to_owned()
+    }
+}
+
+/// An `Option<&T>` argument (or `Option<Cow<T>>`, as `as_deref()`), stored as
+/// `Option<T::Owned>` and looked up without allocating.
+pub struct OptionRef<'a, T: ?Sized>(pub Option<&'a T>);
+
+impl<T: ?Sized + Hash> Hash for OptionRef<'_, T> {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // `Option<&T>` hashes like `Option<T::Owned>`: the discriminant, then `T` as its owned
+        // form hashes (the `Borrow` contract).
+        self.0.hash(state);
+    }
+}
+
+impl<T: ?Sized + PartialEq + ToOwned> KeyView<Option<T::Owned>> for OptionRef<'_, T> {
+    #[inline]
+    fn matches(&self, owned: &Option<T::Owned>) -> bool {
+        match (self.0, owned) {
+            (Some(borrowed), Some(owned)) => *borrowed == *owned.borrow(),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
+    fn to_owned_key(&self) -> Option<T::Owned> {
+        self.0.map(ToOwned::to_owned)
+    }
+}
+
+/// A `&[&T]` argument (or `Vec<&T>`, as a slice), stored as `Vec<T::Owned>` and looked up
+/// without allocating.
+pub struct SliceRef<'a, 'b, T: ?Sized>(pub &'a [&'b T]);
+
+impl<T: ?Sized + Hash> Hash for SliceRef<'_, '_, T> {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Like `[T::Owned]`, as `Vec<T::Owned>` hashes: the length, then each element.
+        self.0.hash(state);
+    }
+}
+
+impl<T: ?Sized + PartialEq + ToOwned> KeyView<Vec<T::Owned>> for SliceRef<'_, '_, T> {
+    #[inline]
+    fn matches(&self, owned: &Vec<T::Owned>) -> bool {
+        self.0.len() == owned.len()
+            && self
+                .0
+                .iter()
+                .zip(owned)
+                .all(|(borrowed, owned)| **borrowed == *owned.borrow())
+    }
+
+    fn to_owned_key(&self) -> Vec<T::Owned> {
+        self.0
+            .iter()
+            .map(|borrowed| (*borrowed).to_owned())
+            .collect()
+    }
 }
 
 key_ref_tuple!();
@@ -64,13 +147,24 @@ impl<T: Hash + Eq + Clone + Send + Sync + 'static> ReceiverKeyPart for T {}
 
 /// What a cached function's stored value must be.
 #[diagnostic::on_unimplemented(
-    message = "the cached value `{Self}` must be Clone + Send + Sync + 'static",
+    message = "the cached value `{Self}` must be Clone + Send + 'static",
     label = "hits return clones of the stored value",
     note = "derive Clone, or return `Arc<{Self}>` to share one value cheaply"
 )]
-pub trait CachedValue: Clone + Send + Sync + 'static {}
+pub trait CachedValue: Clone + Send + 'static {}
 
-impl<T: Clone + Send + Sync + 'static> CachedValue for T {}
+impl<T: Clone + Send + 'static> CachedValue for T {}
+
+/// What a value kept in an in-process store shared by every thread must be (the default
+/// memory store and moka hand one stored value to many threads at once).
+#[diagnostic::on_unimplemented(
+    message = "the cached value `{Self}` is not `Sync`, and this store shares each value between threads",
+    label = "hits clone this value from many threads at once",
+    note = "return `Arc<Mutex<..>>` (or another `Sync` form), or choose a store that allows it: a remote cache, or `backend = path` to a store that locks each value"
+)]
+pub trait SharedValue: Sync {}
+
+impl<T: Sync> SharedValue for T {}
 
 #[cfg(test)]
 mod tests {
@@ -86,5 +180,27 @@ mod tests {
         let state = std::hash::RandomState::new();
         assert_eq!(state.hash_one(&borrowed), state.hash_one(&owned));
         assert!(!KeyRef((&8_u64, "ada", slice)).equivalent(&owned));
+    }
+
+    #[test]
+    fn borrowed_shapes_hash_and_compare_like_their_owned_forms() {
+        let state = std::hash::RandomState::new();
+        let owned = (Some("ada".to_owned()), vec!["a".to_owned(), "b".to_owned()]);
+        let names = ["a", "b"];
+        let option = OptionRef(Some("ada"));
+        let slice = SliceRef(&names);
+        let borrowed = KeyRef((&option, &slice));
+        assert!(borrowed.equivalent(&owned));
+        assert_eq!(state.hash_one(&borrowed), state.hash_one(&owned));
+        assert_eq!(option.to_owned_key(), owned.0);
+        assert_eq!(slice.to_owned_key(), owned.1);
+
+        let none: (Option<String>,) = (None,);
+        let absent = OptionRef::<str>(None);
+        assert!(KeyRef((&absent,)).equivalent(&none));
+        assert_eq!(state.hash_one(KeyRef((&absent,))), state.hash_one(&none));
+        assert!(!KeyRef((&option,)).equivalent(&none));
+        let fewer = SliceRef(&names[..1]);
+        assert!(!KeyRef((&option, &fewer)).equivalent(&owned));
     }
 }

@@ -31,6 +31,7 @@ mod key;
 mod memory;
 #[cfg(feature = "moka")]
 mod moka_backend;
+mod outcome;
 mod policy;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -111,6 +112,7 @@ pub use invalidation::Invalidation;
 pub use memory::MemoryBackend;
 #[cfg(feature = "moka")]
 pub use moka_backend::MokaBackend;
+pub use outcome::{Cached, SetOutcome, Status};
 pub use registry::{CacheReport, caches};
 pub use stats::CacheInfo;
 pub use tags::{invalidate_tag, invalidate_tag_async};

@@ -6,8 +6,11 @@ use crate::key::CachedValue;
 pub trait Policy<R> {
     /// What the store holds.
     type Stored: CachedValue;
-    /// The value to store for `result`, or `None` to store nothing.
-    fn store(result: &R) -> Option<Self::Stored>;
+    /// The part of `result` to store, or `None` to store nothing (borrowed: a remote store
+    /// serializes it without a clone).
+    fn stored(result: &R) -> Option<&Self::Stored>;
+    /// [`stored`](Self::stored), taking the result (`set` stores it without a clone).
+    fn into_stored(result: R) -> Option<Self::Stored>;
     /// The result a hit returns.
     fn load(stored: Self::Stored) -> R;
 }
@@ -25,8 +28,13 @@ impl<T: CachedValue, E> Policy<Result<T, E>> for OkOnly {
     type Stored = T;
 
     #[inline]
-    fn store(result: &Result<T, E>) -> Option<T> {
-        result.as_ref().ok().cloned()
+    fn stored(result: &Result<T, E>) -> Option<&T> {
+        result.as_ref().ok()
+    }
+
+    #[inline]
+    fn into_stored(result: Result<T, E>) -> Option<T> {
+        result.ok()
     }
 
     #[inline]
@@ -39,8 +47,13 @@ impl<T: CachedValue> Policy<Option<T>> for SomeOnly {
     type Stored = T;
 
     #[inline]
-    fn store(result: &Option<T>) -> Option<T> {
-        result.clone()
+    fn stored(result: &Option<T>) -> Option<&T> {
+        result.as_ref()
+    }
+
+    #[inline]
+    fn into_stored(result: Option<T>) -> Option<T> {
+        result
     }
 
     #[inline]
@@ -53,8 +66,13 @@ impl<R: CachedValue> Policy<R> for Everything {
     type Stored = R;
 
     #[inline]
-    fn store(result: &R) -> Option<R> {
-        Some(result.clone())
+    fn stored(result: &R) -> Option<&R> {
+        Some(result)
+    }
+
+    #[inline]
+    fn into_stored(result: R) -> Option<R> {
+        Some(result)
     }
 
     #[inline]

@@ -430,5 +430,223 @@ macro_rules! __shared_conformance_cases {
             let info = contended::cache_info();
             assert_eq!((info.hits, info.misses), (CALLERS as u64 - 1, 1));
         }
+
+        /// `set`, `peek`, `refresh`, `call` and `uncached`, sync and async.
+        mod helpers {
+            use ::cachemere::{Invalidation, SetOutcome, Status};
+            use ::std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+            use ::std::time::Duration;
+            use $crate::gate::Gate;
+
+            /// Tags carry the arm, so that arms running at once do not hide each other's entries.
+            const ARM: &str = module_path!();
+
+            /// The origin's current version: 0 is an outage (`Err`).
+            static ORIGIN: AtomicU64 = AtomicU64::new(1);
+            static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+            #[::cachemere::cached($($backend)*, tags = ["conformance-helpers:{arm}:{id}"])]
+            fn versioned(arm: &str, id: u64) -> Result<u64, String> {
+                RUNS.fetch_add(1, Ordering::SeqCst);
+                match ORIGIN.load(Ordering::SeqCst) {
+                    0 => Err("the origin is down".to_owned()),
+                    version => Ok(id * 1000 + version),
+                }
+            }
+
+            fn runs() -> usize {
+                RUNS.load(Ordering::SeqCst)
+            }
+
+            #[test]
+            fn set_peek_refresh_call_and_uncached() {
+                assert_eq!(versioned::peek(ARM, 1), None, "nothing stored yet");
+                assert_eq!(runs(), 0, "peek does not compute");
+
+                let first = versioned::call(ARM, 1);
+                assert_eq!((first.value.clone(), first.status, first.age), (Ok(1001), Status::Miss, Duration::ZERO));
+                let again = versioned::call(ARM, 1);
+                assert_eq!((again.value, again.status), (Ok(1001), Status::Hit));
+                assert!(again.age < Duration::from_secs(3600), "age {:?}", again.age);
+                assert_eq!(runs(), 1);
+
+                let before = versioned::cache_info();
+                assert_eq!(versioned::peek(ARM, 1), Some(Ok(1001)));
+                let after = versioned::cache_info();
+                assert_eq!((after.hits, after.misses), (before.hits, before.misses), "peek is not counted");
+
+                // Write-through: stored as if computed, served without running the function.
+                assert_eq!(versioned::set(ARM, 1, Ok(5)), SetOutcome::Stored);
+                assert_eq!(versioned(ARM, 1), Ok(5));
+                assert_eq!(runs(), 1);
+
+                // A forced recomputation replaces a fresh entry.
+                ORIGIN.store(2, Ordering::SeqCst);
+                assert_eq!(versioned::refresh(ARM, 1), Ok(1002));
+                assert_eq!(runs(), 2);
+                assert_eq!(versioned(ARM, 1), Ok(1002));
+                assert_eq!(runs(), 2, "the refreshed value is stored");
+
+                // The body alone: computed, nothing stored or counted.
+                let before = versioned::cache_info();
+                ORIGIN.store(3, Ordering::SeqCst);
+                assert_eq!(versioned::uncached(ARM, 1), Ok(1003));
+                assert_eq!(runs(), 3);
+                assert_eq!(versioned(ARM, 1), Ok(1002), "uncached stores nothing");
+                let after = versioned::cache_info();
+                assert_eq!(after.misses, before.misses, "uncached is not counted");
+
+                // A refresh that fails leaves the entry as it was.
+                ORIGIN.store(0, Ordering::SeqCst);
+                assert!(versioned::refresh(ARM, 1).is_err());
+                assert_eq!(versioned::peek(ARM, 1), Some(Ok(1002)));
+
+                // What the policy does not store is not set: the entry is invalidated instead.
+                assert_eq!(
+                    versioned::set(ARM, 1, Err("gone".to_owned())),
+                    SetOutcome::NotStored(Invalidation::Removed)
+                );
+                assert_eq!(versioned::peek(ARM, 1), None);
+                ORIGIN.store(4, Ordering::SeqCst);
+                assert_eq!(versioned(ARM, 1), Ok(1004));
+
+                // A value that was set carries the function's tags.
+                assert!(versioned::set(ARM, 2, Ok(7)).is_stored());
+                assert_eq!(versioned::peek(ARM, 2), Some(Ok(7)));
+                ::cachemere::invalidate_tag(&format!("conformance-helpers:{ARM}:2"));
+                assert_eq!(versioned::peek(ARM, 2), None, "a tag hides a value that was set");
+                assert_eq!(versioned(ARM, 2), Ok(2004));
+            }
+
+            static AGED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+            #[::cachemere::cached($($backend)*)]
+            fn aged(arm: &str) -> u64 {
+                AGED_RUNS.fetch_add(1, Ordering::SeqCst);
+                7
+            }
+
+            #[test]
+            fn age_counts_from_the_computation() {
+                assert_eq!(aged::set(ARM, 8), SetOutcome::Stored);
+                ::std::thread::sleep(Duration::from_millis(150));
+                let hit = aged::call(ARM);
+                assert_eq!((hit.value, hit.status), (8, Status::Hit));
+                // Generous: clocks of a millisecond, a coarse clock a few ticks behind.
+                assert!(hit.age >= Duration::from_millis(100), "age {:?}", hit.age);
+                assert!(hit.age < Duration::from_secs(600), "age {:?}", hit.age);
+                assert_eq!(AGED_RUNS.load(Ordering::SeqCst), 0);
+            }
+
+            static IN_FLIGHT_ORIGIN: AtomicU64 = AtomicU64::new(1);
+            static IN_FLIGHT_GATE: Gate = Gate::new();
+
+            #[::cachemere::cached($($backend)*)]
+            fn in_flight(arm: &str, id: u64) -> u64 {
+                let read = IN_FLIGHT_ORIGIN.load(Ordering::SeqCst);
+                IN_FLIGHT_GATE.pass();
+                read
+            }
+
+            /// A computation that read the origin before a `set` does not store its older
+            /// value over the one that was set.
+            #[test]
+            fn set_wins_over_a_computation_in_flight() {
+                let (started, go) = IN_FLIGHT_GATE.arm();
+                let computing = ::std::thread::spawn(|| in_flight(ARM, 1));
+                started.recv().expect("the computation starts");
+                // The origin changes and is written through while the old read is in flight.
+                IN_FLIGHT_ORIGIN.store(2, Ordering::SeqCst);
+                assert_eq!(in_flight::set(ARM, 1, 2), SetOutcome::Stored);
+                go.send(()).expect("the computation waits");
+                assert_eq!(computing.join().expect("no panic"), 1, "it returns its own read");
+                assert_eq!(in_flight::peek(ARM, 1), Some(2), "the older value was stored over the set one");
+                assert_eq!(in_flight(ARM, 1), 2);
+            }
+
+            static REFRESH_ORIGIN: AtomicU64 = AtomicU64::new(1);
+            static REFRESH_RUNS: AtomicUsize = AtomicUsize::new(0);
+            static REFRESH_GATE: Gate = Gate::new();
+
+            #[::cachemere::cached($($backend)*)]
+            fn refreshed(arm: &str, id: u64) -> u64 {
+                REFRESH_RUNS.fetch_add(1, Ordering::SeqCst);
+                let read = REFRESH_ORIGIN.load(Ordering::SeqCst);
+                REFRESH_GATE.pass();
+                read
+            }
+
+            /// Callers that miss while a refresh runs wait for it and get its value; a refresh
+            /// started while an older computation runs stores its own value after it.
+            #[test]
+            fn refresh_with_waiters_and_an_older_computation() {
+                // Callers arriving during a refresh of a cold key wait for its value.
+                let (started, go) = REFRESH_GATE.arm();
+                let refreshing = ::std::thread::spawn(|| refreshed::refresh(ARM, 1));
+                started.recv().expect("the refresh starts");
+                let waiters: Vec<_> = (0..4).map(|_| ::std::thread::spawn(|| refreshed(ARM, 1))).collect();
+                ::std::thread::sleep(Duration::from_millis(100));
+                go.send(()).expect("the refresh waits");
+                assert_eq!(refreshing.join().expect("no panic"), 1);
+                for waiter in waiters {
+                    assert_eq!(waiter.join().expect("no panic"), 1);
+                }
+                assert_eq!(REFRESH_RUNS.load(Ordering::SeqCst), 1, "the waiters computed");
+
+                // A computation of another key reads version 1 and waits; the origin moves to
+                // 2; a refresh of that key must end with version 2 stored.
+                let (started, go) = REFRESH_GATE.arm();
+                let older = ::std::thread::spawn(|| refreshed(ARM, 2));
+                started.recv().expect("the older computation starts");
+                REFRESH_ORIGIN.store(2, Ordering::SeqCst);
+                let refreshing = ::std::thread::spawn(|| refreshed::refresh(ARM, 2));
+                ::std::thread::sleep(Duration::from_millis(100));
+                go.send(()).expect("the older computation waits");
+                assert_eq!(older.join().expect("no panic"), 1);
+                assert_eq!(refreshing.join().expect("no panic"), 2);
+                assert_eq!(refreshed::peek(ARM, 2), Some(2), "the older value won over the refresh");
+            }
+
+            static ASYNC_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+            #[::cachemere::cached($($backend)*, tags = ["conformance-helpers-async:{arm}:{id}"])]
+            async fn versioned_async(arm: &str, id: u64) -> Option<u64> {
+                ASYNC_RUNS.fetch_add(1, Ordering::SeqCst);
+                ::tokio::task::yield_now().await;
+                (id != 0).then_some(id * 10)
+            }
+
+            #[test]
+            fn async_helpers() {
+                let runtime = ::tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("a runtime");
+                runtime.block_on(async {
+                    assert_eq!(versioned_async::peek(ARM, 1).await, None);
+                    let first = versioned_async::call(ARM, 1).await;
+                    assert_eq!((first.value, first.status), (Some(10), Status::Miss));
+                    let again = versioned_async::call(ARM, 1).await;
+                    assert_eq!((again.value, again.status), (Some(10), Status::Hit));
+                    assert_eq!(versioned_async::set(ARM, 1, Some(11)).await, SetOutcome::Stored);
+                    assert_eq!(versioned_async(ARM, 1).await, Some(11));
+                    assert_eq!(versioned_async::peek(ARM, 1).await, Some(Some(11)));
+                    assert_eq!(ASYNC_RUNS.load(Ordering::SeqCst), 1);
+                    assert_eq!(versioned_async::refresh(ARM, 1).await, Some(10));
+                    assert_eq!(versioned_async(ARM, 1).await, Some(10));
+                    assert_eq!(ASYNC_RUNS.load(Ordering::SeqCst), 2);
+                    assert_eq!(versioned_async::uncached(ARM, 1).await, Some(10));
+                    assert_eq!(ASYNC_RUNS.load(Ordering::SeqCst), 3);
+                    assert_eq!(
+                        versioned_async::set(ARM, 1, None).await,
+                        SetOutcome::NotStored(Invalidation::Removed)
+                    );
+                    assert_eq!(versioned_async::peek(ARM, 1).await, None);
+                    assert_eq!(versioned_async(ARM, 1).await, Some(10));
+                    assert_eq!(ASYNC_RUNS.load(Ordering::SeqCst), 4);
+                });
+            }
+        }
     };
 }

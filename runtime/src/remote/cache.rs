@@ -11,12 +11,16 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::codec::{Kind, Stamp, Stored, Token, frame, marker, stamp_of, token_of, unframe};
+use super::codec::{
+    Codec, Kind, Stamp, Stored, Token, frame, marker, stamp_of, token_of, unframe, unix_ms,
+    written_at,
+};
 use super::pending::Overwrite;
 use super::{Remote, default_remote, key};
 use crate::backend::BackendError;
 use crate::flight::{Flights, LeaderGuard, Role, led_by_this_thread};
 use crate::invalidation::Invalidation;
+use crate::outcome::{Cached, Mode, Served, SetOutcome, WrittenAt};
 use crate::stats::{CacheInfo, Counters};
 
 /// What a value stored in a remote cache must be.
@@ -25,9 +29,9 @@ use crate::stats::{CacheInfo, Counters};
     label = "this result is stored in Redis",
     note = "a remote value is serialized: derive `serde::Serialize` and `serde::Deserialize`, and `Clone`"
 )]
-pub trait RemoteValue: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+pub trait RemoteValue: Serialize + DeserializeOwned + Clone + Send + 'static {}
 
-impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> RemoteValue for T {}
+impl<T: Serialize + DeserializeOwned + Clone + Send + 'static> RemoteValue for T {}
 
 /// What an argument of a remote cache's key must be.
 #[diagnostic::on_unimplemented(
@@ -45,7 +49,8 @@ pub struct RemoteCache<S> {
     /// `<cache name segment>:v<version>`.
     space: String,
     ttl: Option<Duration>,
-    flights: Option<Flights<String, S>>,
+    /// A leader hands over its value and when its computation started (Unix milliseconds).
+    flights: Option<Flights<String, (S, u64)>>,
     counters: Counters,
     /// `remote = path`: where this cache's store comes from (else the default).
     chosen: Option<fn() -> Remote>,
@@ -74,8 +79,13 @@ impl Plan {
 
 /// What one read found.
 enum Found<S> {
-    /// A fresh value.
-    Hit(S),
+    /// A fresh value, when its computation started (Unix milliseconds), and how to replace it
+    /// (a refresh does).
+    Hit {
+        value: S,
+        written_at: u64,
+        write: Write,
+    },
     /// No usable value; compute, and write as planned (`None`: the store is failing, do not
     /// write).
     Miss(Option<Write>),
@@ -132,21 +142,7 @@ async fn prepare(
     lease_ttl: Duration,
     stamp_ttl: Duration,
 ) -> Result<Prepared, BackendError> {
-    let mut stamps = write.stamps;
-    for (place, key, fresh) in write.create {
-        stamps[place] = match store
-            .get_or_set(key.clone(), fresh.clone(), stamp_ttl)
-            .await
-        {
-            Ok(Some(current)) => stamp_of(Some(&current)),
-            // Vanished in between, or held by a value of another type: overwrite it.
-            Ok(None) | Err(BackendError::Other(_)) => {
-                store.set(key, fresh.clone(), stamp_ttl).await?;
-                stamp_of(Some(&fresh))
-            }
-            Err(error) => return Err(error),
-        };
-    }
+    let stamps = create_stamps(&*store, write.stamps, write.create, stamp_ttl).await?;
     let mut own_lease = false;
     let token = match write.expect {
         Expect::Token(token) => token,
@@ -185,6 +181,85 @@ async fn prepare(
         token,
         own_lease,
     })
+}
+
+/// Creates the absent stamp keys of a write (or adopts what a racing writer created; a stamp
+/// key of another type is overwritten, which only hides what was written under it) and
+/// returns the stamps to write under.
+async fn create_stamps(
+    store: &dyn super::RemoteStore,
+    mut stamps: Vec<Stamp>,
+    create: Vec<(usize, String, Vec<u8>)>,
+    stamp_ttl: Duration,
+) -> Result<Vec<Stamp>, BackendError> {
+    for (place, key, fresh) in create {
+        stamps[place] = match store
+            .get_or_set(key.clone(), fresh.clone(), stamp_ttl)
+            .await
+        {
+            Ok(Some(current)) => stamp_of(Some(&current)),
+            // Vanished in between, or held by a value of another type: overwrite it.
+            Ok(None) | Err(BackendError::Other(_)) => {
+                store.set(key, fresh.clone(), stamp_ttl).await?;
+                stamp_of(Some(&fresh))
+            }
+            Err(error) => return Err(error),
+        };
+    }
+    Ok(stamps)
+}
+
+/// The stamps of a read of stamp keys (`values`, in the order of `keys`), and the stamp keys
+/// that were absent, each with a fresh value to create it with.
+#[allow(clippy::type_complexity)]
+fn read_stamps(
+    keys: &[String],
+    values: &[Option<Vec<u8>>],
+) -> (Vec<Stamp>, Vec<(usize, String, Vec<u8>)>) {
+    let mut stamps = Vec::with_capacity(values.len());
+    let mut create = Vec::new();
+    for (key, value) in keys.iter().zip(values) {
+        match value {
+            Some(value) => stamps.push(stamp_of(Some(value))),
+            None => {
+                create.push((stamps.len(), key.clone(), super::fresh_stamp()));
+                stamps.push(0);
+            }
+        }
+    }
+    (stamps, create)
+}
+
+/// What `set` writes: the value framed under the current stamps (absent ones created first),
+/// over whatever the entry key holds, so a computation of it already running (which noted
+/// the bytes it read) finds other bytes and does not write its older value.
+#[allow(clippy::too_many_arguments)]
+async fn write_through(
+    store: Arc<dyn super::RemoteStore>,
+    entry_key: String,
+    stamp_keys: Vec<String>,
+    codec: Codec,
+    payload: Vec<u8>,
+    written_at: u64,
+    ttl: Duration,
+    stamp_ttl: Duration,
+) -> Result<(), BackendError> {
+    let values = store.get_many(stamp_keys.clone()).await?;
+    if values.len() != stamp_keys.len() {
+        return Err(BackendError::Other(
+            format!(
+                "asked for {} keys, got {} values",
+                stamp_keys.len(),
+                values.len()
+            )
+            .into(),
+        ));
+    }
+    let (stamps, create) = read_stamps(&stamp_keys, &values);
+    let stamps = create_stamps(&*store, stamps, create, stamp_ttl).await?;
+    store
+        .set(entry_key, frame(codec, &stamps, written_at, &payload), ttl)
+        .await
 }
 
 impl<S> RemoteCache<S> {
@@ -405,13 +480,22 @@ impl<S> RemoteCache<S> {
     /// unless an invalidation in this process that could hide it happened since the leader
     /// read the store: followers that joined after it must not get a value read before it, so
     /// they read again.
-    fn finish(&self, guard: Option<LeaderGuard<'_, String, S>>, value: Option<&S>, epoch: u64)
-    where
+    fn finish(
+        &self,
+        guard: Option<LeaderGuard<'_, String, (S, u64)>>,
+        value: Option<(&S, u64)>,
+        epoch: u64,
+    ) where
         S: Clone,
     {
         if let Some(guard) = guard {
-            let current = epoch == self.epoch();
-            guard.finish(value.filter(|_| current).cloned());
+            // A follower that joins later finds no value and reads the store.
+            let handed = guard.is_followed() && epoch == self.epoch();
+            guard.finish(
+                value
+                    .filter(|_| handed)
+                    .map(|(value, written_at)| (value.clone(), written_at)),
+            );
         }
     }
 
@@ -471,17 +555,7 @@ impl<S: RemoteValue> RemoteCache<S> {
                 return Found::Miss(None);
             }
         };
-        let mut stamps = Vec::with_capacity(values.len() - 1);
-        let mut create = Vec::new();
-        for (key, value) in plan.read_keys[1..].iter().zip(&values[1..]) {
-            match value {
-                Some(value) => stamps.push(stamp_of(Some(value))),
-                None => {
-                    create.push((stamps.len(), key.clone(), super::fresh_stamp()));
-                    stamps.push(0);
-                }
-            }
-        }
+        let (stamps, create) = read_stamps(&plan.read_keys[1..], &values[1..]);
         let mut unreadable = false;
         let expect = match &values[0] {
             None => Expect::Lease { absent: true },
@@ -495,7 +569,18 @@ impl<S: RemoteValue> RemoteCache<S> {
                         payload,
                     }) if create.is_empty() && written_under == stamps => {
                         match codec.decode::<S>(payload) {
-                            Ok(value) => return Found::Hit(value),
+                            Ok(value) => {
+                                return Found::Hit {
+                                    value,
+                                    written_at: written_at(&token),
+                                    write: Write {
+                                        stamps,
+                                        create,
+                                        expect: Expect::Token(token),
+                                        unreadable: false,
+                                    },
+                                };
+                            }
                             Err(error) => {
                                 unreadable = true;
                                 self.record("decode", &BackendError::Decode(Box::new(error)));
@@ -557,7 +642,7 @@ impl<S: RemoteValue> RemoteCache<S> {
         plan: &Plan,
         prepared: &Prepared,
         stored: Option<&S>,
-        started: Instant,
+        (started, written_at): (Instant, u64),
     ) -> Option<impl FnOnce(&dyn super::RemoteStore) -> super::StoreFuture<bool> + Send + 'static>
     {
         if plan.remote.hides(&plan.read_keys) {
@@ -577,7 +662,10 @@ impl<S: RemoteValue> RemoteCache<S> {
                         return None;
                     }
                 };
-                (frame(codec, &prepared.stamps, &payload), remaining)
+                (
+                    frame(codec, &prepared.stamps, written_at, &payload),
+                    remaining,
+                )
             }
             None if prepared.own_lease => (marker(Kind::Tombstone), Duration::from_millis(1)),
             None => return None,
@@ -611,9 +699,9 @@ impl<S: RemoteValue> RemoteCache<S> {
         result
     }
 
-    fn hit<R>(&self, value: S, load: fn(S) -> R) -> R {
+    fn hit<R>(&self, value: S, written_at: u64, load: fn(S) -> R) -> (R, Served) {
         self.counters.hits.increment();
-        load(value)
+        (load(value), Served::Hit(WrittenAt::UnixMs(written_at)))
     }
 
     fn miss(&self) {
@@ -621,8 +709,14 @@ impl<S: RemoteValue> RemoteCache<S> {
     }
 
     /// Joins the flight of `key`: `Ok(guard)` to go on (leading it, or alone), `Err(value)` when
-    /// a concurrent caller's value was handed over.
-    fn join(&self, key: &String) -> Result<Option<LeaderGuard<'_, String, S>>, S> {
+    /// a concurrent caller's value was handed over. A refresh never takes a value handed over:
+    /// it waits out the flight it finds (which started before it) and leads the next one.
+    #[allow(clippy::type_complexity)]
+    fn join(
+        &self,
+        key: &String,
+        mode: Mode,
+    ) -> Result<Option<LeaderGuard<'_, String, (S, u64)>>, (S, u64)> {
         let Some(flights) = &self.flights else {
             return Ok(None);
         };
@@ -632,15 +726,21 @@ impl<S: RemoteValue> RemoteCache<S> {
                 // A computation of this key calling itself: go on alone, without waiting.
                 Role::Follower(flight) if led_by_this_thread(&flight) => return Ok(None),
                 Role::Follower(flight) => match flight.wait() {
-                    Some(value) => return Err(value),
-                    // It stored nothing (an error, a panic, cancellation): take over.
-                    None => continue,
+                    Some(value) if mode == Mode::Lookup => return Err(value),
+                    // It stored nothing (an error, a panic, cancellation): take over. Or a
+                    // refresh, which leads its own.
+                    _ => continue,
                 },
             }
         }
     }
 
-    async fn join_async(&self, key: &String) -> Result<Option<LeaderGuard<'_, String, S>>, S> {
+    #[allow(clippy::type_complexity)]
+    async fn join_async(
+        &self,
+        key: &String,
+        mode: Mode,
+    ) -> Result<Option<LeaderGuard<'_, String, (S, u64)>>, (S, u64)> {
         let Some(flights) = &self.flights else {
             return Ok(None);
         };
@@ -649,28 +749,85 @@ impl<S: RemoteValue> RemoteCache<S> {
                 Role::Leader(guard) => return Ok(Some(guard)),
                 Role::Follower(flight) if led_by_this_thread(&flight) => return Ok(None),
                 Role::Follower(flight) => match flight.wait_async().await {
-                    Some(value) => return Err(value),
-                    None => continue,
+                    Some(value) if mode == Mode::Lookup => return Err(value),
+                    _ => continue,
                 },
             }
         }
     }
 
-    /// Looks the call up, and on a miss runs `compute` and stores what `store` keeps.
+    /// What a read means for this call: a hit to return, or how to write after computing. A
+    /// refresh computes whatever the read found, over the token of the value it found.
+    fn next_step(&self, found: Found<S>, mode: Mode) -> Result<(S, u64), Option<Write>> {
+        match (found, mode) {
+            (
+                Found::Hit {
+                    value, written_at, ..
+                },
+                Mode::Lookup,
+            ) => Ok((value, written_at)),
+            (Found::Hit { write, .. }, Mode::Refresh) => Err(Some(write)),
+            (Found::Miss(write), _) => Err(write),
+        }
+    }
+
+    /// Looks the call up, and on a miss runs `compute` and stores what `keep` keeps.
     pub fn compute<R>(
         &self,
         arguments: Option<String>,
         tags: &[String],
-        store: fn(&R) -> Option<S>,
+        keep: fn(&R) -> Option<&S>,
         load: fn(S) -> R,
         compute: impl FnOnce() -> R,
     ) -> R {
+        self.compute_in(arguments, tags, keep, load, compute, Mode::Lookup)
+            .0
+    }
+
+    /// [`compute`](Self::compute), saying how the call was answered (`f::call`).
+    pub fn compute_observed<R>(
+        &self,
+        arguments: Option<String>,
+        tags: &[String],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: impl FnOnce() -> R,
+    ) -> Cached<R> {
+        let (result, served) = self.compute_in(arguments, tags, keep, load, compute, Mode::Lookup);
+        served.into_cached(result)
+    }
+
+    /// Recomputes now and stores what `keep` keeps (`f::refresh`), over whatever the store
+    /// holds for the key. A computation of the key already running in this process is waited
+    /// out first (it started earlier); callers arriving meanwhile get the refreshed value. An
+    /// `Err`/`None` is returned and leaves the entry as it was.
+    pub fn refresh<R>(
+        &self,
+        arguments: Option<String>,
+        tags: &[String],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: impl FnOnce() -> R,
+    ) -> R {
+        self.compute_in(arguments, tags, keep, load, compute, Mode::Refresh)
+            .0
+    }
+
+    fn compute_in<R>(
+        &self,
+        arguments: Option<String>,
+        tags: &[String],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: impl FnOnce() -> R,
+        mode: Mode,
+    ) -> (R, Served) {
         let Some(plan) = arguments.and_then(|arguments| self.plan(&arguments, tags)) else {
             self.miss();
-            return self.timed(compute);
+            return (self.timed(compute), Served::Computed);
         };
         if plan.remote.hides(&plan.read_keys) {
-            return self.compute_hidden(&plan, store, load, compute);
+            return self.compute_hidden(&plan, keep, load, compute, mode);
         }
         // Read before joining the flight, so that a hit, the common case, touches no flight.
         let read = |plan: &Plan| {
@@ -678,16 +835,16 @@ impl<S: RemoteValue> RemoteCache<S> {
             plan.remote.blocking(move |remote| remote.get_many(keys))
         };
         let mut epoch = self.epoch();
-        let mut write = match self.judge(&plan, read(&plan)) {
-            Found::Hit(value) => return self.hit(value, load),
-            Found::Miss(write) => write,
+        let mut write = match self.next_step(self.judge(&plan, read(&plan)), mode) {
+            Ok((value, written_at)) => return self.hit(value, written_at, load),
+            Err(write) => write,
         };
-        let guard = match self.join(plan.entry_key()) {
+        let guard = match self.join(plan.entry_key(), mode) {
             Ok(guard) => guard,
             // Handed over by this process's leader: the store says whether it is still what
             // a call made now may get (another process may have invalidated it meanwhile).
             Err(handed) => match self.verify(&plan, handed, read(&plan)) {
-                Ok(value) => return self.hit(value, load),
+                Ok((value, written_at)) => return self.hit(value, written_at, load),
                 Err(miss) => {
                     write = miss;
                     None
@@ -695,34 +852,34 @@ impl<S: RemoteValue> RemoteCache<S> {
             },
         };
         // A new leader reads again: a flight that ended between the read and the join stored
-        // the value.
+        // the value (or, for a refresh, changed what it must write over).
         if guard.is_some() && Write::worth_rereading(&write) {
             epoch = self.epoch();
-            write = match self.judge(&plan, read(&plan)) {
-                Found::Hit(value) => {
-                    self.finish(guard, Some(&value), epoch);
-                    return self.hit(value, load);
+            write = match self.next_step(self.judge(&plan, read(&plan)), mode) {
+                Ok((value, written_at)) => {
+                    self.finish(guard, Some((&value, written_at)), epoch);
+                    return self.hit(value, written_at, load);
                 }
-                Found::Miss(write) => write,
+                Err(write) => write,
             };
         }
         let prepared = write
             .map(|write| plan.remote.blocking(self.prepare_op(&plan, write)))
             .and_then(|prepared| self.prepared(prepared));
         self.miss();
-        let started = Instant::now();
+        let started = (Instant::now(), unix_ms());
         let result = match &guard {
             Some(guard) => guard.lead(|| self.timed(compute)),
             None => self.timed(compute),
         };
-        let stored = store(&result);
+        let stored = keep(&result);
         if let Some(prepared) = &prepared
-            && let Some(settle) = self.settle_op(&plan, prepared, stored.as_ref(), started)
+            && let Some(settle) = self.settle_op(&plan, prepared, stored, started)
         {
             self.populated(plan.remote.blocking(settle));
         }
-        self.finish(guard, stored.as_ref(), epoch);
-        result
+        self.finish(guard, stored.map(|value| (value, started.1)), epoch);
+        (result, Served::Computed)
     }
 
     /// A call whose entry an invalidation still waiting to reach the store hides: computed
@@ -731,22 +888,25 @@ impl<S: RemoteValue> RemoteCache<S> {
     fn compute_hidden<R>(
         &self,
         plan: &Plan,
-        store: fn(&R) -> Option<S>,
+        keep: fn(&R) -> Option<&S>,
         load: fn(S) -> R,
         compute: impl FnOnce() -> R,
-    ) -> R {
+        mode: Mode,
+    ) -> (R, Served) {
         let epoch = self.epoch();
-        let guard = match self.join(plan.entry_key()) {
+        let guard = match self.join(plan.entry_key(), mode) {
             Ok(guard) => guard,
-            Err(handed) => return self.hit(handed, load),
+            Err((handed, written_at)) => return self.hit(handed, written_at, load),
         };
         self.miss();
+        let written_at = unix_ms();
         let result = match &guard {
             Some(guard) => guard.lead(|| self.timed(compute)),
             None => self.timed(compute),
         };
-        self.finish(guard, store(&result).as_ref(), epoch);
-        result
+        let stored = keep(&result).map(|value| (value, written_at));
+        self.finish(guard, stored, epoch);
+        (result, Served::Computed)
     }
 
     /// What a follower makes of a value its leader handed over, given a read made after it
@@ -756,11 +916,13 @@ impl<S: RemoteValue> RemoteCache<S> {
     fn verify(
         &self,
         plan: &Plan,
-        handed: S,
+        handed: (S, u64),
         read: Result<Vec<Option<Vec<u8>>>, BackendError>,
-    ) -> Result<S, Option<Write>> {
+    ) -> Result<(S, u64), Option<Write>> {
         match self.judge(plan, read) {
-            Found::Hit(value) => Ok(value),
+            Found::Hit {
+                value, written_at, ..
+            } => Ok((value, written_at)),
             Found::Miss(None) => Ok(handed),
             Found::Miss(miss) => Err(miss),
         }
@@ -771,34 +933,88 @@ impl<S: RemoteValue> RemoteCache<S> {
         &self,
         arguments: Option<String>,
         tags: &[String],
-        store: fn(&R) -> Option<S>,
+        keep: fn(&R) -> Option<&S>,
         load: fn(S) -> R,
         compute: F,
     ) -> R
     where
         F: Future<Output = R>,
     {
+        self.compute_async_in(arguments, tags, keep, load, compute, Mode::Lookup)
+            .await
+            .0
+    }
+
+    /// The `async fn` form of [`compute_observed`](Self::compute_observed).
+    pub async fn compute_observed_async<R, F>(
+        &self,
+        arguments: Option<String>,
+        tags: &[String],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: F,
+    ) -> Cached<R>
+    where
+        F: Future<Output = R>,
+    {
+        let (result, served) = self
+            .compute_async_in(arguments, tags, keep, load, compute, Mode::Lookup)
+            .await;
+        served.into_cached(result)
+    }
+
+    /// The `async fn` form of [`refresh`](Self::refresh).
+    pub async fn refresh_async<R, F>(
+        &self,
+        arguments: Option<String>,
+        tags: &[String],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: F,
+    ) -> R
+    where
+        F: Future<Output = R>,
+    {
+        self.compute_async_in(arguments, tags, keep, load, compute, Mode::Refresh)
+            .await
+            .0
+    }
+
+    async fn compute_async_in<R, F>(
+        &self,
+        arguments: Option<String>,
+        tags: &[String],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: F,
+        mode: Mode,
+    ) -> (R, Served)
+    where
+        F: Future<Output = R>,
+    {
         let Some(plan) = arguments.and_then(|arguments| self.plan(&arguments, tags)) else {
             self.miss();
-            return self.timed_async(compute).await;
+            return (self.timed_async(compute).await, Served::Computed);
         };
         if plan.remote.hides(&plan.read_keys) {
-            return self.compute_hidden_async(&plan, store, load, compute).await;
+            return self
+                .compute_hidden_async(&plan, keep, load, compute, mode)
+                .await;
         }
         // As in `compute`: read first, join the flight on a miss (checking a handed value
         // against the store), and a new leader reads again.
         let mut epoch = self.epoch();
         let read = plan.remote.read(&plan.read_keys).await;
-        let mut write = match self.judge(&plan, read) {
-            Found::Hit(value) => return self.hit(value, load),
-            Found::Miss(write) => write,
+        let mut write = match self.next_step(self.judge(&plan, read), mode) {
+            Ok((value, written_at)) => return self.hit(value, written_at, load),
+            Err(write) => write,
         };
-        let guard = match self.join_async(plan.entry_key()).await {
+        let guard = match self.join_async(plan.entry_key(), mode).await {
             Ok(guard) => guard,
             Err(handed) => {
                 let read = plan.remote.read(&plan.read_keys).await;
                 match self.verify(&plan, handed, read) {
-                    Ok(value) => return self.hit(value, load),
+                    Ok((value, written_at)) => return self.hit(value, written_at, load),
                     Err(miss) => {
                         write = miss;
                         None
@@ -809,12 +1025,12 @@ impl<S: RemoteValue> RemoteCache<S> {
         if guard.is_some() && Write::worth_rereading(&write) {
             epoch = self.epoch();
             let read = plan.remote.read(&plan.read_keys).await;
-            write = match self.judge(&plan, read) {
-                Found::Hit(value) => {
-                    self.finish(guard, Some(&value), epoch);
-                    return self.hit(value, load);
+            write = match self.next_step(self.judge(&plan, read), mode) {
+                Ok((value, written_at)) => {
+                    self.finish(guard, Some((&value, written_at)), epoch);
+                    return self.hit(value, written_at, load);
                 }
-                Found::Miss(write) => write,
+                Err(write) => write,
             };
         }
         let prepared = match write {
@@ -825,48 +1041,183 @@ impl<S: RemoteValue> RemoteCache<S> {
             None => None,
         };
         self.miss();
-        let started = Instant::now();
+        let started = (Instant::now(), unix_ms());
         let result = match &guard {
             Some(guard) => self.timed_async(guard.lead_async(compute)).await,
             None => self.timed_async(compute).await,
         };
-        let stored = store(&result);
+        let stored = keep(&result);
         if let Some(prepared) = &prepared
-            && let Some(settle) = self.settle_op(&plan, prepared, stored.as_ref(), started)
+            && let Some(settle) = self.settle_op(&plan, prepared, stored, started)
         {
             self.populated(plan.remote.call(settle).await);
         }
-        self.finish(guard, stored.as_ref(), epoch);
-        result
+        self.finish(guard, stored.map(|value| (value, started.1)), epoch);
+        (result, Served::Computed)
     }
 
     /// The `async fn` form of [`compute_hidden`](Self::compute_hidden).
     async fn compute_hidden_async<R, F>(
         &self,
         plan: &Plan,
-        store: fn(&R) -> Option<S>,
+        keep: fn(&R) -> Option<&S>,
         load: fn(S) -> R,
         compute: F,
-    ) -> R
+        mode: Mode,
+    ) -> (R, Served)
     where
         F: Future<Output = R>,
     {
         let epoch = self.epoch();
-        let guard = match self.join_async(plan.entry_key()).await {
+        let guard = match self.join_async(plan.entry_key(), mode).await {
             Ok(guard) => guard,
-            Err(handed) => return self.hit(handed, load),
+            Err((handed, written_at)) => return self.hit(handed, written_at, load),
         };
         self.miss();
+        let written_at = unix_ms();
         let result = match &guard {
             Some(guard) => self.timed_async(guard.lead_async(compute)).await,
             None => self.timed_async(compute).await,
         };
-        self.finish(guard, store(&result).as_ref(), epoch);
-        result
+        let stored = keep(&result).map(|value| (value, written_at));
+        self.finish(guard, stored, epoch);
+        (result, Served::Computed)
+    }
+
+    /// The fresh value stored for these arguments, if any, without computing and without
+    /// counting a hit or a miss (`f::peek`). `None` too while an invalidation of it waits to
+    /// reach the store, and when the store cannot be read (an error is counted).
+    pub fn peek(&self, arguments: Option<String>, tags: &[String]) -> Option<S> {
+        let plan = arguments.and_then(|arguments| self.plan(&arguments, tags))?;
+        if plan.remote.hides(&plan.read_keys) {
+            return None;
+        }
+        let keys = plan.read_keys.clone();
+        let read = plan.remote.blocking(move |remote| remote.get_many(keys));
+        self.peeked(&plan, read)
+    }
+
+    /// The `async fn` form of [`peek`](Self::peek).
+    pub async fn peek_async(&self, arguments: Option<String>, tags: &[String]) -> Option<S> {
+        let plan = arguments.and_then(|arguments| self.plan(&arguments, tags))?;
+        if plan.remote.hides(&plan.read_keys) {
+            return None;
+        }
+        let read = plan.remote.read(&plan.read_keys).await;
+        self.peeked(&plan, read)
+    }
+
+    fn peeked(&self, plan: &Plan, read: Result<Vec<Option<Vec<u8>>>, BackendError>) -> Option<S> {
+        match self.judge(plan, read) {
+            Found::Hit { value, .. } => Some(value),
+            Found::Miss(_) => None,
+        }
+    }
+
+    /// What `set` does before touching the store: `Err(Some(..))` is the outcome without a
+    /// write, `Err(None)` that the key is to be invalidated instead.
+    fn set_plan(
+        &self,
+        arguments: Option<&str>,
+        tags: &[String],
+        value: Option<S>,
+    ) -> Result<(Plan, S), Option<SetOutcome>> {
+        let Some(plan) = arguments.and_then(|arguments| self.plan(arguments, tags)) else {
+            // Arguments that cannot be encoded are never cached; without a store, nothing is.
+            return Err(Some(SetOutcome::NotStored(Invalidation::Absent)));
+        };
+        if plan.remote.hides(&plan.read_keys) {
+            // The invalidation waiting to land would remove the value again.
+            return Err(Some(SetOutcome::NotStored(Invalidation::Queued)));
+        }
+        value.map(|value| (plan, value)).ok_or(None)
+    }
+
+    /// The store operation of `set` (see [`write_through`]), or `None` if the value does not
+    /// encode (an error counted).
+    fn set_op(
+        &self,
+        plan: &Plan,
+        value: &S,
+    ) -> Option<impl FnOnce(&dyn super::RemoteStore) -> super::StoreFuture<()> + Send + 'static>
+    {
+        let codec = plan.remote.codec();
+        let payload = match codec.encode(value) {
+            Ok(payload) => payload,
+            Err(error) => {
+                self.record("encode", &BackendError::Other(Box::new(error)));
+                return None;
+            }
+        };
+        let store = plan.remote.store();
+        let entry_key = plan.entry_key().clone();
+        let stamp_keys = plan.read_keys[1..].to_vec();
+        let ttl = self.entry_ttl(&plan.remote);
+        let stamp_ttl = plan.remote.stamp_ttl();
+        let written_at = unix_ms();
+        Some(move |_: &dyn super::RemoteStore| {
+            Box::pin(write_through(
+                store, entry_key, stamp_keys, codec, payload, written_at, ttl, stamp_ttl,
+            )) as super::StoreFuture<()>
+        })
+    }
+
+    /// Stores `value` for these arguments as if computed now (`f::set`, write-through), for
+    /// every process. A computation of the key already running, in any process, finds other
+    /// bytes than it read and does not write its older value. `None` (the policy keeps no such
+    /// result) invalidates the key instead; so does a write that fails (a store that is down:
+    /// the invalidation is queued, see [`Invalidation::Queued`]).
+    pub fn set(&self, arguments: Option<String>, tags: &[String], value: Option<S>) -> SetOutcome {
+        let (plan, value) = match self.set_plan(arguments.as_deref(), tags, value) {
+            Ok(planned) => planned,
+            Err(Some(outcome)) => return outcome,
+            Err(None) => return SetOutcome::NotStored(self.invalidate(arguments)),
+        };
+        self.note_invalidation();
+        let written = self
+            .set_op(&plan, &value)
+            .map(|op| plan.remote.blocking(op));
+        self.note_invalidation();
+        match written {
+            Some(Ok(())) => SetOutcome::Stored,
+            Some(Err(error)) => {
+                self.record("set", &error);
+                SetOutcome::NotStored(self.invalidate(arguments))
+            }
+            None => SetOutcome::NotStored(self.invalidate(arguments)),
+        }
+    }
+
+    /// The `async fn` form of [`set`](Self::set).
+    pub async fn set_async(
+        &self,
+        arguments: Option<String>,
+        tags: &[String],
+        value: Option<S>,
+    ) -> SetOutcome {
+        let (plan, value) = match self.set_plan(arguments.as_deref(), tags, value) {
+            Ok(planned) => planned,
+            Err(Some(outcome)) => return outcome,
+            Err(None) => return SetOutcome::NotStored(self.invalidate_async(arguments).await),
+        };
+        self.note_invalidation();
+        let written = match self.set_op(&plan, &value) {
+            Some(op) => Some(plan.remote.call(op).await),
+            None => None,
+        };
+        self.note_invalidation();
+        match written {
+            Some(Ok(())) => SetOutcome::Stored,
+            Some(Err(error)) => {
+                self.record("set", &error);
+                SetOutcome::NotStored(self.invalidate_async(arguments).await)
+            }
+            None => SetOutcome::NotStored(self.invalidate_async(arguments).await),
+        }
     }
 }
 
-impl<S: Send + Sync + 'static> crate::registry::Registered for RemoteCache<S> {
+impl<S: Send + 'static> crate::registry::Registered for RemoteCache<S> {
     fn name(&self) -> &str {
         self.name
     }

@@ -170,7 +170,8 @@ const FRAME_VERSION: u8 = 2;
 const NO_CODEC: u8 = 0;
 
 /// How many leading bytes of a stored value identify what was written: magic, frame version,
-/// kind, codec and a 128-bit nonce fresh for every write. A populate replaces the value only
+/// kind, codec and a 128-bit nonce fresh for every write: the time the value's computation
+/// started (Unix milliseconds, little-endian; what `Age` is read from), then 64 random bits. A populate replaces the value only
 /// if these bytes are still the ones it read before computing (see
 /// [`RemoteStore::compare_and_set`](super::RemoteStore::compare_and_set)).
 pub(crate) const TOKEN_LEN: usize = 20;
@@ -232,20 +233,37 @@ pub(crate) fn fresh_nonce() -> [u8; 16] {
     nonce
 }
 
-fn token(kind: Kind, codec: u8) -> Token {
+fn token(kind: Kind, codec: u8, written_at: u64) -> Token {
     let mut token = [0; TOKEN_LEN];
     token[..4].copy_from_slice(&[MAGIC, FRAME_VERSION, kind as u8, codec]);
-    token[4..].copy_from_slice(&fresh_nonce());
+    token[4..12].copy_from_slice(&written_at.to_le_bytes());
+    token[12..].copy_from_slice(&fresh_nonce()[..8]);
     token
 }
 
-/// Frames `payload` with the stamps it was computed under, behind a fresh token. At most
-/// 65,535 stamps are written (the macro allows 1,024 tags, plus the clear and remote-wide
-/// stamps).
-pub(crate) fn frame(codec: Codec, stamps: &[Stamp], payload: &[u8]) -> Vec<u8> {
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+/// When the value behind `token` was computed (Unix milliseconds, as its writer's clock said).
+pub(crate) fn written_at(token: &Token) -> u64 {
+    let mut word = [0; 8];
+    word.copy_from_slice(&token[4..12]);
+    u64::from_le_bytes(word)
+}
+
+/// Frames `payload` with the stamps it was computed under, behind a fresh token that records
+/// `written_at` (Unix milliseconds at the computation's start). At most 65,535 stamps are
+/// written (the macro allows 1,024 tags, plus the clear and remote-wide stamps).
+pub(crate) fn frame(codec: Codec, stamps: &[Stamp], written_at: u64, payload: &[u8]) -> Vec<u8> {
     let count = u16::try_from(stamps.len()).unwrap_or(u16::MAX);
     let mut out = Vec::with_capacity(VALUE_HEADER + 8 * stamps.len() + payload.len());
-    out.extend_from_slice(&token(Kind::Value, codec.id()));
+    out.extend_from_slice(&token(Kind::Value, codec.id(), written_at));
     out.extend_from_slice(&count.to_le_bytes());
     for stamp in stamps.iter().take(usize::from(count)) {
         out.extend_from_slice(&stamp.to_le_bytes());
@@ -256,7 +274,7 @@ pub(crate) fn frame(codec: Codec, stamps: &[Stamp], payload: &[u8]) -> Vec<u8> {
 
 /// A fresh lease or tombstone.
 pub(crate) fn marker(kind: Kind) -> Vec<u8> {
-    token(kind, NO_CODEC).to_vec()
+    token(kind, NO_CODEC, unix_ms()).to_vec()
 }
 
 /// The token of a stored value, if it is a frame of this format (of any codec).
@@ -319,7 +337,7 @@ mod tests {
     #[test]
     fn frames_round_trip_and_reject_garbage() {
         let payload = Codec::Postcard.encode(&("ada", 7_u32)).unwrap();
-        let framed = frame(Codec::Postcard, &[3, 9], &payload);
+        let framed = frame(Codec::Postcard, &[3, 9], 42, &payload);
         let Stored::Value {
             token,
             stamps,
@@ -330,6 +348,11 @@ mod tests {
         };
         assert_eq!(stamps, vec![3, 9]);
         assert_eq!(token_of(&framed), Some(token));
+        assert_eq!(
+            written_at(&token),
+            42,
+            "the computation's start is in the token"
+        );
         assert!(is_value(&framed[..TOKEN_LEN]));
         let value: (String, u32) = Codec::Postcard.decode(rest).unwrap();
         assert_eq!(value, ("ada".to_string(), 7));
@@ -342,8 +365,8 @@ mod tests {
     #[test]
     fn every_write_has_its_own_token_and_markers_are_not_values() {
         let payload = Codec::Postcard.encode(&1_u8).unwrap();
-        let a = frame(Codec::Postcard, &[], &payload);
-        let b = frame(Codec::Postcard, &[], &payload);
+        let a = frame(Codec::Postcard, &[], 42, &payload);
+        let b = frame(Codec::Postcard, &[], 42, &payload);
         assert_ne!(token_of(&a), token_of(&b), "same value, new token");
         for kind in [Kind::Lease, Kind::Tombstone] {
             let marker = marker(kind);
@@ -359,7 +382,7 @@ mod tests {
     #[test]
     fn more_than_255_stamps_fit() {
         let stamps: Vec<Stamp> = (1..=300).collect();
-        let framed = frame(Codec::Postcard, &stamps, &[0]);
+        let framed = frame(Codec::Postcard, &stamps, 42, &[0]);
         let Ok(Stored::Value { stamps: read, .. }) = unframe(Codec::Postcard, &framed) else {
             panic!("a value frame reads as a value");
         };

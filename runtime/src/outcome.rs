@@ -1,0 +1,210 @@
+//! What a call or a write came to: [`Cached`] with its [`Status`], and [`SetOutcome`].
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::invalidation::Invalidation;
+
+/// How a call was answered.
+///
+/// `#[non_exhaustive]`: more statuses (a stale value served, which level of a layered cache
+/// answered) come with the features that produce them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Status {
+    /// A stored value, or the value a concurrent caller of the same key had just computed
+    /// (single flight): the function did not run for this call.
+    Hit,
+    /// The function ran for this call (also when the cache could not be used, e.g. a remote
+    /// store that is down).
+    Miss,
+}
+
+impl Status {
+    /// `"HIT"` or `"MISS"`: the value of an `X-Cache` response header.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Hit => "HIT",
+            Status::Miss => "MISS",
+        }
+    }
+
+    /// Whether the function did not run for this call.
+    pub fn is_hit(self) -> bool {
+        matches!(self, Status::Hit)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A cached function's result with how it was answered: what `f::call(..)` returns, for a web
+/// handler that sets `X-Cache` and `Age` headers or a caller that logs hits.
+///
+/// ```
+/// use cachemere::{cached, Status};
+///
+/// #[cached(ttl = "5m")]
+/// fn price(item: u64) -> u64 { item * 100 }
+///
+/// let first = price::call(7);
+/// assert_eq!((first.value, first.status), (700, Status::Miss));
+/// assert_eq!(first.age, std::time::Duration::ZERO);
+///
+/// let again = price::call(7);
+/// assert_eq!(again.status.as_str(), "HIT"); // for `X-Cache`
+/// let age_header = again.age.as_secs().to_string(); // for `Age`
+/// assert_eq!(again.into_value(), 700);
+/// # let _ = age_header;
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Cached<R> {
+    /// What the function returned (for this call or when the stored value was computed).
+    pub value: R,
+    /// Whether the value came from the cache.
+    pub status: Status,
+    /// How long ago the value's computation started (TTLs count from there too); zero on a
+    /// miss. For a remote cache it is read from the writer's wall clock, so clocks out of step
+    /// between hosts shift it (a value from the future is given age zero).
+    pub age: Duration,
+}
+
+impl<R> Cached<R> {
+    /// A value the function computed for this call.
+    pub fn miss(value: R) -> Self {
+        Cached {
+            value,
+            status: Status::Miss,
+            age: Duration::ZERO,
+        }
+    }
+
+    /// A value from the cache, computed `age` ago.
+    pub fn hit(value: R, age: Duration) -> Self {
+        Cached {
+            value,
+            status: Status::Hit,
+            age,
+        }
+    }
+
+    /// The value, without the status.
+    pub fn into_value(self) -> R {
+        self.value
+    }
+
+    /// Whether the value came from the cache.
+    pub fn is_hit(&self) -> bool {
+        self.status.is_hit()
+    }
+}
+
+/// What `f::set(.., value)` came to.
+///
+/// ```
+/// use cachemere::{cached, Invalidation, SetOutcome};
+///
+/// #[cached]
+/// fn load(id: u64) -> Result<String, String> {
+///     Ok(format!("row {id} from the database"))
+/// }
+///
+/// // Write-through: after writing row 7 to the database, put the new row in the cache.
+/// assert_eq!(load::set(7, Ok("row 7, updated".to_owned())), SetOutcome::Stored);
+/// assert_eq!(load(7).unwrap(), "row 7, updated");
+///
+/// // Only `Ok` is stored: an `Err` removes the entry instead, so the next call computes.
+/// let outcome = load::set(7, Err("gone".to_owned()));
+/// assert_eq!(outcome, SetOutcome::NotStored(Invalidation::Removed));
+/// assert_eq!(load(7).unwrap(), "row 7 from the database");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SetOutcome {
+    /// The value is stored: calls return it until it expires or is invalidated.
+    Stored,
+    /// Nothing was stored: the policy keeps no such result (an `Err`, a `None`), the store
+    /// refused the value, or an invalidation of the key waits to reach a remote store. The
+    /// entry the key had is invalidated instead, with this outcome (`Queued`: a remote store
+    /// could not be reached; see [`Invalidation`]), so no call serves the value `set` replaced.
+    NotStored(Invalidation),
+}
+
+impl SetOutcome {
+    /// Whether the value is stored.
+    pub fn is_stored(self) -> bool {
+        matches!(self, SetOutcome::Stored)
+    }
+}
+
+impl fmt::Display for SetOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetOutcome::Stored => f.write_str("stored"),
+            SetOutcome::NotStored(invalidation) => {
+                write!(f, "not stored; the previous entry: {invalidation}")
+            }
+        }
+    }
+}
+
+/// Whether a call looks its key up first or recomputes it (`f::refresh`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Lookup,
+    Refresh,
+}
+
+/// When a stored value's computation started, in the clock of the store that holds it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum WrittenAt {
+    /// Monotonic nanoseconds of this process (see `clock`).
+    Monotonic(u64),
+    /// Milliseconds since the Unix epoch on the writer's host (a remote store).
+    UnixMs(u64),
+}
+
+/// How an engine answered a call; turned into [`Cached`] only by `f::call`, so that a plain
+/// call reads no clock for it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Served {
+    Computed,
+    Hit(WrittenAt),
+}
+
+impl Served {
+    pub(crate) fn hit_at(monotonic_ns: u64) -> Self {
+        Served::Hit(WrittenAt::Monotonic(monotonic_ns))
+    }
+
+    pub(crate) fn into_cached<R>(self, value: R) -> Cached<R> {
+        match self {
+            Served::Computed => Cached::miss(value),
+            Served::Hit(written_at) => Cached::hit(value, written_at.age()),
+        }
+    }
+}
+
+impl WrittenAt {
+    /// How long ago this was (zero if it lies in the future: another host's clock ahead).
+    pub(crate) fn age(self) -> Duration {
+        match self {
+            WrittenAt::Monotonic(at) => match crate::clock::precise_ns() {
+                // The clock could not be read.
+                u64::MAX => Duration::ZERO,
+                now => Duration::from_nanos(now.saturating_sub(at)),
+            },
+            WrittenAt::UnixMs(at) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |since| since.as_millis());
+                let at = u128::from(at);
+                Duration::from_millis(u64::try_from(now.saturating_sub(at)).unwrap_or(u64::MAX))
+            }
+        }
+    }
+}
