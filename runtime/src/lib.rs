@@ -50,7 +50,8 @@ pub use backend::{Backend, BackendError, CacheConfig, DEFAULT_MAXSIZE};
 /// Caches a function's results: put it on a function, an `async fn`, or a `&self` method of an
 /// inherent `impl` block.
 ///
-/// Options (all optional): `ttl = 300` or `ttl = "250ms" | "90s" | "5m" | "1h" | "1d"`,
+/// Options (all optional): `ttl = 300` or `ttl = "250ms" | "90s" | "5m" | "1h" | "1d"` or a
+/// constant `Duration` expression (`ttl = CONFIG_TTL`, `ttl = Duration::from_secs(300)`),
 /// `maxsize = 1000` (default [`DEFAULT_MAXSIZE`]), `tags = ["users", "user:{id}"]`, `skip(a, b)`
 /// (and `skip(self)`), `key = <expr>` with `key_type = Type` (default `String`),
 /// `name = "..."`, `backend = "memory" | "moka" | "redis" | "remote" | path::to::constructor`,
@@ -59,9 +60,12 @@ pub use backend::{Backend, BackendError, CacheConfig, DEFAULT_MAXSIZE};
 /// `cache_err = true`, `single_flight = false`. Only `Some`/`Ok` are stored unless
 /// `cache_none`/`cache_err` say otherwise. Misuse is a compile error on the offending token.
 ///
-/// A free function `f` gets `f::cache_info()`, `f::cache_clear()` and `f::invalidate(..)`
-/// (async for an `async fn`); a method `m` gets `m_cache_info()`, `m_cache_clear()` and
-/// `m_invalidate(..)`. Hits return clones: return `Arc<T>` for large values.
+/// A free function `f` gets `f::cache_info()`, `f::cache_clear()`, `f::invalidate(..)`,
+/// `f::set(.., value)` (write-through), `f::peek(..)` (not counted), `f::refresh(..)`,
+/// `f::call(..)` (with the hit status and age: [`Cached`]) and `f::uncached(..)` (async for an
+/// `async fn`, except `cache_info`); a method `m` gets the same as `m_cache_info()`,
+/// `m_invalidate(..)`, `m_set(..)` and so on. Hits return clones: return `Arc<T>` for large
+/// values.
 ///
 /// ```
 /// use std::sync::Arc;
