@@ -2,6 +2,7 @@
 //! which re-exports it; the generated code calls into that crate.
 
 mod attr;
+mod context;
 mod expand;
 mod shape;
 mod sig;
@@ -27,7 +28,7 @@ pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     let analysis = options
         .as_ref()
         .map_err(Clone::clone)
-        .and_then(|options| sig::analyze(&function, options));
+        .and_then(|options| sig::analyze(&function, options, context::place(&function.sig.ident)));
     match (options, analysis) {
         (Ok(options), Ok(analysis)) => expand::expand(&function, &options, &analysis).into(),
         (Err(error), _) | (Ok(_), Err(error)) => {

@@ -6,6 +6,7 @@ use syn::visit::Visit;
 use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, ReturnType, Type};
 
 use crate::attr::{Errors, Options};
+use crate::context::Place;
 use crate::shape::{Shape, borrows_elsewhere, shape};
 
 /// One named argument of the function.
@@ -41,9 +42,21 @@ pub(crate) struct Receiver {
     pub(crate) skipped: bool,
 }
 
-pub(crate) fn analyze(function: &ItemFn, options: &Options) -> syn::Result<Analysis> {
+pub(crate) fn analyze(function: &ItemFn, options: &Options, place: Place) -> syn::Result<Analysis> {
     let mut errors = Errors::default();
     let sig = &function.sig;
+
+    if place == Place::TraitImpl {
+        let name = &sig.ident;
+        return Err(syn::Error::new(
+            name.span(),
+            format!(
+                "`#[cached]` cannot go on a method of a trait or a trait impl: its helpers \
+                 (`{name}_cache_info`, `{name}_invalidate`, ...) would not be members of the trait; \
+                 put `#[cached]` on an inherent method or a free function, and call it from `{name}`"
+            ),
+        ));
+    }
 
     if let Some(constness) = &sig.constness {
         errors.at(
@@ -204,7 +217,9 @@ pub(crate) fn analyze(function: &ItemFn, options: &Options) -> syn::Result<Analy
         }
     }
 
-    let is_method = receiver.is_some() || mentions_self(function);
+    // In an inherent `impl`, an associated function without `self` is one too: its helpers
+    // are associated functions beside it (`Type::f_cache_info()`).
+    let is_method = place == Place::Inherent || receiver.is_some() || mentions_self(function);
     check_remote_options(options, is_method, &mut errors);
     errors.finish()?;
     Ok(Analysis {

@@ -51,6 +51,30 @@ impl Shop {
     }
 }
 
+static TAX_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+impl Shop {
+    /// An associated function without `self` or `Self`: its helpers sit beside it.
+    #[cached]
+    fn tax(rate: u32) -> u32 {
+        TAX_RUNS.fetch_add(1, Ordering::SeqCst);
+        rate * 2
+    }
+}
+
+#[test]
+fn associated_function_without_self() {
+    assert_eq!(Shop::tax(3), 6);
+    assert_eq!(Shop::tax(3), 6);
+    assert_eq!(TAX_RUNS.load(Ordering::SeqCst), 1);
+    let info = Shop::tax_cache_info();
+    assert_eq!((info.hits, info.misses), (1, 1));
+    assert!(Shop::tax_set(4, 1).is_stored());
+    assert_eq!(Shop::tax_peek(4), Some(1));
+    assert!(Shop::tax_invalidate(3).removed());
+    assert_eq!(Shop::tax_uncached(3), 6);
+}
+
 #[test]
 fn method_helpers() {
     let shop = Shop { id: 2 };
