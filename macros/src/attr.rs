@@ -60,7 +60,7 @@ pub(crate) enum Duration {
     Millis(u64),
     /// A constant expression of type `std::time::Duration` (`CONFIG_TTL`,
     /// `Duration::from_secs(5 * 60)`), evaluated at compile time.
-    Const(Expr),
+    Const(Box<Expr>),
 }
 
 /// A value and where it was written.
@@ -373,7 +373,7 @@ fn duration(value: Expr, errors: &mut Errors) -> Option<Duration> {
         }
         // A path passed through `macro_rules!` arrives wrapped in an invisible group.
         Expr::Group(group) => duration(*group.expr, errors),
-        other => Some(Duration::Const(other)),
+        other => Some(Duration::Const(Box::new(other))),
     }
 }
 
