@@ -471,9 +471,10 @@ where
     }
 
     /// Recomputes now and stores what the policy keeps (`f::refresh`). A computation of this
-    /// key already running in this process started earlier and may return older data: the
-    /// refresh waits for it to finish, then leads its own; callers arriving meanwhile wait for
-    /// and get the refreshed value. An `Err`/`None` is returned and leaves the entry as it was.
+    /// key already running started earlier and may return older data: it stores nothing (as
+    /// after a `set`), and the refresh waits for a flight of it to finish, then leads its own;
+    /// callers arriving meanwhile wait for and get the refreshed value. An `Err`/`None` is
+    /// returned and leaves the entry as it was.
     pub fn refresh<R>(
         &self,
         key: K,
@@ -496,6 +497,7 @@ where
         mode: Mode,
     ) -> (R, Served) {
         let stripe = self.key_stripe(&key);
+        self.begin(stripe, mode);
         let Some(flights) = &self.flights else {
             let result = self.compute_alone(key, stripe, tags, keep, compute);
             return (result, Served::Computed);
@@ -542,6 +544,15 @@ where
                     }
                 }
             }
+        }
+    }
+
+    /// A refresh starts as `set` does: a computation of its key that started earlier (in a
+    /// flight or alone) may have read older data, and must not store it over the refreshed
+    /// value.
+    fn begin(&self, stripe: usize, mode: Mode) {
+        if mode == Mode::Refresh {
+            self.invalidated[stripe].fetch_add(1, Ordering::SeqCst);
         }
     }
 
@@ -615,6 +626,7 @@ where
         mode: Mode,
     ) -> (R, Served) {
         let stripe = self.key_stripe(&key);
+        self.begin(stripe, mode);
         let Some(flights) = &self.flights else {
             let result = self
                 .compute_alone_async(key, stripe, tags, keep, compute)

@@ -280,3 +280,31 @@ fn rewritten_signatures_and_recursion() {
     assert_eq!(fib::uncached(30), 832_040);
     assert_eq!(FIB_RUNS.load(Ordering::SeqCst), 32);
 }
+
+static ALONE_ORIGIN: AtomicU64 = AtomicU64::new(1);
+static ALONE_GATE: cachemere_tests::gate::Gate = cachemere_tests::gate::Gate::new();
+
+#[cached(single_flight = false)]
+fn alone(id: u64) -> u64 {
+    let read = ALONE_ORIGIN.load(Ordering::SeqCst);
+    ALONE_GATE.pass();
+    read + id
+}
+
+/// Without single flight nothing waits for the older computation: it must still not store its
+/// older value over the refreshed one (memory).
+#[test]
+fn refresh_wins_over_an_older_computation_without_single_flight() {
+    let (started, go) = ALONE_GATE.arm();
+    let older = std::thread::spawn(|| alone(0));
+    started.recv().unwrap();
+    ALONE_ORIGIN.store(2, Ordering::SeqCst);
+    assert_eq!(alone::refresh(0), 2);
+    go.send(()).unwrap();
+    assert_eq!(older.join().unwrap(), 1);
+    assert_eq!(
+        alone::peek(0),
+        Some(2),
+        "the older computation stored its value last"
+    );
+}
