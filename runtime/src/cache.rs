@@ -61,20 +61,19 @@ struct Snapshot<const N: usize> {
 #[derive(Clone, Debug)]
 pub struct Entry<S, const N: usize> {
     value: S,
-    /// Monotonic nanoseconds (see `clock`), or `NEVER`.
-    expires_at: u64,
-    /// Monotonic nanoseconds at the start of the computation (or the `set`): for `Age`.
-    written_at: u64,
+    /// Monotonic nanoseconds (see `clock`): with a TTL, when the entry expires; without, when
+    /// its computation (or `set`) started, for `Age`. One field, so an entry is no larger than
+    /// before ages were reported (a hit copies it).
+    time: u64,
     tags: [TagStamp; N],
 }
 
-/// What a computation reads before it runs: the invalidation generation, when its value will
-/// expire and when it started.
+/// What a computation reads before it runs: the invalidation generation, and its entry's
+/// `time` (when it will expire, or without a TTL when it started).
 #[derive(Clone, Copy)]
 struct Started {
     generation: Generation,
-    expires_at: u64,
-    written_at: u64,
+    time: u64,
 }
 
 /// One cached function's cache. Generated code reaches it through a `CacheSlot`.
@@ -170,21 +169,29 @@ where
         &self.config
     }
 
-    #[inline]
+    #[inline(always)]
     fn is_fresh(&self, entry: &Entry<S, N>) -> bool {
-        self.is_unexpired(entry.expires_at) && entry.tags.iter().all(TagStamp::is_current)
+        (self.ttl_ns.is_none() || self.is_unexpired(entry.time))
+            && entry.tags.iter().all(TagStamp::is_current)
     }
 
     /// The coarse clock decides while the expiry is far; near it, the precise clock does.
-    #[inline]
+    #[inline(always)]
     fn is_unexpired(&self, expires_at: u64) -> bool {
-        expires_at == NEVER
-            || clock::coarse_ns().saturating_add(self.clock_slack_ns) < expires_at
+        clock::coarse_ns().saturating_add(self.clock_slack_ns) < expires_at
             || clock::precise_ns() < expires_at
     }
 
+    /// When an entry's computation started (monotonic nanoseconds).
+    fn written_at(&self, entry: &Entry<S, N>) -> u64 {
+        match self.ttl_ns {
+            Some(ttl) => entry.time.saturating_sub(ttl),
+            None => entry.time,
+        }
+    }
+
     /// The fresh entry for `key`, if any (not counted).
-    #[inline]
+    #[inline(always)]
     fn fresh_entry<Q>(&self, key: &Q) -> Option<Entry<S, N>>
     where
         Q: ?Sized + Hash + Equivalent<K>,
@@ -200,7 +207,7 @@ where
     }
 
     /// Looks `key` up; a fresh entry is a hit (counted) and its value is returned.
-    #[inline]
+    #[inline(always)]
     pub fn get<Q>(&self, key: &Q) -> Option<S>
     where
         Q: ?Sized + Hash + Equivalent<K>,
@@ -227,7 +234,8 @@ where
     {
         let entry = self.fresh_entry(key)?;
         self.counters.hits.increment();
-        Some((entry.value, Served::hit_at(entry.written_at)))
+        let served = Served::hit_at(self.written_at(&entry));
+        Some((entry.value, served))
     }
 
     /// The fresh value stored for `key`, if any, without computing and without counting a
@@ -274,7 +282,7 @@ where
     fn accepts(&self, snapshot: &Snapshot<N>, handoff: &Handoff<S, N>) -> bool {
         handoff.generation == snapshot.generation
             && handoff.entry.tags == snapshot.tags
-            && (handoff.entry.expires_at == NEVER || handoff.entry.expires_at > snapshot.called_at)
+            && (self.ttl_ns.is_none() || handoff.entry.time > snapshot.called_at)
     }
 
     /// A new leader first looks again: a flight that finished between our miss and joining may
@@ -287,7 +295,7 @@ where
     ) -> Option<(S, Served, Option<Handoff<S, N>>)> {
         let entry = self.fresh_entry(key)?;
         self.counters.hits.increment();
-        let served = Served::hit_at(entry.written_at);
+        let served = Served::hit_at(self.written_at(&entry));
         Some(if followed {
             (
                 entry.value.clone(),
@@ -309,7 +317,7 @@ where
         match outcome {
             Some(handoff) if self.accepts(snapshot, &handoff) => {
                 self.counters.hits.increment();
-                let served = Served::hit_at(handoff.entry.written_at);
+                let served = Served::hit_at(self.written_at(&handoff.entry));
                 AfterWait::Hit(handoff.entry.value, served)
             }
             // Rather than queue behind another attempt.
@@ -330,18 +338,14 @@ where
     /// invalidation generation and the expiry.
     fn start(&self, stripe: usize) -> Started {
         let generation = self.generation(stripe);
-        let (expires_at, written_at) = match self.ttl_ns.map(|ttl| (ttl, clock::precise_ns())) {
+        let time = match self.ttl_ns.map(|ttl| (ttl, clock::precise_ns())) {
             // A clock that cannot be read gives an entry that is never fresh.
-            Some((_, u64::MAX)) => (0, 0),
-            Some((ttl, now)) => (now.saturating_add(ttl).min(NEVER - 1), now),
+            Some((_, u64::MAX)) => 0,
+            Some((ttl, now)) => now.saturating_add(ttl).min(NEVER - 1),
             // Without a TTL the time only gives `Age`: the coarse clock is enough.
-            None => (NEVER, clock::coarse_ns()),
+            None => clock::coarse_ns(),
         };
-        Started {
-            generation,
-            expires_at,
-            written_at,
-        }
+        Started { generation, time }
     }
 
     /// Stores what the policy keeps of `result` (one clone), unless an invalidation raced with
@@ -366,8 +370,7 @@ where
         };
         let entry = Entry {
             value,
-            expires_at: started.expires_at,
-            written_at: started.written_at,
+            time: started.time,
             tags,
         };
         let handoff = followed.then(|| Handoff {
@@ -425,8 +428,7 @@ where
         let started = self.start(stripe);
         let entry = Entry {
             value,
-            expires_at: started.expires_at,
-            written_at: started.written_at,
+            time: started.time,
             tags,
         };
         match self.store_entry(key.clone(), stripe, started.generation, entry) {

@@ -165,6 +165,7 @@ pub(crate) enum WrittenAt {
     /// Monotonic nanoseconds of this process (see `clock`).
     Monotonic(u64),
     /// Milliseconds since the Unix epoch on the writer's host (a remote store).
+    #[cfg(feature = "remote")]
     UnixMs(u64),
 }
 
@@ -198,6 +199,7 @@ impl WrittenAt {
                 u64::MAX => Duration::ZERO,
                 now => Duration::from_nanos(now.saturating_sub(at)),
             },
+            #[cfg(feature = "remote")]
             WrittenAt::UnixMs(at) => {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)

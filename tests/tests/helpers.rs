@@ -308,3 +308,19 @@ fn refresh_wins_over_an_older_computation_without_single_flight() {
         "the older computation stored its value last"
     );
 }
+
+#[cached(ttl = 60)]
+fn aged_with_ttl(x: u64) -> u64 {
+    x
+}
+
+/// With a TTL the age is read back from the expiry (the entry keeps one time).
+#[test]
+fn age_with_a_ttl() {
+    assert_eq!(aged_with_ttl::call(1).status, Status::Miss);
+    std::thread::sleep(Duration::from_millis(150));
+    let hit = aged_with_ttl::call(1);
+    assert_eq!(hit.status, Status::Hit);
+    assert!(hit.age >= Duration::from_millis(100), "age {:?}", hit.age);
+    assert!(hit.age < Duration::from_secs(60), "age {:?}", hit.age);
+}

@@ -482,6 +482,7 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, BackendError> {
 
 /// A handle to cachemere's background runtime (stores connect there for operations polled
 /// outside any tokio runtime).
+#[cfg(feature = "redis")]
 pub(crate) fn background_runtime() -> Result<tokio::runtime::Handle, BackendError> {
     Ok(runtime()?.handle().clone())
 }
