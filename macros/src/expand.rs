@@ -125,7 +125,7 @@ fn key_parts(analysis: &Analysis) -> Vec<KeyPart> {
                 (
                     quote!(let #view_var = #private::SliceRef(#slice);),
                     quote!(&#view_var),
-                    syn::parse_quote_spanned!(span=> ::std::vec::Vec<#owned>),
+                    syn::parse_quote_spanned!(span=> ::cachemere::__private::SliceKey<#owned>),
                     span,
                     with_static_lifetimes(&arg.ty),
                 )

@@ -15,9 +15,9 @@ pub(crate) enum Shape<'a> {
     OptionRef(&'a Type),
     /// `Option<Cow<'_, T>>`: stored as `Option<T::Owned>`.
     OptionCow(&'a Type),
-    /// `&[&T]`: stored as `Vec<T::Owned>`.
+    /// `&[&T]`: stored as `SliceKey<T::Owned>` (a `Vec`).
     SliceOfRefs(&'a Type),
-    /// `Vec<&T>`: stored as `Vec<T::Owned>`.
+    /// `Vec<&T>`: stored as `SliceKey<T::Owned>`.
     VecOfRefs(&'a Type),
 }
 

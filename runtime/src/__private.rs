@@ -3,7 +3,8 @@
 pub use crate::backend::CacheConfig;
 pub use crate::cache::{Cache, Entry};
 pub use crate::key::{
-    CachedValue, KeyPart, KeyRef, KeyView, OptionRef, ReceiverKeyPart, SharedValue, SliceRef,
+    CachedValue, KeyPart, KeyRef, KeyView, OptionRef, ReceiverKeyPart, SharedValue, SliceKey,
+    SliceRef,
 };
 pub use crate::memory::MemoryBackend;
 pub use crate::policy::{Everything, OkOnly, Policy, SomeOnly};

@@ -312,7 +312,6 @@ where
         key: &K,
         snapshot: &Snapshot<N>,
         outcome: Option<Handoff<S, N>>,
-        mode: Mode,
     ) -> AfterWait<S> {
         match outcome {
             Some(handoff) if self.accepts(snapshot, &handoff) => {
@@ -322,8 +321,6 @@ where
             }
             // Rather than queue behind another attempt.
             Some(_) => AfterWait::Compute,
-            // A refresh does not settle for what is stored.
-            None if mode == Mode::Refresh => AfterWait::TakeOver,
             // Unless someone stored it meanwhile (a leader with no follower when it finished
             // hands nothing over).
             None => self
@@ -415,6 +412,17 @@ where
         Ok(true)
     }
 
+    /// Makes every computation of this stripe running now leave nothing stored, as an
+    /// invalidation does, before a newer value is written (`set`, `refresh`): they started
+    /// before it and may have read older data. A leader that passed its check just before
+    /// may be inserting: it removes its value again after its insert; wait for that, or its
+    /// value would land after the newer one (served after `set` returned) and then take the
+    /// newer one out with its own.
+    fn supersede(&self, stripe: usize) {
+        self.invalidated[stripe].fetch_add(1, Ordering::SeqCst);
+        Inserting::wait_out(&self.inserting[stripe]);
+    }
+
     /// Stores `value` for `key` as if computed now (`f::set`, write-through). A computation of
     /// this key already running does not store its older value over it. `None` (the policy
     /// keeps no such result) invalidates the key instead, as does a store that refuses it.
@@ -423,8 +431,7 @@ where
             return SetOutcome::NotStored(self.invalidate(&key));
         };
         let stripe = self.key_stripe(&key);
-        // As an invalidation does: what runs now started before this value was known.
-        self.invalidated[stripe].fetch_add(1, Ordering::SeqCst);
+        self.supersede(stripe);
         let started = self.start(stripe);
         let entry = Entry {
             value,
@@ -473,10 +480,12 @@ where
     }
 
     /// Recomputes now and stores what the policy keeps (`f::refresh`). A computation of this
-    /// key already running started earlier and may return older data: it stores nothing (as
-    /// after a `set`), and the refresh waits for a flight of it to finish, then leads its own;
-    /// callers arriving meanwhile wait for and get the refreshed value. An `Err`/`None` is
-    /// returned and leaves the entry as it was.
+    /// key already running started earlier and may return older data: it stores nothing over
+    /// the refreshed value (as after a `set`), whether it runs in a flight or alone (no single
+    /// flight, a follower computing on its own). The refresh waits for a flight of the key to
+    /// finish and then leads its own, never taking a value handed over; callers arriving
+    /// meanwhile wait for and get the refreshed value. An `Err`/`None` is returned and leaves
+    /// the entry as it was.
     pub fn refresh<R>(
         &self,
         key: K,
@@ -499,17 +508,19 @@ where
         mode: Mode,
     ) -> (R, Served) {
         let stripe = self.key_stripe(&key);
-        self.begin(stripe, mode);
         let Some(flights) = &self.flights else {
-            let result = self.compute_alone(key, stripe, tags, keep, compute);
+            let result = self.compute_alone(key, stripe, tags, keep, compute, mode);
             return (result, Served::Computed);
         };
         let snapshot = self.snapshot(stripe, tags);
-        // A refresh ignores the first flight it finds: that one started before the refresh.
-        let mut waited_out = mode == Mode::Lookup;
+        // A refresh waits out every flight it finds (they started before it, or may hand it a
+        // value stored before it) and leads the next one.
         loop {
             match flights.join(&key) {
                 Role::Leader(guard) => {
+                    if mode == Mode::Refresh {
+                        self.supersede(stripe);
+                    }
                     let started = self.start(stripe);
                     if mode == Mode::Lookup
                         && let Some((value, served, handoff)) =
@@ -530,16 +541,15 @@ where
                         AfterWait::Compute
                     } else {
                         let outcome = flight.wait();
-                        if !waited_out {
-                            waited_out = true;
+                        if mode == Mode::Refresh {
                             continue;
                         }
-                        self.after_wait(&key, &snapshot, outcome, mode)
+                        self.after_wait(&key, &snapshot, outcome)
                     };
                     match next {
                         AfterWait::Hit(value, served) => return (load(value), served),
                         AfterWait::Compute => {
-                            let result = self.compute_alone(key, stripe, tags, keep, compute);
+                            let result = self.compute_alone(key, stripe, tags, keep, compute, mode);
                             return (result, Served::Computed);
                         }
                         AfterWait::TakeOver => {}
@@ -549,16 +559,8 @@ where
         }
     }
 
-    /// A refresh starts as `set` does: a computation of its key that started earlier (in a
-    /// flight or alone) may have read older data, and must not store it over the refreshed
-    /// value.
-    fn begin(&self, stripe: usize, mode: Mode) {
-        if mode == Mode::Refresh {
-            self.invalidated[stripe].fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    /// Computes outside any flight and stores what the policy keeps.
+    /// Computes outside any flight and stores what the policy keeps (a refresh first makes
+    /// the computations running meanwhile store nothing).
     fn compute_alone<R>(
         &self,
         key: K,
@@ -566,7 +568,11 @@ where
         tags: [TagStamp; N],
         keep: fn(&R) -> Option<&S>,
         compute: Box<dyn FnOnce() -> R + '_>,
+        mode: Mode,
     ) -> R {
+        if mode == Mode::Refresh {
+            self.supersede(stripe);
+        }
         let started = self.start(stripe);
         let result = self.timed(compute);
         self.finish(key, stripe, tags, keep, started, result, false)
@@ -628,18 +634,19 @@ where
         mode: Mode,
     ) -> (R, Served) {
         let stripe = self.key_stripe(&key);
-        self.begin(stripe, mode);
         let Some(flights) = &self.flights else {
             let result = self
-                .compute_alone_async(key, stripe, tags, keep, compute)
+                .compute_alone_async(key, stripe, tags, keep, compute, mode)
                 .await;
             return (result, Served::Computed);
         };
         let snapshot = self.snapshot(stripe, tags);
-        let mut waited_out = mode == Mode::Lookup;
         loop {
             match flights.join(&key) {
                 Role::Leader(guard) => {
+                    if mode == Mode::Refresh {
+                        self.supersede(stripe);
+                    }
                     let started = self.start(stripe);
                     if mode == Mode::Lookup
                         && let Some((value, served, handoff)) =
@@ -659,17 +666,16 @@ where
                         AfterWait::Compute
                     } else {
                         let outcome = flight.wait_async().await;
-                        if !waited_out {
-                            waited_out = true;
+                        if mode == Mode::Refresh {
                             continue;
                         }
-                        self.after_wait(&key, &snapshot, outcome, mode)
+                        self.after_wait(&key, &snapshot, outcome)
                     };
                     match next {
                         AfterWait::Hit(value, served) => return (load(value), served),
                         AfterWait::Compute => {
                             let result = self
-                                .compute_alone_async(key, stripe, tags, keep, compute)
+                                .compute_alone_async(key, stripe, tags, keep, compute, mode)
                                 .await;
                             return (result, Served::Computed);
                         }
@@ -688,7 +694,11 @@ where
         tags: [TagStamp; N],
         keep: fn(&R) -> Option<&S>,
         compute: impl Future<Output = R>,
+        mode: Mode,
     ) -> R {
+        if mode == Mode::Refresh {
+            self.supersede(stripe);
+        }
         let started = self.start(stripe);
         let result = self.timed_async(compute).await;
         self.finish(key, stripe, tags, keep, started, result, false)

@@ -32,7 +32,8 @@ macro_rules! key_ref_tuple {
 /// it hashes like `O` and compares with it, and makes one on a miss.
 ///
 /// Every `T: PartialEq + ToOwned` is a view of `T::Owned` (`&str` of `String`, `u64` of
-/// itself); [`OptionRef`] and [`SliceRef`] cover `Option<&T>` and `&[&T]`.
+/// itself); [`OptionRef`] and [`SliceRef`] cover `Option<&T>` and `&[&T]`. A view must hash
+/// exactly as its owned form does with any hasher, not only with a byte-stream one.
 pub trait KeyView<O> {
     /// Whether `owned` is the key part this argument stands for.
     fn matches(&self, owned: &O) -> bool;
@@ -80,34 +81,56 @@ impl<T: ?Sized + PartialEq + ToOwned> KeyView<Option<T::Owned>> for OptionRef<'_
     }
 }
 
-/// A `&[&T]` argument (or `Vec<&T>`, as a slice), stored as `Vec<T::Owned>` and looked up
-/// without allocating.
+/// A `&[&T]` argument (or `Vec<&T>`, as a slice), stored as [`SliceKey<T::Owned>`] and
+/// looked up without allocating.
 pub struct SliceRef<'a, 'b, T: ?Sized>(pub &'a [&'b T]);
 
 impl<T: ?Sized + Hash> Hash for SliceRef<'_, '_, T> {
     #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
-        // Like `[T::Owned]`, as `Vec<T::Owned>` hashes: the length, then each element.
-        self.0.hash(state);
+        // As `SliceKey` hashes: the length, then each element on its own. (Not as a slice:
+        // `[u64]` hashes its elements as one byte string, `[&u64]` one by one, and a hasher
+        // that is not a byte stream, like the memory store's, tells the two apart.)
+        self.0.len().hash(state);
+        for element in self.0 {
+            (**element).hash(state);
+        }
     }
 }
 
-impl<T: ?Sized + PartialEq + ToOwned> KeyView<Vec<T::Owned>> for SliceRef<'_, '_, T> {
+/// The owned key part of a `&[&T]` or `Vec<&T>` argument: the elements' owned forms, hashed
+/// one by one as [`SliceRef`] hashes them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SliceKey<O>(pub Vec<O>);
+
+impl<O: Hash> Hash for SliceKey<O> {
     #[inline]
-    fn matches(&self, owned: &Vec<T::Owned>) -> bool {
-        self.0.len() == owned.len()
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.len().hash(state);
+        for element in &self.0 {
+            element.hash(state);
+        }
+    }
+}
+
+impl<T: ?Sized + PartialEq + ToOwned> KeyView<SliceKey<T::Owned>> for SliceRef<'_, '_, T> {
+    #[inline]
+    fn matches(&self, owned: &SliceKey<T::Owned>) -> bool {
+        self.0.len() == owned.0.len()
             && self
                 .0
                 .iter()
-                .zip(owned)
+                .zip(&owned.0)
                 .all(|(borrowed, owned)| **borrowed == *owned.borrow())
     }
 
-    fn to_owned_key(&self) -> Vec<T::Owned> {
-        self.0
-            .iter()
-            .map(|borrowed| (*borrowed).to_owned())
-            .collect()
+    fn to_owned_key(&self) -> SliceKey<T::Owned> {
+        SliceKey(
+            self.0
+                .iter()
+                .map(|borrowed| (*borrowed).to_owned())
+                .collect(),
+        )
     }
 }
 
@@ -185,7 +208,10 @@ mod tests {
     #[test]
     fn borrowed_shapes_hash_and_compare_like_their_owned_forms() {
         let state = std::hash::RandomState::new();
-        let owned = (Some("ada".to_owned()), vec!["a".to_owned(), "b".to_owned()]);
+        let owned = (
+            Some("ada".to_owned()),
+            SliceKey(vec!["a".to_owned(), "b".to_owned()]),
+        );
         let names = ["a", "b"];
         let option = OptionRef(Some("ada"));
         let slice = SliceRef(&names);
@@ -202,5 +228,19 @@ mod tests {
         assert!(!KeyRef((&option,)).equivalent(&none));
         let fewer = SliceRef(&names[..1]);
         assert!(!KeyRef((&option, &fewer)).equivalent(&owned));
+    }
+
+    #[test]
+    fn slices_of_integer_refs_hash_like_their_owned_form_with_the_memory_hasher() {
+        // The memory store's hasher is not a byte stream: `[u64]` (one write of all bytes)
+        // and `[&u64]` (one write per element) hash differently there.
+        let state = quick_cache::DefaultHashBuilder::default();
+        let (a, b) = (1_u64, 2_u64);
+        let refs = [&a, &b];
+        let view = SliceRef(&refs);
+        let owned = SliceKey(vec![1_u64, 2]);
+        assert_eq!(state.hash_one(&view), state.hash_one(&owned));
+        assert!(KeyRef((&view,)).equivalent(&(owned.clone(),)));
+        assert_eq!(state.hash_one(KeyRef((&view,))), state.hash_one((owned,)));
     }
 }

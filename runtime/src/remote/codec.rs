@@ -164,8 +164,9 @@ impl Codec {
 
 /// The first byte of every framed value.
 const MAGIC: u8 = 0xCA;
-/// The frame layout version (1 had no kind and no token; its values read as unreadable).
-const FRAME_VERSION: u8 = 2;
+/// The frame layout version (1 had no kind and no token; 2 no time in its nonce: their
+/// values read as unreadable and are overwritten).
+const FRAME_VERSION: u8 = 3;
 /// The codec byte of markers, which carry no payload.
 const NO_CODEC: u8 = 0;
 
