@@ -115,3 +115,60 @@ fn set_and_refresh_across_processes_and_faults() {
     assert_eq!(shared_value::set(3, "3@set".to_owned()), SetOutcome::Stored);
     assert_eq!(peer(&url, &["get", "3"])["value"], "3@set");
 }
+
+static HIDDEN_MINE: OnceLock<Remote> = OnceLock::new();
+
+fn hidden_mine() -> Remote {
+    HIDDEN_MINE.get().expect("set by the test").clone()
+}
+
+static HIDDEN_ORIGIN: AtomicU64 = AtomicU64::new(1);
+static HIDDEN_GATE: cachemere_tests::gate::Gate = cachemere_tests::gate::Gate::new();
+
+#[cached(backend = "redis", remote = hidden_mine, name = "helpers-hidden")]
+fn hidden(id: u64) -> u64 {
+    let read = HIDDEN_ORIGIN.load(Ordering::SeqCst);
+    HIDDEN_GATE.pass();
+    read + id
+}
+
+/// While an invalidation of a key waits to reach Redis, its calls skip the store and share one
+/// computation. A `set` then cannot be written (it is queued too); a caller that arrives after
+/// it returned must not be handed the result of a computation that read the origin before it.
+#[test]
+fn a_set_while_an_invalidation_is_queued_is_not_undone_by_a_running_computation() {
+    let server = RedisServer::start().unwrap();
+    HIDDEN_MINE
+        .set(
+            RedisConfig::new(server.url())
+                .prefix("helpers-hidden")
+                .timeout(Duration::from_millis(100))
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(hidden(0), 1);
+    server.pause(Duration::from_millis(3000)).unwrap();
+    assert_eq!(hidden::invalidate(0), Invalidation::Queued);
+
+    // A computation that skips the store reads version 1 and waits.
+    let (started, go) = HIDDEN_GATE.arm();
+    let older = std::thread::spawn(|| hidden(0));
+    started.recv().unwrap();
+    HIDDEN_ORIGIN.store(2, Ordering::SeqCst);
+    assert_eq!(
+        hidden::set(0, 2),
+        SetOutcome::NotStored(Invalidation::Queued)
+    );
+    // A call after the set: it joins the running computation (the flight is not observable:
+    // give it time to), which must not hand it version 1.
+    let after = std::thread::spawn(|| hidden(0));
+    std::thread::sleep(Duration::from_millis(300));
+    go.send(()).unwrap();
+    assert_eq!(older.join().unwrap(), 1);
+    assert_eq!(
+        after.join().unwrap(),
+        2,
+        "handed a value read before the set"
+    );
+}

@@ -1168,12 +1168,15 @@ impl<S: RemoteValue> RemoteCache<S> {
     /// result) invalidates the key instead; so does a write that fails (a store that is down:
     /// the invalidation is queued, see [`Invalidation::Queued`]).
     pub fn set(&self, arguments: Option<String>, tags: &[String], value: Option<S>) -> SetOutcome {
+        // Before anything else, as an invalidation: a computation of this cache running in
+        // this process (e.g. one that skips the store while an invalidation is queued) must not
+        // hand its older value to callers that arrive after this returns.
+        self.note_invalidation();
         let (plan, value) = match self.set_plan(arguments.as_deref(), tags, value) {
             Ok(planned) => planned,
             Err(Some(outcome)) => return outcome,
             Err(None) => return SetOutcome::NotStored(self.invalidate(arguments)),
         };
-        self.note_invalidation();
         let written = self
             .set_op(&plan, &value)
             .map(|op| plan.remote.blocking(op));
@@ -1195,12 +1198,13 @@ impl<S: RemoteValue> RemoteCache<S> {
         tags: &[String],
         value: Option<S>,
     ) -> SetOutcome {
+        // As in `set`.
+        self.note_invalidation();
         let (plan, value) = match self.set_plan(arguments.as_deref(), tags, value) {
             Ok(planned) => planned,
             Err(Some(outcome)) => return outcome,
             Err(None) => return SetOutcome::NotStored(self.invalidate_async(arguments).await),
         };
-        self.note_invalidation();
         let written = match self.set_op(&plan, &value) {
             Some(op) => Some(plan.remote.call(op).await),
             None => None,
