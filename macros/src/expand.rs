@@ -16,12 +16,17 @@ struct KeyPart {
     setup: TokenStream,
     /// A reference to the argument as a `KeyView` of `owned`.
     view: TokenStream,
-    owned: Type,
-    assert: TokenStream,
+    /// The owned key part's type through its gate (see the runtime's `gate`): the type itself
+    /// when the part can be a key, a type rustc leaves unknown (reporting once) when not.
+    gated_owned: TokenStream,
+    /// The gate, as `<T as Gate<_>>`, whose `pass` the cache and the view go through.
+    gate: TokenStream,
+    /// Where its errors point.
+    span: Span,
     /// For a remote key: a reference to what is serialized.
     remote_borrow: TokenStream,
-    /// For a remote key: the check that the value (behind any reference) serializes.
-    remote_assert: TokenStream,
+    /// For a remote key: the gate checking that the value (behind any reference) serializes.
+    remote_gate: TokenStream,
 }
 
 /// The pieces shared by the function and its helpers.
@@ -54,30 +59,37 @@ fn key_parts(analysis: &Analysis) -> Vec<KeyPart> {
         parts.push(KeyPart {
             setup: quote!(),
             view: quote_spanned!(span=> self),
-            owned: syn::parse_quote_spanned!(span=> Self),
-            assert: quote_spanned!(span=> ::cachemere::__private::assert_receiver_key_part::<Self>();),
+            gated_owned: quote_spanned!(span=> <Self as ::cachemere::__private::ReceiverGate<_>>::Is),
+            gate: quote_spanned!(span=> <Self as ::cachemere::__private::ReceiverGate<_>>),
+            span,
             remote_borrow: quote_spanned!(span=> self),
-            remote_assert: quote_spanned!(span=> ::cachemere::__private::assert_remote_key_part::<Self>();),
+            remote_gate: quote_spanned!(span=> <Self as ::cachemere::__private::RemoteKeyGate<_>>),
         });
     }
     for (index, arg) in analysis.args.iter().filter(|a| !a.skipped).enumerate() {
         let ident = &arg.ident;
         let view_var = local(&format!("__cachemere_view_{index}"));
         let private = quote!(::cachemere::__private);
-        let owned_of = |elem: &Type, span: Span| -> Type {
+        let owned_of = |elem: &Type, span: Span| -> TokenStream {
             let elem = with_static_lifetimes(elem);
-            syn::parse_quote_spanned!(span=> <#elem as ::std::borrow::ToOwned>::Owned)
+            quote_spanned!(span=> <#elem as #private::BorrowedKeyGate<_>>::Is)
+        };
+        let borrowed_gate = |elem: &Type, span: Span| -> TokenStream {
+            let elem = with_static_lifetimes(elem);
+            quote_spanned!(span=> <#elem as #private::BorrowedKeyGate<_>>)
         };
         // Errors point at the referent (`Client` of `&Client`): a stable span covers one token.
-        let (setup, view, owned, span, referent) = match shape(&arg.ty) {
+        let (setup, view, gated_owned, gate, span, referent) = match shape(&arg.ty) {
             Shape::Owned => {
                 let span = arg.ty.span();
+                let ty = with_static_lifetimes(&arg.ty);
                 (
                     quote!(),
                     quote!(&#ident),
-                    with_static_lifetimes(&arg.ty),
+                    quote_spanned!(span=> <#ty as #private::KeyGate<_>>::Is),
+                    quote_spanned!(span=> <#ty as #private::KeyGate<_>>),
                     span,
-                    with_static_lifetimes(&arg.ty),
+                    ty,
                 )
             }
             Shape::Ref(elem) => {
@@ -86,6 +98,7 @@ fn key_parts(analysis: &Analysis) -> Vec<KeyPart> {
                     quote!(),
                     quote!(#ident),
                     owned_of(elem, span),
+                    borrowed_gate(elem, span),
                     span,
                     with_static_lifetimes(elem),
                 )
@@ -96,6 +109,7 @@ fn key_parts(analysis: &Analysis) -> Vec<KeyPart> {
                     quote!(),
                     quote!(&*#ident),
                     owned_of(elem, span),
+                    borrowed_gate(elem, span),
                     span,
                     with_static_lifetimes(elem),
                 )
@@ -110,7 +124,8 @@ fn key_parts(analysis: &Analysis) -> Vec<KeyPart> {
                 (
                     quote!(let #view_var = #private::OptionRef(#option);),
                     quote!(&#view_var),
-                    syn::parse_quote_spanned!(span=> ::core::option::Option<#owned>),
+                    quote_spanned!(span=> ::core::option::Option<#owned>),
+                    borrowed_gate(elem, span),
                     span,
                     with_static_lifetimes(&arg.ty),
                 )
@@ -125,26 +140,26 @@ fn key_parts(analysis: &Analysis) -> Vec<KeyPart> {
                 (
                     quote!(let #view_var = #private::SliceRef(#slice);),
                     quote!(&#view_var),
-                    syn::parse_quote_spanned!(span=> ::cachemere::__private::SliceKey<#owned>),
+                    quote_spanned!(span=> ::cachemere::__private::SliceKey<#owned>),
+                    borrowed_gate(elem, span),
                     span,
                     with_static_lifetimes(&arg.ty),
                 )
             }
         };
-        let assert = quote_spanned!(span=> ::cachemere::__private::assert_key_part::<#owned>(););
         let remote_borrow = match &arg.ty {
             Type::Reference(_) => quote!(#ident),
             _ => quote!(&#ident),
         };
-        let remote_assert =
-            quote_spanned!(span=> ::cachemere::__private::assert_remote_key_part::<#referent>(););
+        let remote_gate = quote_spanned!(span=> <#referent as #private::RemoteKeyGate<_>>);
         parts.push(KeyPart {
             setup,
             view,
-            owned,
-            assert,
+            gated_owned,
+            gate,
+            span,
             remote_borrow,
-            remote_assert,
+            remote_gate,
         });
     }
     parts
@@ -209,26 +224,156 @@ impl Plan<'_> {
         }
     }
 
-    /// The key type, the stored type and the number of tags.
-    fn cache_types(&self) -> (TokenStream, TokenStream, usize) {
-        let key = match (&self.options.key, &self.options.key_type) {
-            (Some(_), Some(key_type)) => {
+    /// The type of the key of `key = ...`.
+    fn key_type(&self) -> TokenStream {
+        match &self.options.key_type {
+            Some(key_type) => {
                 let ty = with_static_lifetimes(key_type);
                 quote!(#ty)
             }
-            (Some(_), None) => quote!(::std::string::String),
-            (None, _) => {
-                let owned = self.key_parts.iter().map(|p| &p.owned);
-                quote!((#(#owned,)*))
-            }
-        };
+            None => quote!(::std::string::String),
+        }
+    }
+
+    /// The stored type.
+    fn stored(&self) -> TokenStream {
         let output = self.output();
         let policy = self.policy();
         let span = self.analysis.output.span();
-        let stored =
-            quote_spanned!(span=> <#policy as ::cachemere::__private::Policy<#output>>::Stored);
-        let tags = self.options.tags.as_ref().map_or(0, Vec::len);
-        (key, stored, tags)
+        quote_spanned!(span=> <#policy as ::cachemere::__private::Policy<#output>>::Stored)
+    }
+
+    fn tag_count(&self) -> usize {
+        self.options.tags.as_ref().map_or(0, Vec::len)
+    }
+
+    /// Whether the store is one of the built-in in-process stores, which share each value
+    /// between threads (a user's store may lock it).
+    fn shares_values(&self) -> bool {
+        matches!(
+            self.options.backend.as_ref().map(|b| &b.value),
+            None | Some(BackendChoice::Memory | BackendChoice::Moka)
+        )
+    }
+
+    /// The gates of the key's parts (`<T as Gate<_>>`), for the kind of cache.
+    fn key_gates(&self) -> Vec<(Span, TokenStream)> {
+        let remote = self.options.is_remote();
+        match (&self.options.key, &self.options.key_type) {
+            (None, _) => self
+                .key_parts
+                .iter()
+                .map(|p| {
+                    let gate = if remote { &p.remote_gate } else { &p.gate };
+                    (p.span, gate.clone())
+                })
+                .collect(),
+            (Some(_), Some(key_type)) => {
+                let ty = with_static_lifetimes(key_type);
+                let gate = if remote {
+                    quote!(RemoteKeyGate)
+                } else {
+                    quote!(KeyGate)
+                };
+                let span = key_type.span();
+                vec![(
+                    span,
+                    quote_spanned!(span=> <#ty as ::cachemere::__private::#gate<_>>),
+                )]
+            }
+            (Some(_), None) => Vec::new(),
+        }
+    }
+
+    /// The gates of the stored value (`<T as Gate<_>>`), for the kind of cache.
+    fn value_gates(&self) -> Vec<(Span, TokenStream)> {
+        let stored = self.stored();
+        let span = self.analysis.output.span();
+        let mut gates = if self.options.is_remote() {
+            vec![quote!(RemoteValueGate)]
+        } else {
+            vec![quote!(ValueGate)]
+        };
+        if !self.options.is_remote() && self.shares_values() {
+            gates.push(quote!(SharedGate));
+        }
+        gates
+            .into_iter()
+            .map(|gate| {
+                (
+                    span,
+                    quote_spanned!(span=> <#stored as ::cachemere::__private::#gate<_>>),
+                )
+            })
+            .collect()
+    }
+
+    /// The key type as the cache is instantiated with: through the parts' gates.
+    fn gated_key(&self) -> TokenStream {
+        match (&self.options.key, &self.options.key_type) {
+            (Some(_), Some(key_type)) => {
+                let ty = with_static_lifetimes(key_type);
+                quote_spanned!(key_type.span()=> <#ty as ::cachemere::__private::KeyGate<_>>::Is)
+            }
+            (Some(_), None) => quote!(::std::string::String),
+            (None, _) => {
+                let owned = self.key_parts.iter().map(|p| &p.gated_owned);
+                quote!((#(#owned,)*))
+            }
+        }
+    }
+
+    /// The stored type as the cache is instantiated with: through the value's gates.
+    fn gated_stored(&self) -> TokenStream {
+        let span = self.analysis.output.span();
+        let stored = self.stored();
+        quote_spanned!(span=> <#stored as ::cachemere::__private::ValueGate<_>>::Is)
+    }
+
+    /// `cache` passed through every gate: if any fails, rustc reports it once and types the
+    /// result as unknown, so nothing done with the cache reports again.
+    fn gate_cache(&self, cache: TokenStream) -> TokenStream {
+        let mut gated = cache;
+        // Spanned whole, so that the same failure reported from every helper is one error.
+        for (span, gate) in self.value_gates().into_iter().chain(self.key_gates()).rev() {
+            gated = quote_spanned!(span=> #gate::pass(#gated));
+        }
+        gated
+    }
+
+    /// The expression of the cache, from the accessor at `path`.
+    fn cache_expr(&self, path: &TokenStream) -> TokenStream {
+        if self.options.is_remote() {
+            return self.gate_cache(quote!(#path()));
+        }
+        let key = self.gated_key();
+        let stored = self.gated_stored();
+        let constructor = match self.options.backend.as_ref() {
+            None => quote!(::cachemere::__private::memory_backend),
+            Some(choice) => match &choice.value {
+                BackendChoice::Memory => {
+                    quote_spanned!(choice.span=> ::cachemere::__private::memory_backend)
+                }
+                BackendChoice::Moka => {
+                    quote_spanned!(choice.span=> ::cachemere::__private::moka_backend)
+                }
+                BackendChoice::Custom(path) => quote_spanned!(path.span()=> #path),
+                BackendChoice::Redis(_) | BackendChoice::Remote(_) => {
+                    unreachable!("remote caches have their own accessor")
+                }
+            },
+        };
+        // A store sharing values between threads needs them `Sync`: its constructor goes through
+        // that gate (the stored type already goes through the value's), so that the stored
+        // type is gated once, not nested, and either failure is reported once.
+        let constructor = if self.shares_values() {
+            let span = self.analysis.output.span();
+            let stored = self.stored();
+            quote_spanned!(span=> <#stored as ::cachemere::__private::SharedGate<_>>::pass(#constructor))
+        } else {
+            constructor
+        };
+        self.gate_cache(quote!(#path::<#key, #stored, _>(#constructor)))
     }
 
     /// The statements that bind the lookup key, and the expression of a reference to it.
@@ -236,7 +381,7 @@ impl Plan<'_> {
         let (key_var, lookup_var) = (local("__cachemere_key"), local("__cachemere_lookup"));
         match &self.options.key {
             Some(expr) => {
-                let (key_type, _, _) = self.cache_types();
+                let key_type = self.key_type();
                 (
                     quote_spanned!(expr.span()=> let #key_var: #key_type = #expr;),
                     quote!(&#key_var),
@@ -262,7 +407,11 @@ impl Plan<'_> {
         match &self.options.key {
             Some(_) => quote!(),
             None => {
-                let views = self.key_parts.iter().map(|p| &p.view);
+                // Each view through its part's gate, as the cache is: nothing is reported twice.
+                let views = self.key_parts.iter().map(|p| {
+                    let (gate, view) = (&p.gate, &p.view);
+                    quote_spanned!(p.span=> #gate::pass(#view))
+                });
                 quote! {
                     let #key_var = (#(::cachemere::__private::KeyView::to_owned_key(#views),)*);
                 }
@@ -391,7 +540,7 @@ impl Plan<'_> {
         match &self.options.key {
             Some(expr) => {
                 let key_var = local("__cachemere_key");
-                let (key_type, _, _) = self.cache_types();
+                let key_type = self.key_type();
                 (
                     quote_spanned!(expr.span()=> let #key_var: #key_type = #expr;),
                     quote!(&#key_var),
@@ -508,15 +657,19 @@ impl Plan<'_> {
             let (setup, arguments) = self.remote_arguments();
             let awaited = self.awaited();
             let method = self.engine_method("invalidate");
+            let cache_var = local("__cachemere_cache");
             quote! {
+                let #cache_var = #accessor;
                 #setup
-                #accessor.#method(#accessor.arguments(#arguments))#awaited
+                #cache_var.#method(#cache_var.arguments(#arguments))#awaited
             }
         } else {
             let (setup, lookup) = self.lookup();
+            let cache_var = local("__cachemere_cache");
             quote! {
+                let #cache_var = #accessor;
                 #setup
-                #accessor.invalidate(#lookup)
+                #cache_var.invalidate(#lookup)
             }
         }
     }
@@ -533,31 +686,17 @@ impl Plan<'_> {
         }
     }
 
-    /// The typed accessor: creates the cache in its slot on first use.
-    fn accessor(&self, name: &Ident, cache_name: TokenStream) -> TokenStream {
+    /// The accessor: creates the cache in its slot on first use. Generic in the key, stored and
+    /// backend types, which its callers give through the gates (see `cache_expr`), so its body
+    /// is checked once under the bounds the cache needs and reports nothing for a misuse.
+    fn accessor(&self, name: &Ident, config: &Ident, cache_name: TokenStream) -> TokenStream {
         if self.options.is_remote() {
             return self.remote_accessor(name, cache_name);
         }
         let slot_var = local("__CACHEMERE_SLOT");
         let config_var = local("__cachemere_config");
         let backend_var = local("__cachemere_backend");
-        let (key, stored, tags) = self.cache_types();
-        let asserts: Vec<TokenStream> = if self.options.key.is_none() {
-            self.key_parts.iter().map(|p| p.assert.clone()).collect()
-        } else {
-            Vec::new()
-        };
-        let policy = self.policy();
-        let output = self.output();
-        let output_span = self.analysis.output.span();
-        let assert_value = quote_spanned!(output_span=> ::cachemere::__private::assert_cacheable::<#policy, #output>(););
-        // The built-in stores share each value between threads; a user's store may lock it.
-        let assert_shared = match self.options.backend.as_ref().map(|b| &b.value) {
-            None | Some(BackendChoice::Memory | BackendChoice::Moka) => {
-                quote_spanned!(output_span=> ::cachemere::__private::assert_shared_value::<#policy, #output>();)
-            }
-            _ => quote!(),
-        };
+        let tags = self.tag_count();
         let maxsize = match &self.options.maxsize {
             Some(maxsize) => {
                 let value = maxsize.value;
@@ -567,51 +706,36 @@ impl Plan<'_> {
         };
         let ttl = self.ttl();
         let single_flight = self.options.single_flight.as_ref().is_none_or(|f| f.value);
-        let entry = quote!(::cachemere::__private::Entry<#stored, #tags>);
-        // Built-in stores are named, which keeps type checking cheap; a user's constructor
-        // returns a type the macro cannot name, so it becomes an opaque `impl Backend`.
-        let (constructor, backend_type) = match self.options.backend.as_ref() {
-            None => (
-                quote!(::cachemere::__private::memory_backend),
-                quote!(::cachemere::MemoryBackend<#key, #entry>),
-            ),
-            Some(choice) => match &choice.value {
-                BackendChoice::Memory => (
-                    quote_spanned!(choice.span=> ::cachemere::__private::memory_backend),
-                    quote!(::cachemere::MemoryBackend<#key, #entry>),
-                ),
-                BackendChoice::Moka => (
-                    quote_spanned!(choice.span=> ::cachemere::__private::moka_backend),
-                    quote!(::cachemere::__private::MokaStore<#key, #entry>),
-                ),
-                BackendChoice::Custom(path) => (
-                    quote_spanned!(path.span()=> #path),
-                    quote!(impl ::cachemere::Backend<#key, #entry>),
-                ),
-                BackendChoice::Redis(_) | BackendChoice::Remote(_) => {
-                    unreachable!("remote caches have their own accessor")
-                }
-            },
-        };
+        let (k, v, b) = (
+            format_ident!("__CachemereKey"),
+            format_ident!("__CachemereStored"),
+            format_ident!("__CachemereBackend"),
+        );
         quote! {
+            /// The cache's configuration (not generic, so that a `ttl` constant is evaluated
+            /// when the crate is checked).
+            #[doc(hidden)]
+            fn #config() -> ::cachemere::__private::CacheConfig {
+                ::cachemere::__private::CacheConfig::new(#cache_name)
+                    .with_maxsize(#maxsize)
+                    .with_ttl(#ttl)
+                    .with_single_flight(#single_flight)
+            }
+
             #[doc(hidden)]
             #[inline]
-            fn #name() -> &'static ::cachemere::__private::Cache<
-                #key,
-                #stored,
-                #tags,
-                #backend_type,
-            > {
-                #(#asserts)*
-                #assert_value
-                #assert_shared
+            fn #name<#k, #v, #b>(
+                #backend_var: fn(&::cachemere::__private::CacheConfig) -> #b,
+            ) -> &'static ::cachemere::__private::Cache<#k, #v, #tags, #b>
+            where
+                #k: ::cachemere::__private::KeyPart,
+                #v: ::cachemere::__private::CachedValue,
+                #b: ::cachemere::Backend<#k, ::cachemere::__private::Entry<#v, #tags>>,
+            {
                 static #slot_var: ::cachemere::__private::CacheSlot = ::cachemere::__private::CacheSlot::new();
-                #slot_var.get_or_init(|| {
-                    let #config_var = ::cachemere::__private::CacheConfig::new(#cache_name)
-                        .with_maxsize(#maxsize)
-                        .with_ttl(#ttl)
-                        .with_single_flight(#single_flight);
-                    let #backend_var = #constructor(&#config_var);
+                #slot_var.get_or_init_with(#backend_var, |#backend_var| {
+                    let #config_var = Self::#config();
+                    let #backend_var = #backend_var(&#config_var);
                     ::cachemere::__private::Cache::new(#config_var, #backend_var)
                 })
             }
@@ -621,25 +745,7 @@ impl Plan<'_> {
     /// The accessor of a remote cache (`backend = "redis"` or `"remote"`).
     fn remote_accessor(&self, name: &Ident, cache_name: TokenStream) -> TokenStream {
         let slot_var = local("__CACHEMERE_SLOT");
-        let (_, stored, _) = self.cache_types();
-        let asserts: Vec<TokenStream> = match (&self.options.key, &self.options.key_type) {
-            (None, _) => self
-                .key_parts
-                .iter()
-                .map(|p| p.remote_assert.clone())
-                .collect(),
-            (Some(_), Some(key_type)) => {
-                let ty = with_static_lifetimes(key_type);
-                vec![
-                    quote_spanned!(key_type.span()=> ::cachemere::__private::assert_remote_key_part::<#ty>();),
-                ]
-            }
-            (Some(_), None) => Vec::new(),
-        };
-        let policy = self.policy();
-        let output = self.output();
-        let output_span = self.analysis.output.span();
-        let assert_value = quote_spanned!(output_span=> ::cachemere::__private::assert_remote_value::<#policy, #output>(););
+        let stored = self.stored();
         let feature_check = match self.options.backend.as_ref().map(|b| &b.value) {
             Some(BackendChoice::Redis(span)) => {
                 quote_spanned!(*span=> ::cachemere::__private::assert_redis_feature::<()>();)
@@ -661,8 +767,6 @@ impl Plan<'_> {
             #[inline]
             fn #name() -> &'static ::cachemere::__private::RemoteCache<#stored> {
                 #feature_check
-                #(#asserts)*
-                #assert_value
                 static #slot_var: ::cachemere::__private::CacheSlot = ::cachemere::__private::CacheSlot::new();
                 #slot_var.get_or_init(|| {
                     ::cachemere::__private::RemoteCache::new(#cache_name, #version, #ttl, #single_flight)
@@ -755,9 +859,12 @@ impl Plan<'_> {
         let (info, clear, invalidate) =
             (name("cache_info"), name("cache_clear"), name("invalidate"));
         let (set, peek, refresh, call) = (name("set"), name("peek"), name("refresh"), name("call"));
+        // The cache is bound first, here as in every helper: a gate's failure is then reported
+        // the same way from each, as one error.
+        let cache_var = local("__cachemere_cache");
         let clear_call = match (self.options.is_remote(), asyncness.is_some()) {
-            (true, true) => quote!(#accessor.clear_async().await),
-            _ => quote!(#accessor.clear()),
+            (true, true) => quote!(let #cache_var = #accessor; #cache_var.clear_async().await),
+            _ => quote!(let #cache_var = #accessor; #cache_var.clear()),
         };
         let invalidate_params = self.key_params(false, false);
         let invalidate_body = self.invalidate_body(accessor);
@@ -792,7 +899,8 @@ impl Plan<'_> {
             #[doc = #info_doc]
             #[allow(dead_code)]
             #vis fn #info() -> ::cachemere::CacheInfo {
-                #accessor.info()
+                let #cache_var = #accessor;
+                #cache_var.info()
             }
 
             #[doc = #clear_doc]
@@ -918,16 +1026,17 @@ impl Plan<'_> {
                 quote!(::core::concat!(::core::module_path!(), "::", #text))
             }
         };
-        let accessor = self.accessor(&accessor_name, cache_name);
+        let config_name = Ident::new("__cachemere_config", Span::call_site());
+        let accessor = self.accessor(&accessor_name, &config_name, cache_name);
         let uncached_name = Ident::new("uncached", Span::call_site());
         let body = self.compute_body(
-            &quote!(#name::#accessor_name()),
+            &self.cache_expr(&quote!(#name::#accessor_name)),
             &quote!(#name::#uncached_name),
             Call::Plain,
         );
         let helpers = self.helpers(
             "",
-            &quote!(Self::#accessor_name()),
+            &self.cache_expr(&quote!(Self::#accessor_name)),
             &quote!(Self::#uncached_name),
         );
         let uncached = self.uncached_fn(&uncached_name);
@@ -971,16 +1080,17 @@ impl Plan<'_> {
                 quote!(::cachemere::__private::method_cache_name(::core::any::type_name::<Self>(), #text))
             }
         };
-        let accessor = self.accessor(&accessor_name, cache_name);
+        let config_name = format_ident!("__cachemere_{}_config", name);
+        let accessor = self.accessor(&accessor_name, &config_name, cache_name);
         let uncached_name = format_ident!("{name}_uncached");
         let body = self.compute_body(
-            &quote!(Self::#accessor_name()),
+            &self.cache_expr(&quote!(Self::#accessor_name)),
             &quote!(Self::#uncached_name),
             Call::Plain,
         );
         let helpers = self.helpers(
             &format!("{name}_"),
-            &quote!(Self::#accessor_name()),
+            &self.cache_expr(&quote!(Self::#accessor_name)),
             &quote!(Self::#uncached_name),
         );
         let uncached = self.uncached_fn(&uncached_name);

@@ -2,6 +2,10 @@
 
 pub use crate::backend::CacheConfig;
 pub use crate::cache::{Cache, Entry};
+pub use crate::gate::{
+    BorrowedKeyGate, KeyGate, No, ReceiverGate, RemoteKeyGate, RemoteValueGate, SharedGate,
+    ValueGate, Yes,
+};
 pub use crate::key::{
     CachedValue, KeyPart, KeyRef, KeyView, OptionRef, ReceiverKeyPart, SharedValue, SliceKey,
     SliceRef,
@@ -24,27 +28,6 @@ pub fn typed_future<R, F: Future<Output = R>>(future: F) -> F {
 #[inline(always)]
 pub fn typed_closure<R, F: FnOnce() -> R>(closure: F) -> F {
     closure
-}
-
-/// Checks at compile time that a key part meets the key bounds (the error points at it).
-#[inline(always)]
-pub const fn assert_key_part<T: KeyPart>() {}
-
-/// Checks at compile time that the receiver meets the key bounds.
-#[inline(always)]
-pub const fn assert_receiver_key_part<T: ReceiverKeyPart>() {}
-
-/// Checks at compile time that the return type can be stored under policy `P`.
-#[inline(always)]
-pub const fn assert_cacheable<P: Policy<R>, R>() {}
-
-/// Checks at compile time that what policy `P` stores can be shared by the threads of an
-/// in-process store (the built-in memory and moka stores).
-#[inline(always)]
-pub const fn assert_shared_value<P: Policy<R>, R>()
-where
-    P::Stored: SharedValue,
-{
 }
 
 /// The name of a method's cache: the type's path and the method's name, built once.
@@ -106,20 +89,6 @@ where
 
 #[cfg(feature = "remote")]
 pub use crate::remote::cache::{RemoteCache, RemoteKeyPart, RemoteValue};
-
-/// Checks at compile time that a key part can be written into a remote key.
-#[cfg(feature = "remote")]
-#[inline(always)]
-pub const fn assert_remote_key_part<T: ?Sized + RemoteKeyPart>() {}
-
-/// Checks at compile time that what the policy stores can be serialized.
-#[cfg(feature = "remote")]
-#[inline(always)]
-pub const fn assert_remote_value<P: Policy<R>, R>()
-where
-    P::Stored: RemoteValue,
-{
-}
 
 /// Marks that the `redis` feature of cachemere is enabled.
 #[diagnostic::on_unimplemented(

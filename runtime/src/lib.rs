@@ -26,6 +26,7 @@ mod backend;
 mod cache;
 mod clock;
 mod flight;
+mod gate;
 mod invalidation;
 mod key;
 mod memory;

@@ -1,11 +1,10 @@
 //! Which results are stored: `Ok`/`Some` only unless the attribute asks otherwise.
 
-use crate::key::CachedValue;
-
 /// How a function's result maps to what is stored, and back.
 pub trait Policy<R> {
-    /// What the store holds.
-    type Stored: CachedValue;
+    /// What the store holds (its bounds are checked by the gates, see `gate`, so that a
+    /// return type that cannot be stored is reported once).
+    type Stored;
     /// The part of `result` to store, or `None` to store nothing (borrowed: a remote store
     /// serializes it without a clone).
     fn stored(result: &R) -> Option<&Self::Stored>;
@@ -24,7 +23,7 @@ pub struct SomeOnly;
 /// Any other return type, or `cache_err` / `cache_none`: store every result.
 pub struct Everything;
 
-impl<T: CachedValue, E> Policy<Result<T, E>> for OkOnly {
+impl<T, E> Policy<Result<T, E>> for OkOnly {
     type Stored = T;
 
     #[inline]
@@ -43,7 +42,7 @@ impl<T: CachedValue, E> Policy<Result<T, E>> for OkOnly {
     }
 }
 
-impl<T: CachedValue> Policy<Option<T>> for SomeOnly {
+impl<T> Policy<Option<T>> for SomeOnly {
     type Stored = T;
 
     #[inline]
@@ -62,7 +61,7 @@ impl<T: CachedValue> Policy<Option<T>> for SomeOnly {
     }
 }
 
-impl<R: CachedValue> Policy<R> for Everything {
+impl<R> Policy<R> for Everything {
     type Stored = R;
 
     #[inline]

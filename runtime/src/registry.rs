@@ -116,6 +116,34 @@ impl CacheSlot {
         self.get_or_init_slow(init)
     }
 
+    /// [`get_or_init`](Self::get_or_init) with `init` given `arg` (a generic accessor passes
+    /// the backend constructor its caller named, as a function pointer).
+    #[inline]
+    pub fn get_or_init_with<A, C>(&'static self, arg: A, init: fn(A) -> C) -> &'static C
+    where
+        C: Registered + Any,
+    {
+        if let Some((type_id, cache)) = self.first.get()
+            && *type_id == TypeId::of::<C>()
+        {
+            let cache: *const AnyCache = *cache;
+            // SAFETY: as in `get_or_init`.
+            return unsafe { &*cache.cast::<C>() };
+        }
+        self.get_or_init_slow_with(arg, init)
+    }
+
+    #[cold]
+    fn get_or_init_slow_with<A, C>(&'static self, arg: A, init: fn(A) -> C) -> &'static C
+    where
+        C: Registered + Any,
+    {
+        if let Some(cache) = self.find::<C>() {
+            return cache;
+        }
+        self.insert(init(arg))
+    }
+
     #[cold]
     fn get_or_init_slow<C>(&'static self, init: fn() -> C) -> &'static C
     where
@@ -125,7 +153,14 @@ impl CacheSlot {
             return cache;
         }
         // Built outside the lock: `init` runs a backend constructor, which may be user code.
-        let built = init();
+        self.insert(init())
+    }
+
+    /// Keeps `built` here and registers it, unless another thread's cache of its type won.
+    fn insert<C>(&'static self, built: C) -> &'static C
+    where
+        C: Registered + Any,
+    {
         let mut others = self.others.lock().unwrap_or_else(PoisonError::into_inner);
         // Another thread may have won the race while we built ours; theirs is the one in use.
         if let Some(cache) = self.find_locked::<C>(&others) {

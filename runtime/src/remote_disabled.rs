@@ -9,12 +9,6 @@ use crate::stats::CacheInfo;
 /// Stands in for the remote cache when the `remote` feature is off; never constructed.
 pub struct RemoteCache<S>(PhantomData<fn() -> S>);
 
-/// Any key part passes here; the feature check reports instead.
-pub const fn assert_remote_key_part<T: ?Sized>() {}
-
-/// Any value passes here; the feature check reports instead.
-pub const fn assert_remote_value<P, R>() {}
-
 #[allow(missing_docs, clippy::missing_const_for_fn, unused_variables)]
 impl<S: 'static> RemoteCache<S> {
     pub fn new(
@@ -35,7 +29,7 @@ impl<S: 'static> RemoteCache<S> {
         &self,
         arguments: Option<String>,
         tags: &[String],
-        store: fn(&R) -> Option<S>,
+        keep: fn(&R) -> Option<&S>,
         load: fn(S) -> R,
         compute: impl FnOnce() -> R,
     ) -> R {
@@ -45,11 +39,73 @@ impl<S: 'static> RemoteCache<S> {
         &self,
         arguments: Option<String>,
         tags: &[String],
-        store: fn(&R) -> Option<S>,
+        keep: fn(&R) -> Option<&S>,
         load: fn(S) -> R,
         compute: F,
     ) -> R {
         compute.await
+    }
+    pub fn compute_observed<R>(
+        &self,
+        arguments: Option<String>,
+        tags: &[String],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: impl FnOnce() -> R,
+    ) -> crate::Cached<R> {
+        crate::Cached::miss(compute())
+    }
+    pub async fn compute_observed_async<R, F: Future<Output = R>>(
+        &self,
+        arguments: Option<String>,
+        tags: &[String],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: F,
+    ) -> crate::Cached<R> {
+        crate::Cached::miss(compute.await)
+    }
+    pub fn refresh<R>(
+        &self,
+        arguments: Option<String>,
+        tags: &[String],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: impl FnOnce() -> R,
+    ) -> R {
+        compute()
+    }
+    pub async fn refresh_async<R, F: Future<Output = R>>(
+        &self,
+        arguments: Option<String>,
+        tags: &[String],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: F,
+    ) -> R {
+        compute.await
+    }
+    pub fn set(
+        &self,
+        arguments: Option<String>,
+        tags: &[String],
+        value: Option<S>,
+    ) -> crate::SetOutcome {
+        crate::SetOutcome::NotStored(crate::Invalidation::Absent)
+    }
+    pub async fn set_async(
+        &self,
+        arguments: Option<String>,
+        tags: &[String],
+        value: Option<S>,
+    ) -> crate::SetOutcome {
+        crate::SetOutcome::NotStored(crate::Invalidation::Absent)
+    }
+    pub fn peek(&self, arguments: Option<String>, tags: &[String]) -> Option<S> {
+        None
+    }
+    pub async fn peek_async(&self, arguments: Option<String>, tags: &[String]) -> Option<S> {
+        None
     }
     pub fn invalidate(&self, arguments: Option<String>) -> crate::Invalidation {
         crate::Invalidation::Absent

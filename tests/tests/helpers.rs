@@ -324,3 +324,19 @@ fn age_with_a_ttl() {
     assert!(hit.age >= Duration::from_millis(100), "age {:?}", hit.age);
     assert!(hit.age < Duration::from_secs(60), "age {:?}", hit.age);
 }
+
+/// The futures of async cached functions and their helpers are `Send` when the body's is, so
+/// they can be spawned on a multi-threaded runtime.
+#[test]
+fn async_futures_are_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let plain = memory_in_flight(7);
+    assert_send(&plain);
+    assert_send(&memory_in_flight::call(7));
+    assert_send(&memory_in_flight::refresh(7));
+    assert_send(&memory_in_flight::set(7, 1));
+    assert_send(&remote_in_flight(7));
+    assert_send(&remote_in_flight::call(7));
+    assert_send(&remote_in_flight::peek(7));
+    assert_send(&remote_in_flight::set(7, 1));
+}
