@@ -897,6 +897,7 @@ impl Plan<'_> {
         );
         quote! {
             #[doc = #info_doc]
+            #[inline]
             #[allow(dead_code)]
             #vis fn #info() -> ::cachemere::CacheInfo {
                 let #cache_var = #accessor;
@@ -904,36 +905,42 @@ impl Plan<'_> {
             }
 
             #[doc = #clear_doc]
+            #[inline]
             #[allow(dead_code)]
             #vis #asyncness fn #clear() -> ::cachemere::Invalidation {
                 #clear_call
             }
 
             #[doc = #invalidate_doc]
+            #[inline]
             #[allow(dead_code, unused_variables)]
             #vis #asyncness fn #invalidate(#(#invalidate_params),*) -> ::cachemere::Invalidation {
                 #invalidate_body
             }
 
             #[doc = #set_doc]
+            #[inline]
             #[allow(dead_code, unused_variables, clippy::too_many_arguments)]
             #vis #asyncness fn #set #generics(#(#key_params,)* #value: #output) -> ::cachemere::SetOutcome #where_clause {
                 #set_body
             }
 
             #[doc = #peek_doc]
+            #[inline]
             #[allow(dead_code, unused_variables, clippy::too_many_arguments)]
             #vis #asyncness fn #peek #generics(#(#key_params),*) -> ::core::option::Option<#output> #where_clause {
                 #peek_body
             }
 
             #[doc = #refresh_doc]
+            #[inline]
             #[allow(dead_code, clippy::too_many_arguments)]
             #vis #asyncness fn #refresh #generics(#(#all_params),*) -> #output #where_clause {
                 #refresh_body
             }
 
             #[doc = #call_doc]
+            #[inline]
             #[allow(dead_code, clippy::too_many_arguments)]
             #vis #asyncness fn #call #generics(#(#all_params),*) -> ::cachemere::Cached<#output> #where_clause {
                 #call_body
