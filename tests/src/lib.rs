@@ -13,6 +13,7 @@
 //! `#[cached(backend = "remote", remote = ..)]` functions.
 
 pub mod gate;
+pub mod peer;
 pub mod redis_harness;
 pub mod remote_fixtures;
 pub mod user_backend;

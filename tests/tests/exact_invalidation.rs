@@ -16,7 +16,6 @@
 //! `invalidate_tag` reaches every remote used in the process.
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
@@ -400,23 +399,7 @@ fn shared_value(id: u64) -> String {
 }
 
 fn peer(args: &[&str]) -> HashMap<String, String> {
-    let output = Command::new(env!("CARGO_BIN_EXE_remote_peer"))
-        .args(args)
-        .env_remove("CACHEMERE_REDIS_URL")
-        .env_remove("CACHEMERE_REDIS_CLUSTER")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "remote_peer {args:?} failed: {stdout} {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-        .split_whitespace()
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+    cachemere_tests::peer::run_merged(env!("CARGO_BIN_EXE_remote_peer"), args)
 }
 
 #[test]

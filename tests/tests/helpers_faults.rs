@@ -4,7 +4,6 @@
 //! the other process once its queued invalidation lands.
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -34,24 +33,9 @@ fn shared_value(id: u64) -> String {
 }
 
 fn peer(url: &str, args: &[&str]) -> HashMap<String, String> {
-    let output = Command::new(env!("CARGO_BIN_EXE_remote_peer"))
-        .arg(url)
-        .args(args)
-        .env_remove("CACHEMERE_REDIS_URL")
-        .env_remove("CACHEMERE_REDIS_CLUSTER")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "remote_peer {args:?} failed: {stdout} {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-        .split_whitespace()
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+    let mut all = vec![url];
+    all.extend_from_slice(args);
+    cachemere_tests::peer::run_merged(env!("CARGO_BIN_EXE_remote_peer"), &all)
 }
 
 /// One test: the three phases share the function's static remote.

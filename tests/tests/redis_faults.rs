@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -514,31 +513,7 @@ fn shared_value(id: u64) -> String {
 
 /// Runs the peer binary; returns its stdout lines as `key=value` maps.
 fn peer(args: &[&str], env: &[(&str, &str)]) -> Vec<HashMap<String, String>> {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_remote_peer"));
-    command
-        .args(args)
-        .env_remove("CACHEMERE_REDIS_URL")
-        .env_remove("CACHEMERE_REDIS_CLUSTER");
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let output = command.output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "remote_peer {args:?} failed ({}): stdout {stdout:?} stderr {:?}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-        .lines()
-        .map(|line| {
-            line.split_whitespace()
-                .filter_map(|pair| pair.split_once('='))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect()
-        })
-        .collect()
+    cachemere_tests::peer::run(env!("CARGO_BIN_EXE_remote_peer"), args, env)
 }
 
 fn field<'a>(line: &'a HashMap<String, String>, name: &str) -> &'a str {
