@@ -302,7 +302,7 @@ impl Plan<'_> {
             .map(|gate| {
                 (
                     span,
-                    quote_spanned!(span=> <#stored as ::cachemere::__private::#gate<_>>),
+                    quote_spanned!(span=> <::cachemere::__private::Check as ::cachemere::__private::#gate<#stored, _>>),
                 )
             })
             .collect()
@@ -327,7 +327,7 @@ impl Plan<'_> {
     fn gated_stored(&self) -> TokenStream {
         let span = self.analysis.output.span();
         let stored = self.stored();
-        quote_spanned!(span=> <#stored as ::cachemere::__private::ValueGate<_>>::Is)
+        quote_spanned!(span=> <::cachemere::__private::Check as ::cachemere::__private::ValueGate<#stored, _>>::Is)
     }
 
     /// `cache` passed through every gate: if any fails, rustc reports it once and types the
@@ -369,7 +369,7 @@ impl Plan<'_> {
         let constructor = if self.shares_values() {
             let span = self.analysis.output.span();
             let stored = self.stored();
-            quote_spanned!(span=> <#stored as ::cachemere::__private::SharedGate<_>>::pass(#constructor))
+            quote_spanned!(span=> <::cachemere::__private::Check as ::cachemere::__private::SharedGate<#stored, _>>::pass(#constructor))
         } else {
             constructor
         };

@@ -3,7 +3,7 @@
 pub use crate::backend::CacheConfig;
 pub use crate::cache::{Cache, Entry};
 pub use crate::gate::{
-    BorrowedKeyGate, KeyGate, No, ReceiverGate, RemoteKeyGate, RemoteValueGate, SharedGate,
+    BorrowedKeyGate, Check, KeyGate, No, ReceiverGate, RemoteKeyGate, RemoteValueGate, SharedGate,
     ValueGate, Yes,
 };
 pub use crate::key::{

@@ -57,6 +57,52 @@ macro_rules! gate {
     };
 }
 
+/// A gate on the stored value, which is the trait's parameter `T` and not its `Self` (always
+/// [`Check`]): were the value `Self`, rustc would suggest borrowing the return type (`&T` meets
+/// the bounds) on some of the reports, which then differ and are not merged into one.
+macro_rules! value_gate {
+    ($(#[$attr:meta])* $name:ident, [$($bounds:tt)*]) => {
+        $(#[$attr])*
+        pub trait $name<T, M> {
+            /// `T`, once the gate is passed.
+            type Is;
+            /// `C`, once the gate is passed.
+            type Then<C>;
+            /// `c` itself, once the gate is passed.
+            fn pass<C>(c: C) -> Self::Then<C>;
+        }
+
+        #[diagnostic::do_not_recommend]
+        impl<T> $name<T, Yes> for Check
+        where
+            $($bounds)*
+        {
+            type Is = T;
+            type Then<C> = C;
+            #[inline(always)]
+            fn pass<C>(c: C) -> C {
+                c
+            }
+        }
+
+        #[diagnostic::do_not_recommend]
+        impl<T> $name<T, No> for Check
+        where
+            T: Never,
+        {
+            type Is = ();
+            type Then<C> = C;
+            #[inline(always)]
+            fn pass<C>(c: C) -> C {
+                c
+            }
+        }
+    };
+}
+
+/// The `Self` of the value gates.
+pub struct Check;
+
 gate!(
     /// An argument taken by value, as a key part.
     #[diagnostic::on_unimplemented(
@@ -88,35 +134,35 @@ gate!(
     ReceiverGate, [T: ReceiverKeyPart], T
 );
 
-gate!(
+value_gate!(
     /// What a cached function stores.
     #[diagnostic::on_unimplemented(
-        message = "the cached value `{Self}` must be Clone + Send + 'static",
+        message = "the cached value `{T}` must be Clone + Send + 'static",
         label = "hits return clones of the stored value",
-        note = "derive Clone, or return `Arc<{Self}>` to share one value cheaply"
+        note = "derive Clone, or return `Arc<{T}>` to share one value cheaply"
     )]
-    ValueGate, [T: CachedValue], T
+    ValueGate, [T: CachedValue]
 );
 
-gate!(
+value_gate!(
     /// What an in-process store shared by every thread stores.
     #[diagnostic::on_unimplemented(
-        message = "the cached value `{Self}` is not `Sync`, and this store shares each value between threads",
+        message = "the cached value `{T}` is not `Sync`, and this store shares each value between threads",
         label = "hits clone this value from many threads at once",
         note = "return `Arc<Mutex<..>>` (or another `Sync` form), or choose a store that allows it: a remote cache, or `backend = path` to a store that locks each value"
     )]
-    SharedGate, [T: SharedValue], T
+    SharedGate, [T: SharedValue]
 );
 
 #[cfg(feature = "remote")]
-gate!(
+value_gate!(
     /// What a remote cache stores.
     #[diagnostic::on_unimplemented(
-        message = "`{Self}` cannot be stored in a remote cache",
+        message = "`{T}` cannot be stored in a remote cache",
         label = "this result is stored in Redis",
         note = "a remote value is serialized: derive `serde::Serialize` and `serde::Deserialize`, and `Clone`"
     )]
-    RemoteValueGate, [T: crate::remote::cache::RemoteValue], T
+    RemoteValueGate, [T: crate::remote::cache::RemoteValue]
 );
 
 #[cfg(feature = "remote")]
@@ -132,9 +178,9 @@ gate!(
 
 // Without the `remote` feature the feature check reports instead: these gates pass anything.
 #[cfg(not(feature = "remote"))]
-gate!(
+value_gate!(
     /// See the `remote` form.
-    RemoteValueGate, [], T
+    RemoteValueGate, []
 );
 
 #[cfg(not(feature = "remote"))]
