@@ -16,20 +16,6 @@ pub use crate::registry::CacheSlot;
 pub use crate::tags::TagStamp;
 pub use std::time::Duration;
 
-use std::future::Future;
-
-/// Pins a `Future`'s output type, so `?` in an `async` body infers its error type.
-#[inline(always)]
-pub fn typed_future<R, F: Future<Output = R>>(future: F) -> F {
-    future
-}
-
-/// Pins a closure's return type, so `?` in the body infers its error type.
-#[inline(always)]
-pub fn typed_closure<R, F: FnOnce() -> R>(closure: F) -> F {
-    closure
-}
-
 /// The name of a method's cache: the type's path and the method's name, built once.
 pub fn method_cache_name(type_name: &'static str, method: &'static str) -> &'static str {
     Box::leak(format!("{type_name}::{method}").into_boxed_str())

@@ -518,17 +518,13 @@ where
         loop {
             match flights.join(&key) {
                 Role::Leader(guard) => {
-                    if mode == Mode::Refresh {
-                        self.supersede(stripe);
-                    }
-                    let started = self.start(stripe);
-                    if mode == Mode::Lookup
-                        && let Some((value, served, handoff)) =
-                            self.recheck(&key, started.generation, guard.is_followed())
-                    {
-                        guard.finish(handoff);
-                        return (load(value), served);
-                    }
+                    let started = match self.lead_or_hit(&key, stripe, mode, guard.is_followed()) {
+                        Ok(started) => started,
+                        Err((value, served, handoff)) => {
+                            guard.finish(handoff);
+                            return (load(value), served);
+                        }
+                    };
                     let result = guard.lead(|| self.timed(compute));
                     let followed = guard.is_followed();
                     let computed = self.finish(key, stripe, tags, keep, started, result, followed);
@@ -540,11 +536,10 @@ where
                     let next = if led_by_this_thread(&flight) {
                         AfterWait::Compute
                     } else {
-                        let outcome = flight.wait();
-                        if mode == Mode::Refresh {
-                            continue;
+                        match self.after_flight(&key, &snapshot, flight.wait(), mode) {
+                            Some(next) => next,
+                            None => continue,
                         }
-                        self.after_wait(&key, &snapshot, outcome)
                     };
                     match next {
                         AfterWait::Hit(value, served) => return (load(value), served),
@@ -559,6 +554,50 @@ where
         }
     }
 
+    /// What a computation reads before it runs (see `start`); a refresh first makes the
+    /// computations of its stripe running meanwhile store nothing (see `supersede`).
+    fn begin(&self, stripe: usize, mode: Mode) -> Started {
+        if mode == Mode::Refresh {
+            self.supersede(stripe);
+        }
+        self.start(stripe)
+    }
+
+    /// A new leader's start (`begin`), or, when a lookup finds that a flight which ended
+    /// between its miss and its joining stored the value, that hit (see `recheck`).
+    #[allow(clippy::type_complexity)]
+    fn lead_or_hit(
+        &self,
+        key: &K,
+        stripe: usize,
+        mode: Mode,
+        followed: bool,
+    ) -> Result<Started, (S, Served, Option<Handoff<S, N>>)> {
+        let started = self.begin(stripe, mode);
+        match mode {
+            Mode::Lookup => match self.recheck(key, started.generation, followed) {
+                Some(hit) => Err(hit),
+                None => Ok(started),
+            },
+            Mode::Refresh => Ok(started),
+        }
+    }
+
+    /// What a follower does once the flight it waited for ended; `None` to join again (a
+    /// refresh never takes what a flight hands over).
+    fn after_flight(
+        &self,
+        key: &K,
+        snapshot: &Snapshot<N>,
+        outcome: Option<Handoff<S, N>>,
+        mode: Mode,
+    ) -> Option<AfterWait<S>> {
+        match mode {
+            Mode::Lookup => Some(self.after_wait(key, snapshot, outcome)),
+            Mode::Refresh => None,
+        }
+    }
+
     /// Computes outside any flight and stores what the policy keeps (a refresh first makes
     /// the computations running meanwhile store nothing).
     fn compute_alone<R>(
@@ -570,10 +609,7 @@ where
         compute: Box<dyn FnOnce() -> R + '_>,
         mode: Mode,
     ) -> R {
-        if mode == Mode::Refresh {
-            self.supersede(stripe);
-        }
-        let started = self.start(stripe);
+        let started = self.begin(stripe, mode);
         let result = self.timed(compute);
         self.finish(key, stripe, tags, keep, started, result, false)
             .result
@@ -644,17 +680,13 @@ where
         loop {
             match flights.join(&key) {
                 Role::Leader(guard) => {
-                    if mode == Mode::Refresh {
-                        self.supersede(stripe);
-                    }
-                    let started = self.start(stripe);
-                    if mode == Mode::Lookup
-                        && let Some((value, served, handoff)) =
-                            self.recheck(&key, started.generation, guard.is_followed())
-                    {
-                        guard.finish(handoff);
-                        return (load(value), served);
-                    }
+                    let started = match self.lead_or_hit(&key, stripe, mode, guard.is_followed()) {
+                        Ok(started) => started,
+                        Err((value, served, handoff)) => {
+                            guard.finish(handoff);
+                            return (load(value), served);
+                        }
+                    };
                     let result = guard.lead_async(self.timed_async(compute)).await;
                     let followed = guard.is_followed();
                     let computed = self.finish(key, stripe, tags, keep, started, result, followed);
@@ -666,10 +698,10 @@ where
                         AfterWait::Compute
                     } else {
                         let outcome = flight.wait_async().await;
-                        if mode == Mode::Refresh {
-                            continue;
+                        match self.after_flight(&key, &snapshot, outcome, mode) {
+                            Some(next) => next,
+                            None => continue,
                         }
-                        self.after_wait(&key, &snapshot, outcome)
                     };
                     match next {
                         AfterWait::Hit(value, served) => return (load(value), served),
@@ -696,10 +728,7 @@ where
         compute: impl Future<Output = R>,
         mode: Mode,
     ) -> R {
-        if mode == Mode::Refresh {
-            self.supersede(stripe);
-        }
-        let started = self.start(stripe);
+        let started = self.begin(stripe, mode);
         let result = self.timed_async(compute).await;
         self.finish(key, stripe, tags, keep, started, result, false)
             .result
