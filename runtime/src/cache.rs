@@ -28,28 +28,6 @@ const KEY_STRIPES: usize = 64;
 struct Generation {
     cleared: u64,
     invalidated: u64,
-    /// Moved by `set` and `refresh` (newer values of a key of the stripe).
-    superseded: u64,
-}
-
-impl Generation {
-    /// Whether an invalidation came between `self` and `now`: what a value computed since
-    /// `self` may have read is hidden. (A `set` or `refresh` of another key of the stripe,
-    /// which only moves `superseded`, does not make such a value stale.)
-    fn invalidated_since(self, now: Generation) -> bool {
-        self.cleared != now.cleared || self.invalidated != now.invalidated
-    }
-}
-
-/// What an insert checks before and after it lands.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Guard {
-    /// A computation's value: nothing that came since it started (an invalidation, a `set`,
-    /// a `refresh`) may be undone by it.
-    Everything,
-    /// A `refresh`'s value: only invalidations since it started keep it out (it is newer
-    /// than what a `set` or `refresh` of the stripe wrote before it finished).
-    Invalidations,
 }
 
 /// What a leader hands its followers: the entry it computed (stored or not) and the
@@ -113,9 +91,6 @@ pub struct Cache<K, S, const N: usize, B> {
     /// move has raced with an invalidation and must not leave its value stored.
     cleared: AtomicU64,
     invalidated: [AtomicU64; KEY_STRIPES],
-    /// Per stripe, bumped by `set` and `refresh` before they write: a computation that started
-    /// before does not store its older value (see [`Guard`]).
-    superseded: [AtomicU64; KEY_STRIPES],
     /// Per stripe, leaders between their last generation check and the check after their
     /// insert: an invalidation waits for them, so that when it returns no value it hides can
     /// still be in the store.
@@ -183,7 +158,6 @@ where
             counters: Counters::new(),
             cleared: AtomicU64::new(0),
             invalidated: [const { AtomicU64::new(0) }; KEY_STRIPES],
-            superseded: [const { AtomicU64::new(0) }; KEY_STRIPES],
             inserting: [const { AtomicU64::new(0) }; KEY_STRIPES],
             key_hasher: RandomState::new(),
             evictions_at_clear: AtomicU64::new(0),
@@ -286,16 +260,6 @@ where
         Generation {
             cleared: self.cleared.load(Ordering::SeqCst),
             invalidated: self.invalidated[stripe].load(Ordering::SeqCst),
-            superseded: self.superseded[stripe].load(Ordering::SeqCst),
-        }
-    }
-
-    /// Whether what a value started under `generation` must not land now.
-    fn moved(&self, stripe: usize, generation: Generation, guard: Guard) -> bool {
-        let now = self.generation(stripe);
-        match guard {
-            Guard::Everything => now != generation,
-            Guard::Invalidations => generation.invalidated_since(now),
         }
     }
 
@@ -394,7 +358,6 @@ where
         started: Started,
         result: R,
         followed: bool,
-        mode: Mode,
     ) -> Computed<R, S, N> {
         let Some(value) = keep(&result).cloned() else {
             return Computed {
@@ -411,32 +374,26 @@ where
             entry: entry.clone(),
             generation: started.generation,
         });
-        let guard = match mode {
-            Mode::Lookup => Guard::Everything,
-            Mode::Refresh => Guard::Invalidations,
-        };
         // An error is counted; the result is returned all the same.
-        let _ = self.store_entry(key, stripe, started.generation, entry, guard);
+        let _ = self.store_entry(key, stripe, started.generation, entry);
         Computed { result, handoff }
     }
 
-    /// Inserts `entry` unless the key's generation moved since `generation` was read as far
-    /// as `guard` looks (an invalidation, a clear, or for a computation's value a `set` or
-    /// `refresh` came since: this entry may be older than what it hid). `Ok(false)` when it
-    /// did not land for that reason.
+    /// Inserts `entry` unless the key's generation moved since `generation` was read (an
+    /// invalidation, a clear or a `set` came since: this entry may be older than what it
+    /// hid). `Ok(false)` when it did not land for that reason.
     fn store_entry(
         &self,
         key: K,
         stripe: usize,
         generation: Generation,
         entry: Entry<S, N>,
-        guard: Guard,
     ) -> Result<bool, BackendError> {
         // Cloned before: no user `Clone` runs while invalidations wait.
         let stored_key = key.clone();
         // Until dropped, invalidations of this stripe wait (see `inserting`).
         let _inserting = Inserting::enter(&self.inserting[stripe]);
-        if self.moved(stripe, generation, guard) {
+        if self.generation(stripe) != generation {
             return Ok(false);
         }
         if let Err(error) = self.backend.insert(stored_key, entry) {
@@ -446,7 +403,7 @@ where
         // An invalidation between the check above and the insert would have removed nothing:
         // remove what was just stored. (Invalidations bump the generation before removing,
         // and return only once this is done.)
-        if self.moved(stripe, generation, guard) {
+        if self.generation(stripe) != generation {
             if let Err(error) = self.backend.remove(&key) {
                 self.record_error("remove", &error);
             }
@@ -462,7 +419,7 @@ where
     /// value would land after the newer one (served after `set` returned) and then take the
     /// newer one out with its own.
     fn supersede(&self, stripe: usize) {
-        self.superseded[stripe].fetch_add(1, Ordering::SeqCst);
+        self.invalidated[stripe].fetch_add(1, Ordering::SeqCst);
         Inserting::wait_out(&self.inserting[stripe]);
     }
 
@@ -484,7 +441,8 @@ where
         // Inserted whatever came meanwhile: the value is the caller's, not read from data an
         // invalidation running at the same time may hide, so it may land after that one (as
         // if called after it). Checking the stripe's generation here would drop it whenever
-        // another key of the stripe was invalidated, set or refreshed meanwhile.
+        // another key of the stripe was invalidated, set or refreshed meanwhile, though it
+        // says `Stored`.
         match self.backend.insert(key.clone(), entry) {
             Ok(()) => SetOutcome::Stored,
             Err(error) => {
@@ -575,8 +533,7 @@ where
                     };
                     let result = guard.lead(|| self.timed(compute));
                     let followed = guard.is_followed();
-                    let computed =
-                        self.finish(key, stripe, tags, keep, started, result, followed, mode);
+                    let computed = self.finish(key, stripe, tags, keep, started, result, followed);
                     guard.finish(computed.handoff);
                     return (computed.result, Served::Computed);
                 }
@@ -660,7 +617,7 @@ where
     ) -> R {
         let started = self.begin(stripe, mode);
         let result = self.timed(compute);
-        self.finish(key, stripe, tags, keep, started, result, false, mode)
+        self.finish(key, stripe, tags, keep, started, result, false)
             .result
     }
 
@@ -738,8 +695,7 @@ where
                     };
                     let result = guard.lead_async(self.timed_async(compute)).await;
                     let followed = guard.is_followed();
-                    let computed =
-                        self.finish(key, stripe, tags, keep, started, result, followed, mode);
+                    let computed = self.finish(key, stripe, tags, keep, started, result, followed);
                     guard.finish(computed.handoff);
                     return (computed.result, Served::Computed);
                 }
@@ -780,7 +736,7 @@ where
     ) -> R {
         let started = self.begin(stripe, mode);
         let result = self.timed_async(compute).await;
-        self.finish(key, stripe, tags, keep, started, result, false, mode)
+        self.finish(key, stripe, tags, keep, started, result, false)
             .result
     }
 
