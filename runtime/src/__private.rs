@@ -11,6 +11,7 @@ pub use crate::key::{
     SliceRef,
 };
 pub use crate::memory::MemoryBackend;
+pub use crate::observe::trace_args;
 pub use crate::policy::{Everything, OkOnly, Policy, SomeOnly};
 pub use crate::registry::CacheSlot;
 pub use crate::tags::TagStamp;

@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use equivalent::Equivalent;
 
@@ -13,8 +12,9 @@ use crate::clock;
 use crate::flight::{Flights, Role, led_by_this_thread};
 use crate::invalidation::Invalidation;
 use crate::key::{CachedValue, KeyPart};
+use crate::observe::{self, Scope};
 use crate::outcome::{Cached, Mode, Served, SetOutcome};
-use crate::stats::{CacheInfo, Counters};
+use crate::stats::{CacheInfo, Counters, Since};
 use crate::tags::TagStamp;
 
 const NEVER: u64 = u64::MAX;
@@ -167,6 +167,11 @@ where
     /// The configuration this cache was declared with.
     pub fn config(&self) -> &CacheConfig {
         &self.config
+    }
+
+    /// A copy of the configuration (`f::cache_config()`).
+    pub fn cache_config(&self) -> CacheConfig {
+        self.config.clone()
     }
 
     #[inline(always)]
@@ -531,7 +536,7 @@ where
                             return (load(value), served);
                         }
                     };
-                    let result = guard.lead(|| self.timed(compute));
+                    let result = guard.lead(|| self.timed(keep, mode, compute));
                     let followed = guard.is_followed();
                     let computed = self.finish(key, stripe, tags, keep, started, result, followed);
                     guard.finish(computed.handoff);
@@ -616,7 +621,7 @@ where
         mode: Mode,
     ) -> R {
         let started = self.begin(stripe, mode);
-        let result = self.timed(compute);
+        let result = self.timed(keep, mode, compute);
         self.finish(key, stripe, tags, keep, started, result, false)
             .result
     }
@@ -693,7 +698,9 @@ where
                             return (load(value), served);
                         }
                     };
-                    let result = guard.lead_async(self.timed_async(compute)).await;
+                    let result = guard
+                        .lead_async(self.timed_async(keep, mode, compute))
+                        .await;
                     let followed = guard.is_followed();
                     let computed = self.finish(key, stripe, tags, keep, started, result, followed);
                     guard.finish(computed.handoff);
@@ -735,25 +742,32 @@ where
         mode: Mode,
     ) -> R {
         let started = self.begin(stripe, mode);
-        let result = self.timed_async(compute).await;
+        let result = self.timed_async(keep, mode, compute).await;
         self.finish(key, stripe, tags, keep, started, result, false)
             .result
     }
 
-    fn timed<R>(&self, compute: Box<dyn FnOnce() -> R + '_>) -> R {
+    /// Runs the function on a miss (see `observe`).
+    fn timed<R>(
+        &self,
+        keep: fn(&R) -> Option<&S>,
+        mode: Mode,
+        compute: Box<dyn FnOnce() -> R + '_>,
+    ) -> R {
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
-        let started = Instant::now();
-        let result = compute();
-        self.counters.add_compute_time(started.elapsed());
-        result
+        self.counters.timed(self.config.name, mode, keep, compute)
     }
 
-    async fn timed_async<R>(&self, compute: impl Future<Output = R>) -> R {
+    async fn timed_async<R>(
+        &self,
+        keep: fn(&R) -> Option<&S>,
+        mode: Mode,
+        compute: impl Future<Output = R>,
+    ) -> R {
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
-        let started = Instant::now();
-        let result = compute.await;
-        self.counters.add_compute_time(started.elapsed());
-        result
+        self.counters
+            .timed_async(self.config.name, mode, keep, compute)
+            .await
     }
 
     /// Removes the entry for `key`: [`Invalidation::Removed`] if there was one, else
@@ -773,11 +787,12 @@ where
         // A leader that checked the generation before it moved may be inserting its value: it
         // removes it again after its insert; wait for that, so nothing stale is left.
         Inserting::wait_out(&self.inserting[stripe]);
-        if removed {
+        let outcome = if removed {
             Invalidation::Removed
         } else {
             Invalidation::Absent
-        }
+        };
+        observe::invalidated(self.config.name, Scope::Key, outcome)
     }
 
     /// Removes every entry and resets the statistics, like Python's `cache_clear()`.
@@ -792,22 +807,31 @@ where
         self.counters.reset();
         self.evictions_at_clear
             .store(self.backend.evictions(), Ordering::Relaxed);
-        Invalidation::Applied
+        observe::invalidated(self.config.name, Scope::Clear, Invalidation::Applied)
     }
 
-    /// A snapshot of the statistics.
+    /// A snapshot of the statistics since the last `cache_clear`.
     pub fn info(&self) -> CacheInfo {
+        self.info_since(Since::Clear)
+    }
+
+    /// A snapshot of the statistics since the cache was created or last cleared.
+    pub(crate) fn info_since(&self, since: Since) -> CacheInfo {
+        let tally = self.counters.tally(since);
+        let evictions = self.backend.evictions();
         CacheInfo {
-            hits: self.counters.hits_since_clear(),
-            misses: self.counters.misses.load(Ordering::Relaxed),
+            hits: tally.hits,
+            misses: tally.misses,
             maxsize: self.backend.capacity(),
             currsize: self.backend.len(),
-            evictions: self
-                .backend
-                .evictions()
-                .saturating_sub(self.evictions_at_clear.load(Ordering::Relaxed)),
-            errors: self.counters.errors.load(Ordering::Relaxed),
-            compute_time: Duration::from_nanos(self.counters.compute_nanos.load(Ordering::Relaxed)),
+            evictions: match since {
+                Since::Start => evictions,
+                Since::Clear => {
+                    evictions.saturating_sub(self.evictions_at_clear.load(Ordering::Relaxed))
+                }
+            },
+            errors: tally.errors,
+            compute_time: tally.compute_time,
             pending_invalidations: 0,
             circuit_open: false,
         }

@@ -76,13 +76,20 @@ impl Invalidation {
     }
 }
 
-impl fmt::Display for Invalidation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Invalidation {
+    /// `"removed"`, `"absent"`, `"applied"` or `"queued"` (also its `Display`).
+    pub fn as_str(self) -> &'static str {
+        match self {
             Invalidation::Removed => "removed",
             Invalidation::Absent => "absent",
             Invalidation::Applied => "applied",
             Invalidation::Queued => "queued",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Invalidation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }

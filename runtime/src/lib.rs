@@ -27,13 +27,19 @@ mod cache;
 mod clock;
 mod flight;
 mod gate;
+#[cfg(feature = "http")]
+pub mod http;
 mod invalidation;
 mod key;
 mod memory;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "moka")]
 mod moka_backend;
+mod observe;
 mod outcome;
 mod policy;
+mod redact;
 #[cfg(feature = "redis")]
 pub mod redis;
 mod registry;

@@ -101,6 +101,40 @@ impl<R> Cached<R> {
     pub fn is_hit(&self) -> bool {
         self.status.is_hit()
     }
+
+    /// The same status and age with the value mapped (e.g. to the body of a response).
+    pub fn map<U>(self, f: impl FnOnce(R) -> U) -> Cached<U> {
+        Cached {
+            value: f(self.value),
+            status: self.status,
+            age: self.age,
+        }
+    }
+}
+
+impl<T, E> Cached<Result<T, E>> {
+    /// `Ok` with the status and age, or the error: `get_user::call(id).transpose()?`.
+    ///
+    /// ```
+    /// #[cachemere::cached]
+    /// fn parse(text: &'static str) -> Result<u64, std::num::ParseIntError> { text.parse() }
+    ///
+    /// let cached = parse::call("42").transpose().unwrap();
+    /// assert_eq!(cached.value, 42);
+    /// assert!(parse::call("x").transpose().is_err());
+    /// ```
+    pub fn transpose(self) -> Result<Cached<T>, E> {
+        let (status, age) = (self.status, self.age);
+        self.value.map(|value| Cached { value, status, age })
+    }
+}
+
+impl<T> Cached<Option<T>> {
+    /// `Some` with the status and age, or `None`.
+    pub fn transpose(self) -> Option<Cached<T>> {
+        let (status, age) = (self.status, self.age);
+        self.value.map(|value| Cached { value, status, age })
+    }
 }
 
 /// What `f::set(.., value)` came to.

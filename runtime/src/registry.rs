@@ -11,6 +11,15 @@ pub trait Registered: Send + Sync {
     fn name(&self) -> &str;
     /// A snapshot of its statistics.
     fn info(&self) -> CacheInfo;
+    /// Its statistics since it was created, not reset by `cache_clear` (for metrics, which
+    /// never go down).
+    fn lifetime_info(&self) -> CacheInfo {
+        self.info()
+    }
+    /// Where its hits come from: `"local"` (this process's memory) or `"remote"`.
+    fn level(&self) -> &'static str {
+        "local"
+    }
 }
 
 impl<K, S, const N: usize, B> Registered for crate::cache::Cache<K, S, N, B>
@@ -26,10 +35,16 @@ where
     fn info(&self) -> CacheInfo {
         crate::cache::Cache::info(self)
     }
+
+    fn lifetime_info(&self) -> CacheInfo {
+        self.info_since(crate::stats::Since::Start)
+    }
 }
 
-/// One line of [`caches()`]: a cache's name and statistics.
+/// One line of [`caches()`]: a cache's name and statistics. With the `serde` feature it
+/// serializes as `{"name": ..., "info": {...}}` (see [`CacheInfo`]'s fields).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct CacheReport {
     /// The cache's name (`module::function` unless `name = "..."` was given).
@@ -57,10 +72,7 @@ static REGISTRY: Mutex<Vec<&'static dyn Registered>> = Mutex::new(Vec::new());
 /// ```
 pub fn caches() -> Vec<CacheReport> {
     // Statistics are read outside the lock: a custom backend's `len()` is user code.
-    let registered: Vec<&'static dyn Registered> = REGISTRY
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+    let registered = registered();
     let mut reports: Vec<CacheReport> = registered
         .iter()
         .map(|cache| CacheReport {
@@ -70,6 +82,14 @@ pub fn caches() -> Vec<CacheReport> {
         .collect();
     reports.sort_by(|a, b| a.name.cmp(&b.name));
     reports
+}
+
+/// Every cache created so far (a copy of the list: read their statistics outside the lock).
+pub(crate) fn registered() -> Vec<&'static dyn Registered> {
+    REGISTRY
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
 }
 
 type AnyCache = dyn Any + Send + Sync;

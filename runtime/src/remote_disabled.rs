@@ -122,6 +122,9 @@ impl<S: 'static> RemoteCache<S> {
     pub fn info(&self) -> CacheInfo {
         CacheInfo::default()
     }
+    pub fn cache_config(&self) -> crate::CacheConfig {
+        crate::CacheConfig::new("")
+    }
 }
 
 impl<S: 'static> crate::registry::Registered for RemoteCache<S> {

@@ -48,6 +48,54 @@ pub struct CacheInfo {
     pub circuit_open: bool,
 }
 
+impl CacheInfo {
+    /// `hits / (hits + misses)`, or `None` before the first call: the figure to watch (below
+    /// about 0.8, look at the key's arguments and the TTL).
+    ///
+    /// ```
+    /// let mut info = cachemere::CacheInfo::default();
+    /// assert_eq!(info.hit_ratio(), None);
+    /// (info.hits, info.misses) = (3, 1);
+    /// assert_eq!(info.hit_ratio(), Some(0.75));
+    /// ```
+    pub fn hit_ratio(&self) -> Option<f64> {
+        let calls = self.hits.saturating_add(self.misses);
+        (calls > 0).then(|| self.hits as f64 / calls as f64)
+    }
+}
+
+/// With the `serde` feature: the fields, `compute_time` as `compute_time_secs` (a float), and
+/// `hit_ratio` (`null` before the first call).
+///
+/// ```
+/// # #[cfg(feature = "serde")] {
+/// let mut info = cachemere::CacheInfo::default();
+/// (info.hits, info.misses, info.maxsize, info.currsize) = (3, 1, 100, 1);
+/// let json = serde_json::to_value(info).unwrap();
+/// assert_eq!(json["hits"], 3);
+/// assert_eq!(json["hit_ratio"], 0.75);
+/// assert_eq!(json["compute_time_secs"], 0.0);
+/// # }
+/// ```
+#[cfg(feature = "serde")]
+impl serde::Serialize for CacheInfo {
+    fn serialize<Se: serde::Serializer>(&self, serializer: Se) -> Result<Se::Ok, Se::Error> {
+        use serde::ser::SerializeStruct;
+        let mut fields = serializer.serialize_struct("CacheInfo", 10)?;
+        fields.serialize_field("hits", &self.hits)?;
+        fields.serialize_field("misses", &self.misses)?;
+        fields.serialize_field("hit_ratio", &self.hit_ratio())?;
+        fields.serialize_field("maxsize", &self.maxsize)?;
+        fields.serialize_field("currsize", &self.currsize)?;
+        fields.serialize_field("evictions", &self.evictions)?;
+        fields.serialize_field("errors", &self.errors)?;
+        fields.serialize_field("compute_time_secs", &self.compute_time.as_secs_f64())?;
+        fields.serialize_field("pending_invalidations", &self.pending_invalidations)?;
+        fields.serialize_field("circuit_open", &self.circuit_open)?;
+        fields.end()
+    }
+}
+
 impl fmt::Display for CacheInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -166,15 +214,43 @@ impl StripedCounter {
 }
 
 /// The per-cache counters that the cache layer (not the backend) keeps.
+///
+/// Every counter only grows, so that metrics exported from them are monotonic; `cache_clear`
+/// keeps a baseline of each instead of zeroing it, and `cache_info()` shows what came since.
 pub(crate) struct Counters {
     pub(crate) hits: StripedCounter,
-    /// `hits.sum()` at the last `cache_clear`.
-    pub(crate) hits_at_clear: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) compute_nanos: AtomicU64,
+    /// The counts at the last `cache_clear`.
+    at_clear: Baseline,
     /// When an error of this cache was last logged (precise clock nanoseconds; 0 never).
     last_error_log_ns: AtomicU64,
+}
+
+#[derive(Default)]
+struct Baseline {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    errors: AtomicU64,
+    compute_nanos: AtomicU64,
+}
+
+/// Where a snapshot of the statistics counts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Since {
+    /// The last `cache_clear` (`cache_info()`).
+    Clear,
+    /// The cache's creation (metrics, which must never go down).
+    Start,
+}
+
+/// What the counters hold, as of a [`Since`].
+pub(crate) struct Tally {
+    pub(crate) hits: u64,
+    pub(crate) misses: u64,
+    pub(crate) errors: u64,
+    pub(crate) compute_time: Duration,
 }
 
 /// How long error logs of one cache stay quiet after one is written.
@@ -184,37 +260,61 @@ impl Counters {
     pub(crate) fn new() -> Self {
         Counters {
             hits: StripedCounter::new(),
-            hits_at_clear: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             compute_nanos: AtomicU64::new(0),
+            at_clear: Baseline::default(),
             last_error_log_ns: AtomicU64::new(0),
         }
     }
 
-    /// Hits since the last `cache_clear`.
-    pub(crate) fn hits_since_clear(&self) -> u64 {
-        self.hits
-            .sum()
-            .saturating_sub(self.hits_at_clear.load(Ordering::Relaxed))
+    /// The counts since the cache was created or last cleared.
+    pub(crate) fn tally(&self, since: Since) -> Tally {
+        let count = |counter: &AtomicU64, baseline: &AtomicU64| {
+            let total = counter.load(Ordering::Relaxed);
+            match since {
+                Since::Start => total,
+                Since::Clear => total.saturating_sub(baseline.load(Ordering::Relaxed)),
+            }
+        };
+        let hits = match since {
+            Since::Start => self.hits.sum(),
+            Since::Clear => self
+                .hits
+                .sum()
+                .saturating_sub(self.at_clear.hits.load(Ordering::Relaxed)),
+        };
+        Tally {
+            hits,
+            misses: count(&self.misses, &self.at_clear.misses),
+            errors: count(&self.errors, &self.at_clear.errors),
+            compute_time: Duration::from_nanos(count(
+                &self.compute_nanos,
+                &self.at_clear.compute_nanos,
+            )),
+        }
     }
 
     /// Starts the statistics over (`cache_clear`).
     pub(crate) fn reset(&self) {
-        self.hits_at_clear.store(self.hits.sum(), Ordering::Relaxed);
-        self.misses.store(0, Ordering::Relaxed);
-        self.errors.store(0, Ordering::Relaxed);
-        self.compute_nanos.store(0, Ordering::Relaxed);
+        let keep = |baseline: &AtomicU64, counter: &AtomicU64| {
+            baseline.store(counter.load(Ordering::Relaxed), Ordering::Relaxed);
+        };
+        self.at_clear.hits.store(self.hits.sum(), Ordering::Relaxed);
+        keep(&self.at_clear.misses, &self.misses);
+        keep(&self.at_clear.errors, &self.errors);
+        keep(&self.at_clear.compute_nanos, &self.compute_nanos);
     }
 
     /// Counts a backend error and logs it, at most once per [`ERROR_LOG_INTERVAL`] per cache.
     pub(crate) fn record_error(
         &self,
-        cache: &str,
+        cache: &'static str,
         operation: &'static str,
         error: &dyn std::error::Error,
     ) {
         self.errors.fetch_add(1, Ordering::Relaxed);
+        crate::observe::record_error(cache, operation);
         let now = crate::clock::precise_ns().max(1);
         let last = self.last_error_log_ns.load(Ordering::Relaxed);
         let interval = u64::try_from(ERROR_LOG_INTERVAL.as_nanos()).unwrap_or(u64::MAX);
@@ -228,7 +328,7 @@ impl Counters {
             tracing::warn!(
                 cache,
                 operation,
-                error = %error,
+                error = crate::redact::error(error),
                 errors = self.errors.load(Ordering::Relaxed),
                 "cache backend failed; the function runs uncached (further errors of this cache are counted, and logged at most every 10 s)"
             );

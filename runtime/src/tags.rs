@@ -92,9 +92,10 @@ fn slot_of(tag: fmt::Arguments<'_>) -> usize {
 pub fn invalidate_tag(tag: &str) -> Invalidation {
     invalidate_local_tag(tag);
     #[cfg(feature = "remote")]
-    return crate::remote::invalidate_tag_everywhere(tag);
+    let outcome = crate::remote::invalidate_tag_everywhere(tag);
     #[cfg(not(feature = "remote"))]
-    Invalidation::Applied
+    let outcome = Invalidation::Applied;
+    tag_invalidated(outcome)
 }
 
 /// The async form of [`invalidate_tag`]: reaches remote stores without blocking the executor.
@@ -107,9 +108,19 @@ pub fn invalidate_tag(tag: &str) -> Invalidation {
 pub async fn invalidate_tag_async(tag: &str) -> Invalidation {
     invalidate_local_tag(tag);
     #[cfg(feature = "remote")]
-    return crate::remote::invalidate_tag_everywhere_async(tag).await;
+    let outcome = crate::remote::invalidate_tag_everywhere_async(tag).await;
     #[cfg(not(feature = "remote"))]
-    Invalidation::Applied
+    let outcome = Invalidation::Applied;
+    tag_invalidated(outcome)
+}
+
+/// Reports a tag invalidation (never the tag: it is built from arguments).
+fn tag_invalidated(outcome: Invalidation) -> Invalidation {
+    crate::observe::invalidated(
+        crate::observe::EVERY_CACHE,
+        crate::observe::Scope::Tag,
+        outcome,
+    )
 }
 
 fn invalidate_local_tag(tag: &str) {

@@ -18,10 +18,12 @@ use super::codec::{
 use super::pending::Overwrite;
 use super::{Remote, default_remote, key};
 use crate::backend::BackendError;
+use crate::backend::CacheConfig;
 use crate::flight::{Flights, LeaderGuard, Role, led_by_this_thread};
 use crate::invalidation::Invalidation;
+use crate::observe::{self, Scope};
 use crate::outcome::{Cached, Mode, Served, SetOutcome, WrittenAt};
-use crate::stats::{CacheInfo, Counters};
+use crate::stats::{CacheInfo, Counters, Since};
 
 /// What a value stored in a remote cache must be.
 #[diagnostic::on_unimplemented(
@@ -352,6 +354,20 @@ impl<S> RemoteCache<S> {
 
     /// How long an entry written now lives: `ttl`, at most the remote's `max_ttl` (also the
     /// default). Leases and tombstones live as long.
+    /// What this cache was declared with (`f::cache_config()`): `maxsize` 0 (a remote cache
+    /// is bounded by its TTLs), and the TTL entries get from the store in use (at most its
+    /// `max_ttl`, which is also the TTL of a cache declared without one).
+    pub fn cache_config(&self) -> CacheConfig {
+        let ttl = match self.remote() {
+            Some(remote) => Some(self.entry_ttl(&remote)),
+            None => self.ttl,
+        };
+        CacheConfig::new(self.name)
+            .with_maxsize(0)
+            .with_ttl(ttl)
+            .with_single_flight(self.flights.is_some())
+    }
+
     fn entry_ttl(&self, remote: &Remote) -> Duration {
         let max_ttl = remote.max_ttl();
         self.ttl
@@ -385,7 +401,7 @@ impl<S> RemoteCache<S> {
             None => Invalidation::Absent,
         };
         self.note_invalidation();
-        outcome
+        observe::invalidated(self.name, Scope::Key, outcome)
     }
 
     /// The async form of [`invalidate`](Self::invalidate).
@@ -398,7 +414,7 @@ impl<S> RemoteCache<S> {
             None => Invalidation::Absent,
         };
         self.note_invalidation();
-        outcome
+        observe::invalidated(self.name, Scope::Key, outcome)
     }
 
     fn clear_write(&self) -> Option<(Remote, String, Duration)> {
@@ -432,7 +448,7 @@ impl<S> RemoteCache<S> {
     fn cleared(&self, outcome: Invalidation) -> Invalidation {
         self.note_invalidation();
         self.counters.reset();
-        outcome
+        observe::invalidated(self.name, Scope::Clear, outcome)
     }
 
     /// This process's hits, misses and errors; `currsize` counts the keys of this cache in
@@ -441,6 +457,12 @@ impl<S> RemoteCache<S> {
     /// second: a call within a second of the last count reuses it. `maxsize` is 0: a remote
     /// cache is bounded by its TTLs and the store's memory policy.
     pub fn info(&self) -> CacheInfo {
+        self.info_since(Since::Clear)
+    }
+
+    /// A snapshot of the statistics since the cache was created or last cleared.
+    pub(crate) fn info_since(&self, since: Since) -> CacheInfo {
+        let tally = self.counters.tally(since);
         let remote = self.remote();
         let currsize = self.currsize(remote.as_ref());
         let health = remote.map(|remote| remote.health());
@@ -451,13 +473,13 @@ impl<S> RemoteCache<S> {
             circuit_open: health
                 .as_ref()
                 .is_some_and(|health| matches!(health.circuit, super::Circuit::Open { .. })),
-            hits: self.counters.hits_since_clear(),
-            misses: self.counters.misses.load(Ordering::Relaxed),
+            hits: tally.hits,
+            misses: tally.misses,
             maxsize: 0,
             currsize,
             evictions: 0,
-            errors: self.counters.errors.load(Ordering::Relaxed),
-            compute_time: Duration::from_nanos(self.counters.compute_nanos.load(Ordering::Relaxed)),
+            errors: tally.errors,
+            compute_time: tally.compute_time,
         }
     }
 }
@@ -685,18 +707,20 @@ impl<S: RemoteValue> RemoteCache<S> {
         }
     }
 
-    fn timed<R>(&self, compute: impl FnOnce() -> R) -> R {
-        let started = Instant::now();
-        let result = compute();
-        self.counters.add_compute_time(started.elapsed());
-        result
+    /// Runs the function on a miss (see `observe`).
+    fn timed<R>(&self, keep: fn(&R) -> Option<&S>, mode: Mode, compute: impl FnOnce() -> R) -> R {
+        self.counters.timed(self.name, mode, keep, compute)
     }
 
-    async fn timed_async<R>(&self, compute: impl Future<Output = R>) -> R {
-        let started = Instant::now();
-        let result = compute.await;
-        self.counters.add_compute_time(started.elapsed());
-        result
+    async fn timed_async<R>(
+        &self,
+        keep: fn(&R) -> Option<&S>,
+        mode: Mode,
+        compute: impl Future<Output = R>,
+    ) -> R {
+        self.counters
+            .timed_async(self.name, mode, keep, compute)
+            .await
     }
 
     fn hit<R>(&self, value: S, written_at: u64, load: fn(S) -> R) -> (R, Served) {
@@ -824,7 +848,7 @@ impl<S: RemoteValue> RemoteCache<S> {
     ) -> (R, Served) {
         let Some(plan) = arguments.and_then(|arguments| self.plan(&arguments, tags)) else {
             self.miss();
-            return (self.timed(compute), Served::Computed);
+            return (self.timed(keep, mode, compute), Served::Computed);
         };
         if plan.remote.hides(&plan.read_keys) {
             return self.compute_hidden(&plan, keep, load, compute, mode);
@@ -869,8 +893,8 @@ impl<S: RemoteValue> RemoteCache<S> {
         self.miss();
         let started = (Instant::now(), unix_ms());
         let result = match &guard {
-            Some(guard) => guard.lead(|| self.timed(compute)),
-            None => self.timed(compute),
+            Some(guard) => guard.lead(|| self.timed(keep, mode, compute)),
+            None => self.timed(keep, mode, compute),
         };
         let stored = keep(&result);
         if let Some(prepared) = &prepared
@@ -901,8 +925,8 @@ impl<S: RemoteValue> RemoteCache<S> {
         self.miss();
         let written_at = unix_ms();
         let result = match &guard {
-            Some(guard) => guard.lead(|| self.timed(compute)),
-            None => self.timed(compute),
+            Some(guard) => guard.lead(|| self.timed(keep, mode, compute)),
+            None => self.timed(keep, mode, compute),
         };
         let stored = keep(&result).map(|value| (value, written_at));
         self.finish(guard, stored, epoch);
@@ -994,7 +1018,10 @@ impl<S: RemoteValue> RemoteCache<S> {
     {
         let Some(plan) = arguments.and_then(|arguments| self.plan(&arguments, tags)) else {
             self.miss();
-            return (self.timed_async(compute).await, Served::Computed);
+            return (
+                self.timed_async(keep, mode, compute).await,
+                Served::Computed,
+            );
         };
         if plan.remote.hides(&plan.read_keys) {
             return self
@@ -1043,8 +1070,11 @@ impl<S: RemoteValue> RemoteCache<S> {
         self.miss();
         let started = (Instant::now(), unix_ms());
         let result = match &guard {
-            Some(guard) => self.timed_async(guard.lead_async(compute)).await,
-            None => self.timed_async(compute).await,
+            Some(guard) => {
+                self.timed_async(keep, mode, guard.lead_async(compute))
+                    .await
+            }
+            None => self.timed_async(keep, mode, compute).await,
         };
         let stored = keep(&result);
         if let Some(prepared) = &prepared
@@ -1076,8 +1106,11 @@ impl<S: RemoteValue> RemoteCache<S> {
         self.miss();
         let written_at = unix_ms();
         let result = match &guard {
-            Some(guard) => self.timed_async(guard.lead_async(compute)).await,
-            None => self.timed_async(compute).await,
+            Some(guard) => {
+                self.timed_async(keep, mode, guard.lead_async(compute))
+                    .await
+            }
+            None => self.timed_async(keep, mode, compute).await,
         };
         let stored = keep(&result).map(|value| (value, written_at));
         self.finish(guard, stored, epoch);
@@ -1228,5 +1261,13 @@ impl<S: Send + 'static> crate::registry::Registered for RemoteCache<S> {
 
     fn info(&self) -> CacheInfo {
         RemoteCache::info(self)
+    }
+
+    fn lifetime_info(&self) -> CacheInfo {
+        self.info_since(Since::Start)
+    }
+
+    fn level(&self) -> &'static str {
+        "remote"
     }
 }

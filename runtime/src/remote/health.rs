@@ -56,6 +56,51 @@ pub struct RemoteHealth {
     pub last_error: Option<(String, Duration)>,
 }
 
+/// With the `serde` feature: `{"state": "closed"}`, `{"state": "open", "retry_in_secs": 1.5}`
+/// or `{"state": "half_open"}`.
+#[cfg(feature = "serde")]
+impl serde::Serialize for Circuit {
+    fn serialize<Se: serde::Serializer>(&self, serializer: Se) -> Result<Se::Ok, Se::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        match self {
+            Circuit::Closed => map.serialize_entry("state", "closed")?,
+            Circuit::Open { retry_in } => {
+                map.serialize_entry("state", "open")?;
+                map.serialize_entry("retry_in_secs", &retry_in.as_secs_f64())?;
+            }
+            Circuit::HalfOpen => map.serialize_entry("state", "half_open")?,
+        }
+        map.end()
+    }
+}
+
+/// With the `serde` feature: `store`, `ready` ([`is_ready`](RemoteHealth::is_ready)),
+/// `circuit`, `pending_invalidations`, and `last_error` as `{"message": ..., "secs_ago": ...}`
+/// or `null`. Passwords in URLs are redacted in `store` and the message.
+#[cfg(feature = "serde")]
+impl serde::Serialize for RemoteHealth {
+    fn serialize<Se: serde::Serializer>(&self, serializer: Se) -> Result<Se::Ok, Se::Error> {
+        use serde::ser::SerializeStruct;
+        #[derive(serde::Serialize)]
+        struct LastError<'a> {
+            message: &'a str,
+            secs_ago: f64,
+        }
+        let last_error = self.last_error.as_ref().map(|(message, ago)| LastError {
+            message,
+            secs_ago: ago.as_secs_f64(),
+        });
+        let mut fields = serializer.serialize_struct("RemoteHealth", 5)?;
+        fields.serialize_field("store", &self.store)?;
+        fields.serialize_field("ready", &self.is_ready())?;
+        fields.serialize_field("circuit", &self.circuit)?;
+        fields.serialize_field("pending_invalidations", &self.pending_invalidations)?;
+        fields.serialize_field("last_error", &last_error)?;
+        fields.end()
+    }
+}
+
 impl RemoteHealth {
     /// Whether the store takes operations and nothing waits for it.
     pub fn is_ready(&self) -> bool {
@@ -149,49 +194,9 @@ pub(crate) fn may_log(last: &AtomicU64) -> bool {
             .is_ok()
 }
 
-/// `text` with the password of any URL in it replaced by `***`.
-pub(crate) fn redact_text(text: &str) -> String {
-    if !text.contains("://") {
-        return text.to_owned();
-    }
-    text.split(' ')
-        .map(|word| {
-            if word.contains("://") {
-                redact_url(word)
-            } else {
-                word.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-#[cfg(feature = "redis")]
-fn redact_url(url: &str) -> String {
-    crate::redis::redact(url)
-}
-
-#[cfg(not(feature = "redis"))]
-fn redact_url(url: &str) -> String {
-    // Without the Redis helper: drop the user-info part entirely.
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_in_errors_lose_their_passwords() {
-        let text = redact_text("could not reach redis://:hunter2@10.0.0.5:6379/0 (refused)");
-        assert!(!text.contains("hunter2"), "{text}");
-        assert_eq!(redact_text("plain error"), "plain error");
-    }
 
     #[test]
     fn logs_are_rate_limited() {

@@ -855,7 +855,7 @@ impl Remote {
                 if self.inner.may_warn() {
                     tracing::warn!(
                         store = %self.inner.description,
-                        error = %error,
+                        error = crate::redact::error(&error),
                         "an invalidation did not reach the remote cache store: kept and retried; \
                          this process does not serve what it hides meanwhile"
                     );
@@ -972,7 +972,8 @@ async fn drain(inner: Arc<RemoteInner>) {
 
 impl RemoteInner {
     fn note_error(&self, error: &BackendError) {
-        let text = health::redact_text(&error_chain(error));
+        crate::observe::record_remote_error(&self.description);
+        let text = crate::redact::error(error);
         *self
             .last_error
             .lock()
@@ -983,18 +984,6 @@ impl RemoteInner {
     fn may_warn(&self) -> bool {
         health::may_log(&self.warned_at)
     }
-}
-
-/// An error and its sources, on one line.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Starts a store operation; a store that panics doing so gives an operation that fails.

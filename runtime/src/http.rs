@@ -1,0 +1,382 @@
+//! HTTP caching from the cache's own policy (feature `http`, on the [`http`](https://docs.rs/http)
+//! crate's types, so any framework can use it): `Cache-Control`, `Age`, `ETag`, `X-Cache`, and
+//! `304 Not Modified` for a matching `If-None-Match`.
+//!
+//! [`HttpCaching::new`] takes a cached function's [`CacheConfig`] (`f::cache_config()`), so the
+//! lifetime a browser or CDN is told comes from the function's TTL and never outlasts what the
+//! server would still serve: `max-age` minus `Age` (what an HTTP cache keeps it fresh for) is at
+//! most the TTL left to the entry (the TTL rounded down, the age rounded up).
+//!
+//! ```
+//! use cachemere::cached;
+//! use cachemere::http::HttpCaching;
+//! use ::http::header::{AGE, CACHE_CONTROL, ETAG, IF_NONE_MATCH};
+//! use http::{HeaderMap, StatusCode};
+//!
+//! #[cached(ttl = "5m")]
+//! fn profile(id: u64) -> String { format!("profile {id}") }
+//!
+//! let caching = HttpCaching::new(profile::cache_config()).public();
+//!
+//! // First request: computed.
+//! let response = caching.respond(&HeaderMap::new(), profile::call(7));
+//! assert_eq!(response.status(), StatusCode::OK);
+//! assert_eq!(response.headers()[CACHE_CONTROL], "public, max-age=300");
+//! assert_eq!(response.headers()["x-cache"], "MISS");
+//! assert_eq!(response.headers()[AGE], "0");
+//! assert_eq!(response.body().as_deref(), Some("profile 7"));
+//!
+//! // The client revalidates with the ETag it got: 304, no body.
+//! let mut request = HeaderMap::new();
+//! request.insert(IF_NONE_MATCH, response.headers()[ETAG].clone());
+//! let revalidated = caching.respond(&request, profile::call(7));
+//! assert_eq!(revalidated.status(), StatusCode::NOT_MODIFIED);
+//! assert_eq!(revalidated.headers()["x-cache"], "HIT");
+//! assert!(revalidated.body().is_none());
+//! ```
+//!
+//! What HTTP cannot be told: an invalidation. A browser or CDN that was told `max-age=300`
+//! may show the old response for up to that long after `invalidate` returns on the server.
+//! Where that matters, cap what clients keep with [`max_age`](HttpCaching::max_age) (e.g.
+//! zero: they revalidate every time, which the `ETag` makes a cheap `304`), and let shared
+//! caches you can purge keep longer with [`shared_max_age`](HttpCaching::shared_max_age).
+
+use std::io;
+use std::time::Duration;
+
+use ::http::header::{AGE, CACHE_CONTROL, ETAG, HeaderName, HeaderValue, IF_NONE_MATCH};
+use ::http::{HeaderMap, Response, StatusCode};
+use serde::Serialize;
+
+use crate::CacheConfig;
+use crate::outcome::Cached;
+
+/// The `X-Cache` header: `HIT` or `MISS`.
+pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// How responses of one cached function may be cached downstream: built from its policy,
+/// narrowed by the handler.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpCaching {
+    /// The server-side TTL; `None`: entries never expire (then clients must revalidate).
+    ttl: Option<Duration>,
+    /// The most a private cache (a browser) may keep a response fresh.
+    client_max: Option<Duration>,
+    /// What a shared cache (a CDN) may keep it fresh (`s-maxage`), at most the TTL.
+    shared_max: Option<Duration>,
+    public: bool,
+}
+
+impl HttpCaching {
+    /// From a cached function's configuration (`f::cache_config()`): `private`, fresh for the
+    /// TTL left to the value; without a TTL, `no-cache` (store, but revalidate each time:
+    /// the server may drop or invalidate the entry at any moment).
+    pub fn new(config: CacheConfig) -> Self {
+        HttpCaching {
+            ttl: config.ttl,
+            client_max: None,
+            shared_max: None,
+            public: false,
+        }
+    }
+
+    /// Shared caches (CDNs, proxies) may store the response too: for data that is the same
+    /// for every user.
+    #[must_use]
+    pub fn public(mut self) -> Self {
+        self.public = true;
+        self
+    }
+
+    /// Only the user's own cache (a browser) may store it: the default.
+    #[must_use]
+    pub fn private(mut self) -> Self {
+        self.public = false;
+        self
+    }
+
+    /// Clients keep a response fresh for at most `at_most` (and never longer than the TTL
+    /// left). `Duration::ZERO` makes them revalidate each time.
+    #[must_use]
+    pub fn max_age(mut self, at_most: Duration) -> Self {
+        self.client_max = Some(at_most);
+        self
+    }
+
+    /// Shared caches keep it fresh for up to `at_most` (`s-maxage`, never longer than the TTL
+    /// left), whatever [`max_age`](Self::max_age) tells browsers. Makes the response `public`.
+    #[must_use]
+    pub fn shared_max_age(mut self, at_most: Duration) -> Self {
+        self.shared_max = Some(at_most);
+        self.public = true;
+        self
+    }
+
+    /// The `Cache-Control` value for a value computed `age` ago.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use cachemere::{CacheConfig, http::HttpCaching};
+    /// let config = CacheConfig::new("users").with_ttl(Some(Duration::from_secs(60)));
+    /// let caching = HttpCaching::new(config);
+    /// // 60 s of TTL: with `Age: 20` an HTTP cache keeps it 40 s more.
+    /// assert_eq!(caching.cache_control(Duration::from_secs(20)), "private, max-age=60");
+    /// let capped = caching.clone().max_age(Duration::from_secs(10));
+    /// assert_eq!(capped.cache_control(Duration::from_secs(20)), "private, max-age=30");
+    /// let cdn = caching.max_age(Duration::ZERO).shared_max_age(Duration::from_secs(3600));
+    /// assert_eq!(cdn.cache_control(Duration::from_secs(20)), "public, max-age=20, s-maxage=60");
+    /// assert_eq!(HttpCaching::new(CacheConfig::new("forever")).cache_control(Duration::ZERO), "private, no-cache");
+    /// ```
+    pub fn cache_control(&self, age: Duration) -> HeaderValue {
+        let visibility = if self.public { "public" } else { "private" };
+        let age = age_secs(age);
+        let mut value = String::from(visibility);
+        match self.fresh_for(age, self.client_max) {
+            Some(fresh) => value.push_str(&format!(", max-age={}", age.saturating_add(fresh))),
+            None => value.push_str(", no-cache"),
+        }
+        if let Some(shared) = self.shared_max
+            && let Some(fresh) = self.fresh_for(age, Some(shared))
+        {
+            value.push_str(&format!(", s-maxage={}", age.saturating_add(fresh)));
+        }
+        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("no-store"))
+    }
+
+    /// How many more whole seconds a downstream cache may keep a value `age` seconds old
+    /// fresh: the TTL left, at most `cap`; `None` to revalidate every time (no TTL, no cap).
+    fn fresh_for(&self, age: u64, cap: Option<Duration>) -> Option<u64> {
+        let left = self.ttl.map(|ttl| ttl.as_secs().saturating_sub(age));
+        let cap = cap.map(|cap| cap.as_secs());
+        match (left, cap) {
+            (Some(left), Some(cap)) => Some(left.min(cap)),
+            (Some(left), None) => Some(left),
+            (None, cap) => cap,
+        }
+    }
+
+    /// The response headers for `cached`: `Cache-Control`, `Age`, `X-Cache`, and an `ETag`
+    /// digest of the value (left out if the value cannot be serialized).
+    pub fn headers<T: Serialize>(&self, cached: &Cached<T>) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(4);
+        headers.insert(CACHE_CONTROL, self.cache_control(cached.age));
+        headers.insert(AGE, HeaderValue::from(age_secs(cached.age)));
+        headers.insert(X_CACHE, HeaderValue::from_static(cached.status.as_str()));
+        if let Some(tag) = etag(&cached.value) {
+            headers.insert(ETAG, tag);
+        }
+        headers
+    }
+
+    /// The response to a `GET` or `HEAD` that `cached` answers: `304 Not Modified` with no
+    /// body if the request's `If-None-Match` holds the value's `ETag`, else `200 OK` with the
+    /// value; both with the [`headers`](Self::headers). Map the body to your framework's
+    /// (`Json(..)` in axum).
+    pub fn respond<T: Serialize>(
+        &self,
+        request: &HeaderMap,
+        cached: Cached<T>,
+    ) -> Response<Option<T>> {
+        let headers = self.headers(&cached);
+        let not_modified = headers
+            .get(ETAG)
+            .is_some_and(|tag| if_none_match(request, tag));
+        let (status, body) = if not_modified {
+            (StatusCode::NOT_MODIFIED, None)
+        } else {
+            (StatusCode::OK, Some(cached.value))
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        response
+    }
+}
+
+/// Whole seconds of an age, rounded up (so what downstream caches add never outlasts the TTL).
+fn age_secs(age: Duration) -> u64 {
+    age.as_secs() + u64::from(age.subsec_nanos() > 0)
+}
+
+/// A strong `ETag` for `value`: a 128-bit xxh3 digest of its JSON serialization, the same in
+/// every process and release for the same value (a `HashMap` field serializes in its own
+/// order, which differs between processes: use a `BTreeMap`). `None` if serialization fails.
+///
+/// ```
+/// let a = cachemere::http::etag(&("ada", 36)).unwrap();
+/// assert_eq!(a, cachemere::http::etag(&("ada", 36)).unwrap());
+/// assert_ne!(a, cachemere::http::etag(&("ada", 37)).unwrap());
+/// assert_eq!(a.len(), 34); // "<32 hex digits>"
+/// ```
+pub fn etag<T: Serialize + ?Sized>(value: &T) -> Option<HeaderValue> {
+    let mut digest = Digest(xxhash_rust::xxh3::Xxh3::new());
+    serde_json::to_writer(&mut digest, value).ok()?;
+    HeaderValue::from_str(&format!("\"{:032x}\"", digest.0.digest128())).ok()
+}
+
+/// Feeds serialized bytes to the hasher without collecting them.
+struct Digest(xxhash_rust::xxh3::Xxh3);
+
+impl io::Write for Digest {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Whether the request's `If-None-Match` matches `etag` (RFC 9110's weak comparison: a `W/`
+/// prefix is ignored; `*` matches any). Every `If-None-Match` header counts; a value that is
+/// not text matches nothing.
+///
+/// ```
+/// use http::{HeaderMap, HeaderValue, header::IF_NONE_MATCH};
+/// let tag = HeaderValue::from_static("\"abc\"");
+/// let mut request = HeaderMap::new();
+/// request.insert(IF_NONE_MATCH, HeaderValue::from_static("\"x\", W/\"abc\""));
+/// assert!(cachemere::http::if_none_match(&request, &tag));
+/// assert!(!cachemere::http::if_none_match(&HeaderMap::new(), &tag));
+/// ```
+pub fn if_none_match(request: &HeaderMap, etag: &HeaderValue) -> bool {
+    let Ok(etag) = etag.to_str() else {
+        return false;
+    };
+    let etag = opaque(etag);
+    request
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .any(|candidate| candidate == "*" || opaque(candidate) == etag)
+}
+
+/// An entity tag without its weakness prefix.
+fn opaque(tag: &str) -> &str {
+    tag.strip_prefix("W/").unwrap_or(tag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `max-age` and `s-maxage` of a `Cache-Control` value, and whether it says `no-cache`.
+    fn parse(value: &HeaderValue) -> (Option<u64>, Option<u64>, bool) {
+        let text = value.to_str().expect("text");
+        let number = |name: &str| {
+            text.split(", ")
+                .find_map(|part| part.strip_prefix(name))
+                .map(|n| n.parse().expect("a number"))
+        };
+        (
+            number("max-age="),
+            number("s-maxage="),
+            text.contains("no-cache"),
+        )
+    }
+
+    #[test]
+    fn downstream_freshness_never_outlasts_the_ttl_left() {
+        let millis = [
+            0, 1, 999, 1_000, 1_001, 59_999, 60_000, 150_500, 299_999, 300_000, 400_000,
+        ];
+        for ttl_ms in [1_000u64, 60_000, 300_000, 86_400_000] {
+            for cap in [None, Some(0), Some(10), Some(100_000)] {
+                for shared in [None, Some(0), Some(30), Some(1_000_000)] {
+                    let mut caching = HttpCaching::new(
+                        CacheConfig::new("t").with_ttl(Some(Duration::from_millis(ttl_ms))),
+                    );
+                    if let Some(cap) = cap {
+                        caching = caching.max_age(Duration::from_secs(cap));
+                    }
+                    if let Some(shared) = shared {
+                        caching = caching.shared_max_age(Duration::from_secs(shared));
+                    }
+                    for age_ms in millis.iter().copied().filter(|age| *age <= ttl_ms) {
+                        let age = Duration::from_millis(age_ms);
+                        let (max_age, s_maxage, no_cache) = parse(&caching.cache_control(age));
+                        let told_age = age_secs(age);
+                        let left_ms = ttl_ms - age_ms;
+                        let max_age = max_age.expect("a TTL gives max-age");
+                        assert!(!no_cache);
+                        // What an HTTP cache keeps it fresh for: lifetime minus Age.
+                        let fresh = max_age.saturating_sub(told_age);
+                        assert!(
+                            fresh * 1_000 <= left_ms,
+                            "ttl {ttl_ms} ms, age {age_ms} ms, cap {cap:?}: max-age {max_age}, Age {told_age}"
+                        );
+                        if let Some(cap) = cap {
+                            assert!(fresh <= cap);
+                        }
+                        if let Some(s_maxage) = s_maxage {
+                            let shared_fresh = s_maxage.saturating_sub(told_age);
+                            assert!(shared_fresh * 1_000 <= left_ms);
+                            assert!(shared_fresh <= shared.unwrap_or(u64::MAX));
+                        }
+                        assert_eq!(s_maxage.is_some(), shared.is_some());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_whole_ttl_is_used_when_uncapped() {
+        let caching =
+            HttpCaching::new(CacheConfig::new("t").with_ttl(Some(Duration::from_secs(300))));
+        assert_eq!(
+            caching.cache_control(Duration::from_millis(1_500)),
+            "private, max-age=300"
+        );
+        assert_eq!(
+            caching.cache_control(Duration::from_secs(300)),
+            "private, max-age=300"
+        );
+        assert_eq!(
+            caching.cache_control(Duration::from_secs(400)),
+            "private, max-age=400"
+        );
+    }
+
+    #[test]
+    fn if_none_match_needs_the_same_opaque_tag() {
+        let tag = HeaderValue::from_static("\"abc\"");
+        let request = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.append(IF_NONE_MATCH, HeaderValue::from_static(value));
+            headers
+        };
+        assert!(if_none_match(&request("\"abc\""), &tag));
+        assert!(if_none_match(&request("W/\"abc\""), &tag));
+        assert!(if_none_match(&request("*"), &tag));
+        assert!(if_none_match(&request("\"a\" , \"abc\""), &tag));
+        assert!(!if_none_match(&request("\"abcd\""), &tag));
+        assert!(
+            !if_none_match(&request("abc"), &tag),
+            "unquoted is another tag"
+        );
+        let mut two = request("\"x\"");
+        two.append(IF_NONE_MATCH, HeaderValue::from_static("\"abc\""));
+        assert!(if_none_match(&two, &tag), "every header counts");
+    }
+
+    #[test]
+    fn a_value_that_cannot_be_serialized_gets_no_etag_and_no_304() {
+        struct Refuses;
+        impl Serialize for Refuses {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("no"))
+            }
+        }
+        assert!(etag(&Refuses).is_none());
+        let caching = HttpCaching::new(CacheConfig::new("t"));
+        let mut request = HeaderMap::new();
+        request.insert(IF_NONE_MATCH, HeaderValue::from_static("*"));
+        let response = caching.respond(&request, Cached::miss(Refuses));
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(!response.headers().contains_key(ETAG));
+    }
+}
