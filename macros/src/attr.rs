@@ -21,6 +21,7 @@ mod kw {
     syn::custom_keyword!(cache_none);
     syn::custom_keyword!(cache_err);
     syn::custom_keyword!(single_flight);
+    syn::custom_keyword!(trace_args);
     syn::custom_keyword!(version);
     syn::custom_keyword!(remote);
 }
@@ -39,6 +40,8 @@ pub(crate) struct Options {
     pub(crate) cache_none: Option<LitBool>,
     pub(crate) cache_err: Option<LitBool>,
     pub(crate) single_flight: Option<LitBool>,
+    /// `trace_args = true`: the arguments' `Debug` form is recorded in each computation's span.
+    pub(crate) trace_args: Option<LitBool>,
     pub(crate) version: Option<At<u32>>,
     /// `remote = path`: a `fn() -> cachemere::remote::Remote` choosing the store.
     pub(crate) remote: Option<At<Path>>,
@@ -85,7 +88,7 @@ pub(crate) enum BackendChoice {
 /// carries one key per tag; remote frames hold up to 65,533).
 const MOST_TAGS: usize = 1024;
 
-const OPTIONS: &str = "ttl, maxsize, tags, key, key_type, skip, name, backend, version, remote, cache_none, cache_err, single_flight";
+const OPTIONS: &str = "ttl, maxsize, tags, key, key_type, skip, name, backend, version, remote, cache_none, cache_err, single_flight, trace_args";
 
 /// The errors met so far, combined into one.
 #[derive(Default)]
@@ -299,6 +302,12 @@ impl Options {
             let value = parse_value(input)?;
             if let Some(flag) = bool_value(value, "single_flight", errors) {
                 set_once(&mut self.single_flight, flag, span, "single_flight", errors);
+            }
+        } else if lookahead.peek(kw::trace_args) {
+            let span = input.parse::<kw::trace_args>()?.span;
+            let value = parse_value(input)?;
+            if let Some(flag) = bool_value(value, "trace_args", errors) {
+                set_once(&mut self.trace_args, flag, span, "trace_args", errors);
             }
         } else if input.peek(Ident::peek_any) {
             let unknown = input.call(Ident::parse_any)?;

@@ -42,7 +42,16 @@ impl Shelf {
     }
 }
 
+/// Arguments recorded in the computation's span, one skipped.
+#[cached(trace_args = true, skip(verbose), ttl = 60)]
+pub fn traced(region: &str, year: u16, verbose: bool) -> String {
+    if verbose { format!("{region}/{year}") } else { region.to_owned() }
+}
+
 fn main() {
+    assert_eq!(traced("eu", 2026, true), "eu/2026");
+    assert_eq!(traced::cache_config().ttl, Some(Duration::from_secs(60)));
+    assert_eq!(Shelf::books_cache_config().maxsize, cachemere::DEFAULT_MAXSIZE);
     let hit: Cached<Vec<String>> = members::call("a", None, &["x"], Cow::Borrowed("n"));
     assert!(!hit.is_hit());
     assert_eq!(members::set("a", None, &["x"], Cow::Borrowed("n"), Vec::new()), SetOutcome::Stored);
