@@ -65,9 +65,11 @@ impl<'a> Computation<'a> {
         self.ended = true;
         let elapsed = self.started.elapsed();
         self.counters.add_compute_time(elapsed);
-        self.span.record("outcome", outcome);
-        self.span
-            .record("duration_ms", elapsed.as_secs_f64() * 1_000.0);
+        if !self.span.is_disabled() {
+            self.span.record("outcome", outcome);
+            self.span
+                .record("duration_ms", elapsed.as_secs_f64() * 1_000.0);
+        }
         record_computation(self.cache, self.mode, outcome, elapsed);
     }
 }
@@ -99,7 +101,12 @@ impl Counters {
         compute: impl FnOnce() -> R,
     ) -> R {
         let mut computation = Computation::start(self, cache, mode);
-        let result = computation.span.in_scope(compute);
+        // Entering a span no subscriber wants is skipped: it is most of this path's cost.
+        let result = if computation.span.is_disabled() {
+            compute()
+        } else {
+            computation.span.in_scope(compute)
+        };
         computation.end(outcome_of(keep(&result).is_some()));
         result
     }

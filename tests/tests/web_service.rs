@@ -253,9 +253,14 @@ async fn a_memory_backed_service_speaks_http_caching_and_reports_its_cache() {
         ) >= 1.0
     );
 
-    // `cache_clear` starts `cache_info()` over; the metrics never go down.
+    // `cache_clear` starts `cache_info()` over; the metrics go on counting from where they
+    // were (a miss and a hit after it make 4 misses and 5 hits).
     service::user_in_memory::cache_clear().await;
     assert_eq!(service::user_in_memory::cache_info().hits, 0);
+    for expected in ["MISS", "HIT"] {
+        let response = client.get(&url).send().await.expect("response");
+        assert_eq!(header(&response, "x-cache"), expected);
+    }
     let metrics = client
         .get(format!("{base}/metrics"))
         .send()
@@ -270,6 +275,10 @@ async fn a_memory_backed_service_speaks_http_caching_and_reports_its_cache() {
             "cachemere_hits_total",
             &[("cache", "users"), ("level", "local")]
         ),
+        Some(5.0)
+    );
+    assert_eq!(
+        sample(&metrics, "cachemere_misses_total", &[("cache", "users")]),
         Some(4.0)
     );
     assert_eq!(
