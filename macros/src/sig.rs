@@ -162,6 +162,14 @@ pub(crate) fn analyze(function: &ItemFn, options: &Options, place: Place) -> syn
     if let (Some(key_type), None) = (&options.key_type, &options.key) {
         errors.at(key_type.span(), "`key_type` goes with `key = <expression>`; add the key expression or remove `key_type`");
     }
+    if let (Some(flag), Some(_)) = (&options.trace_args, &options.key)
+        && flag.value
+    {
+        errors.at(
+            flag.span(),
+            "`trace_args` records the key's arguments, and with `key = <expression>` the arguments are not the key (recording them could log what the key leaves out); remove `trace_args`, and record what you need inside the function with `tracing`",
+        );
+    }
 
     for tag in options.tags.iter().flatten() {
         for placeholder in placeholders(&tag.value()) {

@@ -2,7 +2,7 @@
 //! flight, invalidation races, statistics and error handling.
 
 use std::future::Future;
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use equivalent::Equivalent;
@@ -10,6 +10,7 @@ use equivalent::Equivalent;
 use crate::backend::{Backend, BackendError, CacheConfig};
 use crate::clock;
 use crate::flight::{Flights, Role, led_by_this_thread};
+use crate::hashing::RandomState;
 use crate::invalidation::Invalidation;
 use crate::key::{CachedValue, KeyPart};
 use crate::observe::{self, Scope};
@@ -159,7 +160,7 @@ where
             cleared: AtomicU64::new(0),
             invalidated: [const { AtomicU64::new(0) }; KEY_STRIPES],
             inserting: [const { AtomicU64::new(0) }; KEY_STRIPES],
-            key_hasher: RandomState::new(),
+            key_hasher: RandomState::default(),
             evictions_at_clear: AtomicU64::new(0),
         }
     }
@@ -229,7 +230,7 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         let (value, served) = self.hit(key)?;
-        Some(served.into_cached(load(value)))
+        Some(served.into_hit(load(value)))
     }
 
     /// A counted hit, with when the value's computation started.
@@ -485,9 +486,10 @@ where
         load: fn(S) -> R,
         compute: impl FnOnce() -> R,
     ) -> Cached<R> {
+        let called = std::time::Instant::now();
         let (result, served) =
             self.compute_boxed(key, tags, keep, load, Box::new(compute), Mode::Lookup);
-        served.into_cached(result)
+        served.into_cached(result, keep, called)
     }
 
     /// Recomputes now and stores what the policy keeps (`f::refresh`). A computation of this
@@ -650,10 +652,11 @@ where
         load: fn(S) -> R,
         compute: impl Future<Output = R>,
     ) -> Cached<R> {
+        let called = std::time::Instant::now();
         let (result, served) = self
             .compute_async_in(key, tags, keep, load, compute, Mode::Lookup)
             .await;
-        served.into_cached(result)
+        served.into_cached(result, keep, called)
     }
 
     /// The `async` form of [`refresh`](Self::refresh).

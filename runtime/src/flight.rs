@@ -16,13 +16,15 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, Hash};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
 use event_listener::{Event, Listener};
+
+use crate::hashing::RandomState;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // No user code runs under these locks; recover rather than propagate a poisoned flag.
@@ -111,7 +113,7 @@ impl Drop for LeadingMark {
 }
 
 /// One shard of the table of running flights.
-type Shard<K, S> = Mutex<HashMap<K, Arc<Flight<S>>>>;
+type Shard<K, S> = Mutex<HashMap<K, Arc<Flight<S>>, RandomState>>;
 
 /// The running flights of one cache.
 pub(crate) struct Flights<K, S> {
@@ -137,8 +139,10 @@ impl<K: Hash + Eq + Clone, S> Flights<K, S> {
         let parallelism = std::thread::available_parallelism().map_or(4, |n| n.get());
         let shards = (parallelism * 2).next_power_of_two().clamp(4, 64);
         Flights {
-            shards: (0..shards).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
+            shards: (0..shards)
+                .map(|_| Mutex::new(HashMap::with_hasher(RandomState::default())))
+                .collect(),
+            hasher: RandomState::default(),
         }
     }
 

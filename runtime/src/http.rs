@@ -4,8 +4,9 @@
 //!
 //! [`HttpCaching::new`] takes a cached function's [`CacheConfig`] (`f::cache_config()`), so the
 //! lifetime a browser or CDN is told comes from the function's TTL and never outlasts what the
-//! server would still serve: `max-age` minus `Age` (what an HTTP cache keeps it fresh for) is at
-//! most the TTL left to the entry (the TTL rounded down, the age rounded up).
+//! server would still serve: `max-age` is the TTL left to the entry (rounded down; a miss is as
+//! old as its computation, which started the TTL), whether or not the cache downstream honours
+//! `Age` (the age, rounded up), which it may subtract again to revalidate earlier.
 //!
 //! ```
 //! use cachemere::cached;
@@ -21,9 +22,9 @@
 //! // First request: computed.
 //! let response = caching.respond(&HeaderMap::new(), profile::call(7));
 //! assert_eq!(response.status(), StatusCode::OK);
-//! assert_eq!(response.headers()[CACHE_CONTROL], "public, max-age=300");
+//! assert_eq!(response.headers()[CACHE_CONTROL], "public, max-age=299"); // 300 s less the call
 //! assert_eq!(response.headers()["x-cache"], "MISS");
-//! assert_eq!(response.headers()[AGE], "0");
+//! assert_eq!(response.headers()[AGE], "1"); // rounded up
 //! assert_eq!(response.body().as_deref(), Some("profile 7"));
 //!
 //! // The client revalidates with the ETag it got: 304, no body.
@@ -114,39 +115,43 @@ impl HttpCaching {
 
     /// The `Cache-Control` value for a value computed `age` ago.
     ///
+    /// `max-age` is the TTL the server has left, rounded down, so even a cache that ignores
+    /// `Age` stops using the response by the time the server would; one that honours `Age`
+    /// (RFC 9111) subtracts it again and revalidates a little earlier.
+    ///
     /// ```
     /// # use std::time::Duration;
     /// # use cachemere::{CacheConfig, http::HttpCaching};
     /// let config = CacheConfig::new("users").with_ttl(Some(Duration::from_secs(60)));
     /// let caching = HttpCaching::new(config);
-    /// // 60 s of TTL: with `Age: 20` an HTTP cache keeps it 40 s more.
-    /// assert_eq!(caching.cache_control(Duration::from_secs(20)), "private, max-age=60");
+    /// // 60 s of TTL, 20 s used: 40 s left.
+    /// assert_eq!(caching.cache_control(Duration::from_secs(20)), "private, max-age=40");
     /// let capped = caching.clone().max_age(Duration::from_secs(10));
-    /// assert_eq!(capped.cache_control(Duration::from_secs(20)), "private, max-age=30");
+    /// assert_eq!(capped.cache_control(Duration::from_secs(20)), "private, max-age=10");
     /// let cdn = caching.max_age(Duration::ZERO).shared_max_age(Duration::from_secs(3600));
-    /// assert_eq!(cdn.cache_control(Duration::from_secs(20)), "public, max-age=20, s-maxage=60");
+    /// assert_eq!(cdn.cache_control(Duration::from_secs(20)), "public, max-age=0, s-maxage=40");
     /// assert_eq!(HttpCaching::new(CacheConfig::new("forever")).cache_control(Duration::ZERO), "private, no-cache");
     /// ```
     pub fn cache_control(&self, age: Duration) -> HeaderValue {
         let visibility = if self.public { "public" } else { "private" };
-        let age = age_secs(age);
         let mut value = String::from(visibility);
-        match self.fresh_for(age, self.client_max) {
-            Some(fresh) => value.push_str(&format!(", max-age={}", age.saturating_add(fresh))),
-            None => value.push_str(", no-cache"),
+        let shared = self.shared_max.map(|cap| self.fresh_for(age, Some(cap)));
+        match (self.fresh_for(age, self.client_max), shared) {
+            (Some(fresh), _) => value.push_str(&format!(", max-age={fresh}")),
+            // Only shared caches may keep it: browsers revalidate.
+            (None, Some(_)) => value.push_str(", max-age=0"),
+            (None, None) => value.push_str(", no-cache"),
         }
-        if let Some(shared) = self.shared_max
-            && let Some(fresh) = self.fresh_for(age, Some(shared))
-        {
-            value.push_str(&format!(", s-maxage={}", age.saturating_add(fresh)));
+        if let Some(Some(fresh)) = shared {
+            value.push_str(&format!(", s-maxage={fresh}"));
         }
         HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("no-store"))
     }
 
-    /// How many more whole seconds a downstream cache may keep a value `age` seconds old
-    /// fresh: the TTL left, at most `cap`; `None` to revalidate every time (no TTL, no cap).
-    fn fresh_for(&self, age: u64, cap: Option<Duration>) -> Option<u64> {
-        let left = self.ttl.map(|ttl| ttl.as_secs().saturating_sub(age));
+    /// How many whole seconds a downstream cache may keep a value `age` old fresh: the TTL
+    /// left (rounded down), at most `cap`; `None` to revalidate every time (no TTL, no cap).
+    fn fresh_for(&self, age: Duration, cap: Option<Duration>) -> Option<u64> {
+        let left = self.ttl.map(|ttl| ttl.saturating_sub(age).as_secs());
         let cap = cap.map(|cap| cap.as_secs());
         match (left, cap) {
             (Some(left), Some(cap)) => Some(left.min(cap)),
@@ -156,10 +161,17 @@ impl HttpCaching {
     }
 
     /// The response headers for `cached`: `Cache-Control`, `Age`, `X-Cache`, and an `ETag`
-    /// digest of the value (left out if the value cannot be serialized).
+    /// digest of the value (left out if the value cannot be serialized). A value the cache
+    /// does not keep (an `Err` or `None` its policy does not store: [`Cached::stored`]) is
+    /// `no-store`: nothing downstream keeps what the server would compute again.
     pub fn headers<T: Serialize>(&self, cached: &Cached<T>) -> HeaderMap {
         let mut headers = HeaderMap::with_capacity(4);
-        headers.insert(CACHE_CONTROL, self.cache_control(cached.age));
+        let cache_control = if cached.stored {
+            self.cache_control(cached.age)
+        } else {
+            HeaderValue::from_static("no-store")
+        };
+        headers.insert(CACHE_CONTROL, cache_control);
         headers.insert(AGE, HeaderValue::from(age_secs(cached.age)));
         headers.insert(X_CACHE, HeaderValue::from_static(cached.status.as_str()));
         if let Some(tag) = etag(&cached.value) {
@@ -298,23 +310,20 @@ mod tests {
                     for age_ms in millis.iter().copied().filter(|age| *age <= ttl_ms) {
                         let age = Duration::from_millis(age_ms);
                         let (max_age, s_maxage, no_cache) = parse(&caching.cache_control(age));
-                        let told_age = age_secs(age);
                         let left_ms = ttl_ms - age_ms;
                         let max_age = max_age.expect("a TTL gives max-age");
                         assert!(!no_cache);
-                        // What an HTTP cache keeps it fresh for: lifetime minus Age.
-                        let fresh = max_age.saturating_sub(told_age);
+                        // Even a cache that ignores `Age` stops in time.
                         assert!(
-                            fresh * 1_000 <= left_ms,
-                            "ttl {ttl_ms} ms, age {age_ms} ms, cap {cap:?}: max-age {max_age}, Age {told_age}"
+                            max_age * 1_000 <= left_ms,
+                            "ttl {ttl_ms} ms, age {age_ms} ms, cap {cap:?}: max-age {max_age}"
                         );
                         if let Some(cap) = cap {
-                            assert!(fresh <= cap);
+                            assert!(max_age <= cap);
                         }
                         if let Some(s_maxage) = s_maxage {
-                            let shared_fresh = s_maxage.saturating_sub(told_age);
-                            assert!(shared_fresh * 1_000 <= left_ms);
-                            assert!(shared_fresh <= shared.unwrap_or(u64::MAX));
+                            assert!(s_maxage * 1_000 <= left_ms);
+                            assert!(s_maxage <= shared.unwrap_or(u64::MAX));
                         }
                         assert_eq!(s_maxage.is_some(), shared.is_some());
                     }
@@ -324,21 +333,55 @@ mod tests {
     }
 
     #[test]
-    fn the_whole_ttl_is_used_when_uncapped() {
+    fn the_ttl_left_is_used_when_uncapped() {
         let caching =
             HttpCaching::new(CacheConfig::new("t").with_ttl(Some(Duration::from_secs(300))));
         assert_eq!(
-            caching.cache_control(Duration::from_millis(1_500)),
+            caching.cache_control(Duration::ZERO),
             "private, max-age=300"
+        );
+        assert_eq!(
+            caching.cache_control(Duration::from_millis(1_500)),
+            "private, max-age=298"
         );
         assert_eq!(
             caching.cache_control(Duration::from_secs(300)),
-            "private, max-age=300"
+            "private, max-age=0"
         );
         assert_eq!(
             caching.cache_control(Duration::from_secs(400)),
-            "private, max-age=400"
+            "private, max-age=0"
         );
+    }
+
+    #[test]
+    fn without_a_ttl_browsers_revalidate_and_a_cdn_keeps_what_it_is_allowed() {
+        let caching = HttpCaching::new(CacheConfig::new("t"));
+        assert_eq!(
+            caching.cache_control(Duration::from_secs(5)),
+            "private, no-cache"
+        );
+        let cdn = caching.clone().shared_max_age(Duration::from_secs(60));
+        assert_eq!(
+            cdn.cache_control(Duration::from_secs(5)),
+            "public, max-age=0, s-maxage=60"
+        );
+        let browsers = caching.max_age(Duration::from_secs(30));
+        assert_eq!(
+            browsers.cache_control(Duration::from_secs(5)),
+            "private, max-age=30"
+        );
+    }
+
+    #[test]
+    fn a_value_the_cache_does_not_keep_is_no_store() {
+        let caching =
+            HttpCaching::new(CacheConfig::new("t").with_ttl(Some(Duration::from_secs(300))));
+        let mut failed = Cached::miss("origin down");
+        failed.stored = false;
+        let headers = caching.headers(&failed);
+        assert_eq!(headers[CACHE_CONTROL], "no-store");
+        assert_eq!(headers[X_CACHE], "MISS");
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod cache;
 mod clock;
 mod flight;
 mod gate;
+mod hashing;
 #[cfg(feature = "http")]
 pub mod http;
 mod invalidation;

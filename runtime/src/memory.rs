@@ -1,6 +1,6 @@
 //! The default in-memory store, built on `quick_cache`.
 
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -9,6 +9,7 @@ use quick_cache::sync::Cache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, UnitWeighter};
 
 use crate::backend::{Backend, BackendError, CacheConfig};
+use crate::hashing::RandomState;
 
 /// The default store (`backend = "memory"`): a sharded, bounded, S3-FIFO cache from
 /// `quick_cache`. Lookups take a shard's read lock for a few nanoseconds; nothing is held while a
@@ -88,7 +89,7 @@ impl<K: Eq + Hash, V: Clone> MemoryBackend<K, V> {
         let capacity = maxsize / shards * shards;
         let lifecycle = EvictionCounter {
             evictions: Arc::new(AtomicU64::new(0)),
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
         };
         let options = OptionsBuilder::new()
             .shards(shards as usize)

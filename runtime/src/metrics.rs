@@ -41,6 +41,7 @@
 //! cachemere::metrics::publish();
 //! ```
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ::metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge};
@@ -76,21 +77,54 @@ pub const REMOTE_ERRORS: &str = "cachemere_remote_errors_total";
 /// in the store, made at most once a second (as `cache_info()` does).
 pub fn publish() {
     describe();
+    // Caches that share a name (`name = ".."` given twice) are one series: their sums.
+    let mut caches: BTreeMap<(String, &'static str), Totals> = BTreeMap::new();
     for cache in crate::registry::registered() {
         let info = cache.lifetime_info();
-        let name = cache.name().to_owned();
-        counter!(HITS, "cache" => name.clone(), "level" => cache.level()).absolute(info.hits);
-        counter!(MISSES, "cache" => name.clone()).absolute(info.misses);
-        counter!(EVICTIONS, "cache" => name.clone()).absolute(info.evictions);
-        gauge!(ENTRIES, "cache" => name.clone()).set(info.currsize as f64);
-        gauge!(MAX_ENTRIES, "cache" => name).set(info.maxsize as f64);
+        let totals = caches
+            .entry((cache.name().to_owned(), cache.level()))
+            .or_default();
+        totals.hits += info.hits;
+        totals.misses += info.misses;
+        totals.evictions += info.evictions;
+        totals.entries += info.currsize;
+        totals.max_entries += info.maxsize;
+    }
+    for ((name, level), totals) in caches {
+        counter!(HITS, "cache" => name.clone(), "level" => level).absolute(totals.hits);
+        counter!(MISSES, "cache" => name.clone()).absolute(totals.misses);
+        counter!(EVICTIONS, "cache" => name.clone()).absolute(totals.evictions);
+        gauge!(ENTRIES, "cache" => name.clone()).set(totals.entries as f64);
+        gauge!(MAX_ENTRIES, "cache" => name).set(totals.max_entries as f64);
     }
     #[cfg(feature = "remote")]
+    publish_remotes();
+}
+
+/// Sums of the caches of one name.
+#[derive(Default)]
+struct Totals {
+    hits: u64,
+    misses: u64,
+    evictions: u64,
+    entries: u64,
+    max_entries: u64,
+}
+
+/// The remote gauges, one series per store description (remotes on one store with other
+/// prefixes are summed: pending counts added, the circuit open if any is).
+#[cfg(feature = "remote")]
+fn publish_remotes() {
+    let mut stores: BTreeMap<String, (usize, bool)> = BTreeMap::new();
     for health in crate::remote::health() {
         let open = matches!(health.circuit, crate::remote::Circuit::Open { .. });
-        gauge!(REMOTE_PENDING_INVALIDATIONS, "store" => health.store.clone())
-            .set(health.pending_invalidations as f64);
-        gauge!(REMOTE_CIRCUIT_OPEN, "store" => health.store).set(if open { 1.0 } else { 0.0 });
+        let store = stores.entry(health.store).or_default();
+        store.0 += health.pending_invalidations;
+        store.1 |= open;
+    }
+    for (store, (pending, open)) in stores {
+        gauge!(REMOTE_PENDING_INVALIDATIONS, "store" => store.clone()).set(pending as f64);
+        gauge!(REMOTE_CIRCUIT_OPEN, "store" => store).set(if open { 1.0 } else { 0.0 });
     }
 }
 

@@ -224,8 +224,19 @@ pub(crate) fn record_remote_error(store: &str) {
 #[cfg(all(not(feature = "metrics"), feature = "remote"))]
 pub(crate) fn record_remote_error(_: &str) {}
 
-/// Records the argument tuple in the current `compute` span (`trace_args = true`).
+/// Records the arguments in the current span if it is a `compute` span of ours
+/// (`trace_args = true`). When a filter left ours out, the current span is the application's
+/// own, which must not be given the arguments.
 #[doc(hidden)]
 pub fn trace_args(args: &dyn std::fmt::Debug) {
-    tracing::Span::current().record("args", tracing::field::debug(args));
+    let span = tracing::Span::current();
+    if span
+        .metadata()
+        .is_some_and(|meta| meta.target() == COMPUTE_TARGET && meta.name() == "compute")
+    {
+        span.record("args", tracing::field::debug(args));
+    }
 }
+
+/// The target of the `compute` span.
+const COMPUTE_TARGET: &str = "cachemere::compute";

@@ -52,7 +52,8 @@ impl fmt::Display for Status {
 ///
 /// let first = price::call(7);
 /// assert_eq!((first.value, first.status), (700, Status::Miss));
-/// assert_eq!(first.age, std::time::Duration::ZERO);
+/// assert!(first.age < std::time::Duration::from_secs(1)); // a miss: as old as the call
+/// assert!(first.stored); // the policy keeps it (an `Err`/`None` would say `false`)
 ///
 /// let again = price::call(7);
 /// assert_eq!(again.status.as_str(), "HIT"); // for `X-Cache`
@@ -67,19 +68,26 @@ pub struct Cached<R> {
     pub value: R,
     /// Whether the value came from the cache.
     pub status: Status,
-    /// How long ago the value's computation started (TTLs count from there too); zero on a
-    /// miss. For a remote cache it is read from the writer's wall clock, so clocks out of step
-    /// between hosts shift it (a value from the future is given age zero).
+    /// How long ago the value's computation started (TTLs count from there too). On a miss
+    /// from `f::call`, the time the call took (a little more than the computation: never
+    /// less than the entry's real age). For a remote hit it is read from the writer's wall
+    /// clock, so clocks out of step between hosts shift it (a value from the future is given
+    /// age zero).
     pub age: Duration,
+    /// Whether the value is one the cache keeps: `false` for an `Err` or `None` that the
+    /// policy does not store (`cache_err` / `cache_none`), which nothing downstream should
+    /// keep either (`HttpCaching` answers `no-store` for it).
+    pub stored: bool,
 }
 
 impl<R> Cached<R> {
-    /// A value the function computed for this call.
+    /// A value the function computed for this call, just now, and stored.
     pub fn miss(value: R) -> Self {
         Cached {
             value,
             status: Status::Miss,
             age: Duration::ZERO,
+            stored: true,
         }
     }
 
@@ -89,6 +97,7 @@ impl<R> Cached<R> {
             value,
             status: Status::Hit,
             age,
+            stored: true,
         }
     }
 
@@ -108,6 +117,7 @@ impl<R> Cached<R> {
             value: f(self.value),
             status: self.status,
             age: self.age,
+            stored: self.stored,
         }
     }
 }
@@ -124,16 +134,26 @@ impl<T, E> Cached<Result<T, E>> {
     /// assert!(parse::call("x").transpose().is_err());
     /// ```
     pub fn transpose(self) -> Result<Cached<T>, E> {
-        let (status, age) = (self.status, self.age);
-        self.value.map(|value| Cached { value, status, age })
+        let (status, age, stored) = (self.status, self.age, self.stored);
+        self.value.map(|value| Cached {
+            value,
+            status,
+            age,
+            stored,
+        })
     }
 }
 
 impl<T> Cached<Option<T>> {
     /// `Some` with the status and age, or `None`.
     pub fn transpose(self) -> Option<Cached<T>> {
-        let (status, age) = (self.status, self.age);
-        self.value.map(|value| Cached { value, status, age })
+        let (status, age, stored) = (self.status, self.age, self.stored);
+        self.value.map(|value| Cached {
+            value,
+            status,
+            age,
+            stored,
+        })
     }
 }
 
@@ -216,7 +236,28 @@ impl Served {
         Served::Hit(WrittenAt::Monotonic(monotonic_ns))
     }
 
-    pub(crate) fn into_cached<R>(self, value: R) -> Cached<R> {
+    /// What `f::call` returns for a call made at `called`: on a miss, the value's age is the
+    /// time since then (the entry's TTL counts from its computation's start, a little later),
+    /// and `stored` says whether the policy keeps it.
+    pub(crate) fn into_cached<R, S>(
+        self,
+        value: R,
+        keep: fn(&R) -> Option<&S>,
+        called: std::time::Instant,
+    ) -> Cached<R> {
+        match self {
+            Served::Computed => Cached {
+                stored: keep(&value).is_some(),
+                value,
+                status: Status::Miss,
+                age: called.elapsed(),
+            },
+            Served::Hit(written_at) => Cached::hit(value, written_at.age()),
+        }
+    }
+
+    /// A hit's [`Cached`] (the stored value, as old as its computation).
+    pub(crate) fn into_hit<R>(self, value: R) -> Cached<R> {
         match self {
             Served::Computed => Cached::miss(value),
             Served::Hit(written_at) => Cached::hit(value, written_at.age()),

@@ -465,7 +465,8 @@ macro_rules! __shared_conformance_cases {
                 assert_eq!(runs(), 0, "peek does not compute");
 
                 let first = versioned::call(ARM, 1);
-                assert_eq!((first.value.clone(), first.status, first.age), (Ok(1001), Status::Miss, Duration::ZERO));
+                assert_eq!((first.value.clone(), first.status, first.stored), (Ok(1001), Status::Miss, true));
+                assert!(first.age < Duration::from_secs(3600), "a miss is as old as the call: {:?}", first.age);
                 let again = versioned::call(ARM, 1);
                 assert_eq!((again.value, again.status), (Ok(1001), Status::Hit));
                 assert!(again.age < Duration::from_secs(3600), "age {:?}", again.age);
@@ -537,6 +538,25 @@ macro_rules! __shared_conformance_cases {
                 assert!(hit.age >= Duration::from_millis(100), "age {:?}", hit.age);
                 assert!(hit.age < Duration::from_secs(600), "age {:?}", hit.age);
                 assert_eq!(AGED_RUNS.load(Ordering::SeqCst), 0);
+            }
+
+            #[::cachemere::cached($($backend)*)]
+            fn slow_aged(arm: &str, fail: bool) -> Result<u64, String> {
+                ::std::thread::sleep(Duration::from_millis(150));
+                if fail { Err("origin down".into()) } else { Ok(9) }
+            }
+
+            /// A miss is as old as its computation (its TTL started with it), and says whether
+            /// the policy stored it.
+            #[test]
+            fn a_miss_is_as_old_as_its_computation() {
+                let miss = slow_aged::call(ARM, false);
+                assert_eq!((miss.status, miss.stored), (Status::Miss, true));
+                assert!(miss.age >= Duration::from_millis(150), "age {:?}", miss.age);
+                let failed = slow_aged::call(ARM, true);
+                assert_eq!((failed.status, failed.stored), (Status::Miss, false), "an Err is not stored");
+                let hit = slow_aged::call(ARM, false);
+                assert_eq!((hit.status, hit.stored), (Status::Hit, true));
             }
 
             static IN_FLIGHT_ORIGIN: AtomicU64 = AtomicU64::new(1);

@@ -207,6 +207,30 @@ fn trace_args_records_the_key_arguments_only() {
     );
 }
 
+#[test]
+fn trace_args_never_writes_into_the_applications_span() {
+    use tracing_subscriber::filter::filter_fn;
+    // A filter that leaves our spans out: the current span is then the application's.
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::registry().with(
+        capture
+            .clone()
+            .with_filter(filter_fn(|meta| meta.target() != "cachemere::compute")),
+    );
+    tracing::subscriber::with_default(subscriber, || {
+        let request = tracing::info_span!("request", args = tracing::field::Empty);
+        request.in_scope(|| opted_in(SECRET + 1, "filtered", "token"));
+    });
+    let spans = capture.lock_spans();
+    let request = spans
+        .iter()
+        .find(|(_, s)| s.name == "request")
+        .expect("the application's span");
+    assert!(!request.1.fields.contains_key("args"), "{:?}", request.1);
+    drop(spans);
+    assert!(!capture.everything().contains(&(SECRET + 1).to_string()));
+}
+
 #[cached(name = "obs-async")]
 async fn slow(id: u64) -> u64 {
     tokio::time::sleep(Duration::from_millis(if id == 2 { 10_000 } else { 1 })).await;

@@ -539,7 +539,11 @@ impl<S> RemoteCache<S> {
             remote
                 .blocking_unguarded(move |store| store.count_prefix(prefix))
                 .unwrap_or_else(|error| {
-                    tracing::debug!(cache = self.name, error = %error, "could not count entries");
+                    tracing::debug!(
+                        cache = self.name,
+                        error = crate::redact::error(&error),
+                        "could not count entries"
+                    );
                     0
                 })
         });
@@ -817,8 +821,9 @@ impl<S: RemoteValue> RemoteCache<S> {
         load: fn(S) -> R,
         compute: impl FnOnce() -> R,
     ) -> Cached<R> {
+        let called = Instant::now();
         let (result, served) = self.compute_in(arguments, tags, keep, load, compute, Mode::Lookup);
-        served.into_cached(result)
+        served.into_cached(result, keep, called)
     }
 
     /// Recomputes now and stores what `keep` keeps (`f::refresh`), over whatever the store
@@ -981,10 +986,11 @@ impl<S: RemoteValue> RemoteCache<S> {
     where
         F: Future<Output = R>,
     {
+        let called = Instant::now();
         let (result, served) = self
             .compute_async_in(arguments, tags, keep, load, compute, Mode::Lookup)
             .await;
-        served.into_cached(result)
+        served.into_cached(result, keep, called)
     }
 
     /// The `async fn` form of [`refresh`](Self::refresh).

@@ -1,0 +1,51 @@
+//! `cachemere::metrics::publish` against a Prometheus recorder used locally (not installed
+//! globally): caches that share a name are summed, and counters count across `cache_clear`.
+
+use cachemere::cached;
+use metrics_exporter_prometheus::PrometheusBuilder;
+
+#[cached(name = "metrics-shared-name")]
+fn first(x: u64) -> u64 {
+    x
+}
+
+#[cached(name = "metrics-shared-name")]
+fn second(x: u64) -> u64 {
+    x + 1
+}
+
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[test]
+fn caches_of_one_name_are_summed_and_counters_survive_a_clear() {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    for x in [1, 1, 1, 2] {
+        first(x);
+    }
+    for x in [1, 1] {
+        second(x);
+    }
+    metrics::with_local_recorder(&recorder, cachemere::metrics::publish);
+    let text = handle.render();
+    let hits = r#"cachemere_hits_total{cache="metrics-shared-name",level="local"}"#;
+    let misses = r#"cachemere_misses_total{cache="metrics-shared-name"}"#;
+    let entries = r#"cachemere_entries{cache="metrics-shared-name"}"#;
+    assert_eq!(sample(&text, hits), Some(3.0), "{text}");
+    assert_eq!(sample(&text, misses), Some(3.0), "{text}");
+    assert_eq!(sample(&text, entries), Some(3.0), "{text}");
+
+    first::cache_clear();
+    first(1);
+    metrics::with_local_recorder(&recorder, cachemere::metrics::publish);
+    let text = handle.render();
+    assert_eq!(sample(&text, misses), Some(4.0), "{text}");
+    assert_eq!(
+        sample(&text, entries),
+        Some(2.0),
+        "a gauge follows the cache: {text}"
+    );
+}
