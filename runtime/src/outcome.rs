@@ -111,6 +111,23 @@ impl<R> Cached<R> {
         self.status.is_hit()
     }
 
+    /// The value, and the rest (status, age, whether stored) around `()`.
+    fn split(self) -> (R, Cached<()>) {
+        let Cached {
+            value,
+            status,
+            age,
+            stored,
+        } = self;
+        let outcome = Cached {
+            value: (),
+            status,
+            age,
+            stored,
+        };
+        (value, outcome)
+    }
+
     /// The same status and age with the value mapped (e.g. to the body of a response).
     pub fn map<U>(self, f: impl FnOnce(R) -> U) -> Cached<U> {
         Cached {
@@ -134,26 +151,16 @@ impl<T, E> Cached<Result<T, E>> {
     /// assert!(parse::call("x").transpose().is_err());
     /// ```
     pub fn transpose(self) -> Result<Cached<T>, E> {
-        let (status, age, stored) = (self.status, self.age, self.stored);
-        self.value.map(|value| Cached {
-            value,
-            status,
-            age,
-            stored,
-        })
+        let (value, outcome) = self.split();
+        value.map(|value| outcome.map(|()| value))
     }
 }
 
 impl<T> Cached<Option<T>> {
     /// `Some` with the status and age, or `None`.
     pub fn transpose(self) -> Option<Cached<T>> {
-        let (status, age, stored) = (self.status, self.age, self.stored);
-        self.value.map(|value| Cached {
-            value,
-            status,
-            age,
-            stored,
-        })
+        let (value, outcome) = self.split();
+        value.map(|value| outcome.map(|()| value))
     }
 }
 

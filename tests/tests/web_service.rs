@@ -39,6 +39,34 @@ fn header(response: &reqwest::Response, name: impl reqwest::header::AsHeaderName
         .unwrap_or_default()
 }
 
+/// `GET url`, with `If-None-Match: if_none_match` when given.
+async fn get(
+    client: &reqwest::Client,
+    url: &str,
+    if_none_match: Option<&str>,
+) -> reqwest::Response {
+    let mut request = client.get(url);
+    if let Some(tag) = if_none_match {
+        request = request.header(IF_NONE_MATCH, tag);
+    }
+    request.send().await.expect("response")
+}
+
+/// The body of `GET url`, as text.
+async fn text(client: &reqwest::Client, url: &str) -> String {
+    get(client, url, None).await.text().await.expect("text")
+}
+
+/// `PUT url` with a new name.
+async fn put_name(client: &reqwest::Client, url: &str, name: &str) -> reqwest::Response {
+    client
+        .put(url)
+        .json(&serde_json::json!({ "name": name }))
+        .send()
+        .await
+        .expect("response")
+}
+
 /// `max-age` and `Age` of a response.
 fn freshness(response: &reqwest::Response) -> (u64, u64) {
     let max_age = header(response, CACHE_CONTROL)
@@ -77,7 +105,7 @@ async fn a_memory_backed_service_speaks_http_caching_and_reports_its_cache() {
     let reads = DATABASE.reads();
 
     // A miss: computed, with headers from the function's policy (ttl = "5m").
-    let first = client.get(&url).send().await.expect("response");
+    let first = get(&client, &url, None).await;
     assert_eq!(first.status(), StatusCode::OK);
     assert_eq!(header(&first, "x-cache"), "MISS");
     // The database takes 5 ms, and the TTL started with the computation: 299 s are left, and
@@ -94,7 +122,7 @@ async fn a_memory_backed_service_speaks_http_caching_and_reports_its_cache() {
     assert_eq!(DATABASE.reads(), reads + 1);
 
     // A hit: the same representation, not computed again.
-    let second = client.get(&url).send().await.expect("response");
+    let second = get(&client, &url, None).await;
     assert_eq!(second.status(), StatusCode::OK);
     assert_eq!(header(&second, "x-cache"), "HIT");
     assert_eq!(header(&second, ETAG), etag);
@@ -107,49 +135,24 @@ async fn a_memory_backed_service_speaks_http_caching_and_reports_its_cache() {
     assert_eq!(DATABASE.reads(), reads + 1);
 
     // Revalidation: 304 without a body for the same ETag, weak or strong; 200 for another.
-    let not_modified = client
-        .get(&url)
-        .header(IF_NONE_MATCH, &etag)
-        .send()
-        .await
-        .expect("response");
+    let not_modified = get(&client, &url, Some(&etag)).await;
     assert_eq!(not_modified.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(header(&not_modified, ETAG), etag);
     let (max_age, age) = freshness(&not_modified);
     assert!(max_age + age <= 300 && max_age >= 240, "{max_age} {age}");
     assert!(not_modified.bytes().await.expect("body").is_empty());
-    let weak = client
-        .get(&url)
-        .header(IF_NONE_MATCH, format!("\"other\", W/{etag}"))
-        .send()
-        .await
-        .expect("response");
+    let weak = get(&client, &url, Some(&format!("\"other\", W/{etag}"))).await;
     assert_eq!(weak.status(), StatusCode::NOT_MODIFIED);
-    let other = client
-        .get(&url)
-        .header(IF_NONE_MATCH, "\"not-it\"")
-        .send()
-        .await
-        .expect("response");
+    let other = get(&client, &url, Some("\"not-it\"")).await;
     assert_eq!(other.status(), StatusCode::OK);
     assert_eq!(DATABASE.reads(), reads + 1, "all of those were hits");
 
     // An update invalidates the user's tag: the next read is a miss with the new row.
-    let update = client
-        .put(&url)
-        .json(&serde_json::json!({ "name": "Ada" }))
-        .send()
-        .await
-        .expect("response");
+    let update = put_name(&client, &url, "Ada").await;
     assert_eq!(update.status(), StatusCode::OK);
     let update: Value = update.json().await.expect("json");
     assert_eq!(update["invalidation"], "applied");
-    let after = client
-        .get(&url)
-        .header(IF_NONE_MATCH, &etag)
-        .send()
-        .await
-        .expect("response");
+    let after = get(&client, &url, Some(&etag)).await;
     assert_eq!(
         after.status(),
         StatusCode::OK,
@@ -217,14 +220,7 @@ async fn a_memory_backed_service_speaks_http_caching_and_reports_its_cache() {
     assert_eq!(info["errors"], 0);
     assert!(info["compute_time_secs"].as_f64().expect("a float") > 0.0);
 
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("response")
-        .text()
-        .await
-        .expect("text");
+    let metrics = text(&client, &format!("{base}/metrics")).await;
     let users = [("cache", "users")];
     let get = |name: &str, labels: &[(&str, &str)]| {
         sample(&metrics, name, labels).unwrap_or_else(|| panic!("{name} {labels:?} in {metrics}"))
@@ -270,14 +266,7 @@ async fn a_memory_backed_service_speaks_http_caching_and_reports_its_cache() {
         let response = client.get(&url).send().await.expect("response");
         assert_eq!(header(&response, "x-cache"), expected);
     }
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("response")
-        .text()
-        .await
-        .expect("text");
+    let metrics = text(&client, &format!("{base}/metrics")).await;
     assert_eq!(
         sample(
             &metrics,
@@ -344,10 +333,10 @@ async fn a_redis_backed_service_reports_a_stopped_server_and_recovers() {
     let client = reqwest::Client::new();
     let url = format!("{base}/users/500");
 
-    let first = client.get(&url).send().await.expect("response");
+    let first = get(&client, &url, None).await;
     assert_eq!(header(&first, "x-cache"), "MISS");
     assert_eq!(header(&first, CACHE_CONTROL), "private, max-age=299");
-    let second = client.get(&url).send().await.expect("response");
+    let second = get(&client, &url, None).await;
     assert_eq!(header(&second, "x-cache"), "HIT");
     assert_eq!(header(&first, ETAG), header(&second, ETAG));
 
@@ -366,12 +355,7 @@ async fn a_redis_backed_service_reports_a_stopped_server_and_recovers() {
     // Redis stops: the update's invalidation is queued (202), reads still answer (computed,
     // never the replaced row), and health says what is wrong.
     server.kill().expect("redis-server stops");
-    let update = client
-        .put(&url)
-        .json(&serde_json::json!({ "name": "Grace" }))
-        .send()
-        .await
-        .expect("response");
+    let update = put_name(&client, &url, "Grace").await;
     assert_eq!(update.status(), StatusCode::ACCEPTED);
     let update: Value = update.json().await.expect("json");
     assert_eq!(update["invalidation"], "queued");
@@ -412,14 +396,7 @@ async fn a_redis_backed_service_reports_a_stopped_server_and_recovers() {
     let user: User = after.json().await.expect("a user");
     assert_eq!((user.name.as_str(), user.version), ("Grace", 2));
 
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("response")
-        .text()
-        .await
-        .expect("text");
+    let metrics = text(&client, &format!("{base}/metrics")).await;
     let shared = [("cache", "users-shared"), ("level", "remote")];
     assert!(sample(&metrics, "cachemere_hits_total", &shared).is_some_and(|hits| hits >= 1.0));
     assert!(

@@ -711,20 +711,43 @@ impl<S: RemoteValue> RemoteCache<S> {
         }
     }
 
-    /// Runs the function on a miss (see `observe`).
-    fn timed<R>(&self, keep: fn(&R) -> Option<&S>, mode: Mode, compute: impl FnOnce() -> R) -> R {
-        self.counters.timed(self.name, mode, keep, compute)
+    /// Runs the function on a miss, leading this process's flight of the key if there is one
+    /// (see `observe` for what is recorded).
+    fn run<R>(
+        &self,
+        guard: Option<&LeaderGuard<'_, String, (S, u64)>>,
+        mode: Mode,
+        keep: fn(&R) -> Option<&S>,
+        compute: impl FnOnce() -> R,
+    ) -> R {
+        let timed = || self.counters.timed(self.name, mode, keep, compute);
+        match guard {
+            Some(guard) => guard.lead(timed),
+            None => timed(),
+        }
     }
 
-    async fn timed_async<R>(
+    /// The `async` form of [`run`](Self::run).
+    async fn run_async<R>(
         &self,
-        keep: fn(&R) -> Option<&S>,
+        guard: Option<&LeaderGuard<'_, String, (S, u64)>>,
         mode: Mode,
+        keep: fn(&R) -> Option<&S>,
         compute: impl Future<Output = R>,
     ) -> R {
-        self.counters
-            .timed_async(self.name, mode, keep, compute)
-            .await
+        match guard {
+            Some(guard) => {
+                let leading = guard.lead_async(compute);
+                self.counters
+                    .timed_async(self.name, mode, keep, leading)
+                    .await
+            }
+            None => {
+                self.counters
+                    .timed_async(self.name, mode, keep, compute)
+                    .await
+            }
+        }
     }
 
     fn hit<R>(&self, value: S, written_at: u64, load: fn(S) -> R) -> (R, Served) {
@@ -853,7 +876,10 @@ impl<S: RemoteValue> RemoteCache<S> {
     ) -> (R, Served) {
         let Some(plan) = arguments.and_then(|arguments| self.plan(&arguments, tags)) else {
             self.miss();
-            return (self.timed(keep, mode, compute), Served::Computed);
+            return (
+                self.counters.timed(self.name, mode, keep, compute),
+                Served::Computed,
+            );
         };
         if plan.remote.hides(&plan.read_keys) {
             return self.compute_hidden(&plan, keep, load, compute, mode);
@@ -897,10 +923,7 @@ impl<S: RemoteValue> RemoteCache<S> {
             .and_then(|prepared| self.prepared(prepared));
         self.miss();
         let started = (Instant::now(), unix_ms());
-        let result = match &guard {
-            Some(guard) => guard.lead(|| self.timed(keep, mode, compute)),
-            None => self.timed(keep, mode, compute),
-        };
+        let result = self.run(guard.as_ref(), mode, keep, compute);
         let stored = keep(&result);
         if let Some(prepared) = &prepared
             && let Some(settle) = self.settle_op(&plan, prepared, stored, started)
@@ -929,10 +952,7 @@ impl<S: RemoteValue> RemoteCache<S> {
         };
         self.miss();
         let written_at = unix_ms();
-        let result = match &guard {
-            Some(guard) => guard.lead(|| self.timed(keep, mode, compute)),
-            None => self.timed(keep, mode, compute),
-        };
+        let result = self.run(guard.as_ref(), mode, keep, compute);
         let stored = keep(&result).map(|value| (value, written_at));
         self.finish(guard, stored, epoch);
         (result, Served::Computed)
@@ -1025,7 +1045,9 @@ impl<S: RemoteValue> RemoteCache<S> {
         let Some(plan) = arguments.and_then(|arguments| self.plan(&arguments, tags)) else {
             self.miss();
             return (
-                self.timed_async(keep, mode, compute).await,
+                self.counters
+                    .timed_async(self.name, mode, keep, compute)
+                    .await,
                 Served::Computed,
             );
         };
@@ -1075,13 +1097,7 @@ impl<S: RemoteValue> RemoteCache<S> {
         };
         self.miss();
         let started = (Instant::now(), unix_ms());
-        let result = match &guard {
-            Some(guard) => {
-                self.timed_async(keep, mode, guard.lead_async(compute))
-                    .await
-            }
-            None => self.timed_async(keep, mode, compute).await,
-        };
+        let result = self.run_async(guard.as_ref(), mode, keep, compute).await;
         let stored = keep(&result);
         if let Some(prepared) = &prepared
             && let Some(settle) = self.settle_op(&plan, prepared, stored, started)
@@ -1111,13 +1127,7 @@ impl<S: RemoteValue> RemoteCache<S> {
         };
         self.miss();
         let written_at = unix_ms();
-        let result = match &guard {
-            Some(guard) => {
-                self.timed_async(keep, mode, guard.lead_async(compute))
-                    .await
-            }
-            None => self.timed_async(keep, mode, compute).await,
-        };
+        let result = self.run_async(guard.as_ref(), mode, keep, compute).await;
         let stored = keep(&result).map(|value| (value, written_at));
         self.finish(guard, stored, epoch);
         (result, Served::Computed)
