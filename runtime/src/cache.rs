@@ -20,6 +20,9 @@ use crate::tags::TagStamp;
 
 const NEVER: u64 = u64::MAX;
 
+/// The longest TTL a memory entry gets (about 146 years).
+const MAX_TTL_NS: u64 = u64::MAX / 4;
+
 /// Stripes of per-key invalidation generations: invalidating one key discards the concurrent
 /// computations of about 1/64 of the other keys, not all of them.
 const KEY_STRIPES: usize = 64;
@@ -143,9 +146,11 @@ where
 {
     /// A cache over `backend`, declared with `config`.
     pub fn new(config: CacheConfig, backend: B) -> Self {
+        // At most about 146 years, so that an expiry (now + TTL) never saturates and the
+        // computation's start (expiry - TTL, for `Age`) stays exact.
         let ttl_ns = config
             .ttl
-            .map(|ttl| u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX));
+            .map(|ttl| u64::try_from(ttl.as_nanos()).map_or(MAX_TTL_NS, |ns| ns.min(MAX_TTL_NS)));
         let clock_slack_ns = u64::try_from(clock::clock_resolution().as_nanos())
             .unwrap_or(u64::MAX)
             .saturating_mul(4);

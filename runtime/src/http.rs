@@ -4,9 +4,10 @@
 //!
 //! [`HttpCaching::new`] takes a cached function's [`CacheConfig`] (`f::cache_config()`), so the
 //! lifetime a browser or CDN is told comes from the function's TTL and never outlasts what the
-//! server would still serve: `max-age` is the TTL left to the entry (rounded down; a miss is as
-//! old as its computation, which started the TTL), whether or not the cache downstream honours
-//! `Age` (the age, rounded up), which it may subtract again to revalidate earlier.
+//! server would still serve: `max-age` minus `Age` (what a cache downstream keeps it fresh for,
+//! RFC 9111) is at most the TTL the entry has left (a miss is as old as its computation, which
+//! started the TTL; `Age` is rounded up). For proxies that ignore `Age`,
+//! [`without_age`](HttpCaching::without_age) sends the TTL left as `max-age` and no `Age`.
 //!
 //! ```
 //! use cachemere::cached;
@@ -22,9 +23,9 @@
 //! // First request: computed.
 //! let response = caching.respond(&HeaderMap::new(), profile::call(7));
 //! assert_eq!(response.status(), StatusCode::OK);
-//! assert_eq!(response.headers()[CACHE_CONTROL], "public, max-age=299"); // 300 s less the call
+//! assert_eq!(response.headers()[CACHE_CONTROL], "public, max-age=300");
 //! assert_eq!(response.headers()["x-cache"], "MISS");
-//! assert_eq!(response.headers()[AGE], "1"); // rounded up
+//! assert_ne!(response.headers()[AGE], "0"); // the computation's time, rounded up
 //! assert_eq!(response.body().as_deref(), Some("profile 7"));
 //!
 //! // The client revalidates with the ETag it got: 304, no body.
@@ -66,6 +67,9 @@ pub struct HttpCaching {
     /// What a shared cache (a CDN) may keep it fresh (`s-maxage`), at most the TTL.
     shared_max: Option<Duration>,
     public: bool,
+    /// Whether `Age` is sent (and `max-age` counts from the computation) or not (and
+    /// `max-age` is the TTL left).
+    age_header: bool,
 }
 
 impl HttpCaching {
@@ -78,6 +82,7 @@ impl HttpCaching {
             client_max: None,
             shared_max: None,
             public: false,
+            age_header: true,
         }
     }
 
@@ -113,37 +118,58 @@ impl HttpCaching {
         self
     }
 
+    /// Leaves `Age` out and gives `max-age` as the TTL left, for caches downstream that ignore
+    /// `Age` (RFC 9111 says to honour it; some proxies do not): they then stop in time too.
+    #[must_use]
+    pub fn without_age(mut self) -> Self {
+        self.age_header = false;
+        self
+    }
+
     /// The `Cache-Control` value for a value computed `age` ago.
     ///
-    /// `max-age` is the TTL the server has left, rounded down, so even a cache that ignores
-    /// `Age` stops using the response by the time the server would; one that honours `Age`
-    /// (RFC 9111) subtracts it again and revalidates a little earlier.
+    /// With `Age` (the default), `max-age` counts from the value's computation, as the server's
+    /// TTL does: a cache downstream subtracts `Age` and keeps the response fresh for the TTL
+    /// left (at most the caps), never longer. [`without_age`](Self::without_age) gives the TTL
+    /// left itself instead.
     ///
     /// ```
     /// # use std::time::Duration;
     /// # use cachemere::{CacheConfig, http::HttpCaching};
     /// let config = CacheConfig::new("users").with_ttl(Some(Duration::from_secs(60)));
     /// let caching = HttpCaching::new(config);
-    /// // 60 s of TTL, 20 s used: 40 s left.
-    /// assert_eq!(caching.cache_control(Duration::from_secs(20)), "private, max-age=40");
+    /// // 60 s of TTL, 20 s used (`Age: 20`): 40 s left downstream.
+    /// assert_eq!(caching.cache_control(Duration::from_secs(20)), "private, max-age=60");
     /// let capped = caching.clone().max_age(Duration::from_secs(10));
-    /// assert_eq!(capped.cache_control(Duration::from_secs(20)), "private, max-age=10");
-    /// let cdn = caching.max_age(Duration::ZERO).shared_max_age(Duration::from_secs(3600));
-    /// assert_eq!(cdn.cache_control(Duration::from_secs(20)), "public, max-age=0, s-maxage=40");
+    /// assert_eq!(capped.cache_control(Duration::from_secs(20)), "private, max-age=30");
+    /// let cdn = caching.clone().max_age(Duration::ZERO).shared_max_age(Duration::from_secs(3600));
+    /// assert_eq!(cdn.cache_control(Duration::from_secs(20)), "public, max-age=0, s-maxage=60");
+    /// let no_age = caching.without_age();
+    /// assert_eq!(no_age.cache_control(Duration::from_secs(20)), "private, max-age=40");
     /// assert_eq!(HttpCaching::new(CacheConfig::new("forever")).cache_control(Duration::ZERO), "private, no-cache");
     /// ```
     pub fn cache_control(&self, age: Duration) -> HeaderValue {
         let visibility = if self.public { "public" } else { "private" };
         let mut value = String::from(visibility);
-        let shared = self.shared_max.map(|cap| self.fresh_for(age, Some(cap)));
-        match (self.fresh_for(age, self.client_max), shared) {
-            (Some(fresh), _) => value.push_str(&format!(", max-age={fresh}")),
+        // With `Age`, freshness counts from the age as told (rounded up); without, from the
+        // age itself.
+        let (told, used) = if self.age_header {
+            let told = age_secs(age);
+            (told, Duration::from_secs(told))
+        } else {
+            (0, age)
+        };
+        let shared = self.shared_max.map(|cap| self.fresh_for(used, Some(cap)));
+        match (self.fresh_for(used, self.client_max), shared) {
+            (Some(fresh), _) => {
+                value.push_str(&format!(", max-age={}", lifetime(told, fresh)));
+            }
             // Only shared caches may keep it: browsers revalidate.
             (None, Some(_)) => value.push_str(", max-age=0"),
             (None, None) => value.push_str(", no-cache"),
         }
         if let Some(Some(fresh)) = shared {
-            value.push_str(&format!(", s-maxage={fresh}"));
+            value.push_str(&format!(", s-maxage={}", lifetime(told, fresh)));
         }
         HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("no-store"))
     }
@@ -172,7 +198,9 @@ impl HttpCaching {
             HeaderValue::from_static("no-store")
         };
         headers.insert(CACHE_CONTROL, cache_control);
-        headers.insert(AGE, HeaderValue::from(age_secs(cached.age)));
+        if self.age_header {
+            headers.insert(AGE, HeaderValue::from(age_secs(cached.age)));
+        }
         headers.insert(X_CACHE, HeaderValue::from_static(cached.status.as_str()));
         if let Some(tag) = etag(&cached.value) {
             headers.insert(ETAG, tag);
@@ -205,9 +233,20 @@ impl HttpCaching {
     }
 }
 
+/// `max-age` (or `s-maxage`) for `fresh` seconds more at a told age of `told` seconds (a cache
+/// subtracts `Age`). Zero stays zero, so a cache that ignores `Age` revalidates too.
+fn lifetime(told: u64, fresh: u64) -> u64 {
+    if fresh == 0 {
+        0
+    } else {
+        told.saturating_add(fresh)
+    }
+}
+
 /// Whole seconds of an age, rounded up (so what downstream caches add never outlasts the TTL).
 fn age_secs(age: Duration) -> u64 {
-    age.as_secs() + u64::from(age.subsec_nanos() > 0)
+    age.as_secs()
+        .saturating_add(u64::from(age.subsec_nanos() > 0))
 }
 
 /// A strong `ETag` for `value`: a 128-bit xxh3 digest of its JSON serialization, the same in
@@ -298,34 +337,53 @@ mod tests {
         for ttl_ms in [1_000u64, 60_000, 300_000, 86_400_000] {
             for cap in [None, Some(0), Some(10), Some(100_000)] {
                 for shared in [None, Some(0), Some(30), Some(1_000_000)] {
-                    let mut caching = HttpCaching::new(
-                        CacheConfig::new("t").with_ttl(Some(Duration::from_millis(ttl_ms))),
-                    );
-                    if let Some(cap) = cap {
-                        caching = caching.max_age(Duration::from_secs(cap));
-                    }
-                    if let Some(shared) = shared {
-                        caching = caching.shared_max_age(Duration::from_secs(shared));
-                    }
-                    for age_ms in millis.iter().copied().filter(|age| *age <= ttl_ms) {
-                        let age = Duration::from_millis(age_ms);
-                        let (max_age, s_maxage, no_cache) = parse(&caching.cache_control(age));
-                        let left_ms = ttl_ms - age_ms;
-                        let max_age = max_age.expect("a TTL gives max-age");
-                        assert!(!no_cache);
-                        // Even a cache that ignores `Age` stops in time.
-                        assert!(
-                            max_age * 1_000 <= left_ms,
-                            "ttl {ttl_ms} ms, age {age_ms} ms, cap {cap:?}: max-age {max_age}"
+                    for with_age in [true, false] {
+                        let mut caching = HttpCaching::new(
+                            CacheConfig::new("t").with_ttl(Some(Duration::from_millis(ttl_ms))),
                         );
                         if let Some(cap) = cap {
-                            assert!(max_age <= cap);
+                            caching = caching.max_age(Duration::from_secs(cap));
                         }
-                        if let Some(s_maxage) = s_maxage {
-                            assert!(s_maxage * 1_000 <= left_ms);
-                            assert!(s_maxage <= shared.unwrap_or(u64::MAX));
+                        if let Some(shared) = shared {
+                            caching = caching.shared_max_age(Duration::from_secs(shared));
                         }
-                        assert_eq!(s_maxage.is_some(), shared.is_some());
+                        if !with_age {
+                            caching = caching.without_age();
+                        }
+                        for age_ms in millis.iter().copied().filter(|age| *age <= ttl_ms) {
+                            let age = Duration::from_millis(age_ms);
+                            let headers = caching.headers(&Cached::hit((), age));
+                            let (max_age, s_maxage, no_cache) = parse(&headers[CACHE_CONTROL]);
+                            let told_age: u64 = headers
+                                .get(AGE)
+                                .map_or(0, |v| v.to_str().unwrap().parse().unwrap());
+                            assert_eq!(headers.contains_key(AGE), with_age);
+                            assert!(!no_cache);
+                            let left_ms = ttl_ms - age_ms;
+                            let context = format!(
+                                "ttl {ttl_ms} ms, age {age_ms} ms, cap {cap:?}, Age {with_age}: {:?}",
+                                headers[CACHE_CONTROL]
+                            );
+                            for (lifetime, limit) in [(max_age, cap), (s_maxage, shared)] {
+                                let Some(lifetime) = lifetime else { continue };
+                                // What a cache honouring `Age` keeps it fresh for.
+                                let fresh = lifetime.saturating_sub(told_age);
+                                assert!(fresh * 1_000 <= left_ms, "{context}");
+                                assert!(fresh <= limit.unwrap_or(u64::MAX), "{context}");
+                                // And not much less: the TTL left is used (a second lost to
+                                // rounding each way at most).
+                                let usable = (left_ms / 1_000).min(limit.unwrap_or(u64::MAX));
+                                assert!(fresh + 2 >= usable, "{context}");
+                                if fresh == 0 {
+                                    assert_eq!(lifetime, 0, "ignoring Age, still stale: {context}");
+                                }
+                                if !with_age {
+                                    assert!(lifetime * 1_000 <= left_ms, "{context}");
+                                }
+                            }
+                            assert!(max_age.is_some());
+                            assert_eq!(s_maxage.is_some(), shared.is_some());
+                        }
                     }
                 }
             }
@@ -333,7 +391,7 @@ mod tests {
     }
 
     #[test]
-    fn the_ttl_left_is_used_when_uncapped() {
+    fn max_age_counts_from_the_computation_and_age_says_how_much_is_used() {
         let caching =
             HttpCaching::new(CacheConfig::new("t").with_ttl(Some(Duration::from_secs(300))));
         assert_eq!(
@@ -342,7 +400,7 @@ mod tests {
         );
         assert_eq!(
             caching.cache_control(Duration::from_millis(1_500)),
-            "private, max-age=298"
+            "private, max-age=300"
         );
         assert_eq!(
             caching.cache_control(Duration::from_secs(300)),
@@ -351,6 +409,21 @@ mod tests {
         assert_eq!(
             caching.cache_control(Duration::from_secs(400)),
             "private, max-age=0"
+        );
+        let no_age = caching.without_age();
+        assert_eq!(
+            no_age.cache_control(Duration::from_millis(1_500)),
+            "private, max-age=298"
+        );
+        assert!(
+            !no_age
+                .headers(&Cached::hit(1, Duration::from_secs(9)))
+                .contains_key(AGE)
+        );
+        assert_eq!(
+            HttpCaching::new(CacheConfig::new("t")).headers(&Cached::hit(1, Duration::MAX))[AGE],
+            u64::MAX.to_string().as_str(),
+            "no overflow"
         );
     }
 
@@ -364,12 +437,12 @@ mod tests {
         let cdn = caching.clone().shared_max_age(Duration::from_secs(60));
         assert_eq!(
             cdn.cache_control(Duration::from_secs(5)),
-            "public, max-age=0, s-maxage=60"
+            "public, max-age=0, s-maxage=65"
         );
         let browsers = caching.max_age(Duration::from_secs(30));
         assert_eq!(
             browsers.cache_control(Duration::from_secs(5)),
-            "private, max-age=30"
+            "private, max-age=35"
         );
     }
 

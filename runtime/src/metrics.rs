@@ -77,21 +77,22 @@ pub const REMOTE_ERRORS: &str = "cachemere_remote_errors_total";
 /// in the store, made at most once a second (as `cache_info()` does).
 pub fn publish() {
     describe();
-    // Caches that share a name (`name = ".."` given twice) are one series: their sums.
-    let mut caches: BTreeMap<(String, &'static str), Totals> = BTreeMap::new();
+    // Caches that share a name (`name = ".."` given twice, or a local and a remote one) are
+    // one series: their sums (hits also by level).
+    let mut caches: BTreeMap<String, Totals> = BTreeMap::new();
     for cache in crate::registry::registered() {
         let info = cache.lifetime_info();
-        let totals = caches
-            .entry((cache.name().to_owned(), cache.level()))
-            .or_default();
-        totals.hits += info.hits;
+        let totals = caches.entry(cache.name().to_owned()).or_default();
+        *totals.hits.entry(cache.level()).or_default() += info.hits;
         totals.misses += info.misses;
         totals.evictions += info.evictions;
         totals.entries += info.currsize;
         totals.max_entries += info.maxsize;
     }
-    for ((name, level), totals) in caches {
-        counter!(HITS, "cache" => name.clone(), "level" => level).absolute(totals.hits);
+    for (name, totals) in caches {
+        for (level, hits) in totals.hits {
+            counter!(HITS, "cache" => name.clone(), "level" => level).absolute(hits);
+        }
         counter!(MISSES, "cache" => name.clone()).absolute(totals.misses);
         counter!(EVICTIONS, "cache" => name.clone()).absolute(totals.evictions);
         gauge!(ENTRIES, "cache" => name.clone()).set(totals.entries as f64);
@@ -104,7 +105,7 @@ pub fn publish() {
 /// Sums of the caches of one name.
 #[derive(Default)]
 struct Totals {
-    hits: u64,
+    hits: BTreeMap<&'static str, u64>,
     misses: u64,
     evictions: u64,
     entries: u64,

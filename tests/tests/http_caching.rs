@@ -18,13 +18,16 @@ fn slow_profile(id: u64) -> Result<String, String> {
     Ok(format!("profile {id}"))
 }
 
-fn max_age(headers: &HeaderMap) -> u64 {
-    headers[CACHE_CONTROL]
+/// How long a cache honouring `Age` keeps the response fresh: `max-age` minus `Age`.
+fn fresh(headers: &HeaderMap) -> u64 {
+    let max_age: u64 = headers[CACHE_CONTROL]
         .to_str()
         .expect("text")
         .rsplit_once("max-age=")
         .and_then(|(_, n)| n.parse().ok())
-        .expect("max-age")
+        .expect("max-age");
+    let age: u64 = headers[AGE].to_str().expect("text").parse().expect("Age");
+    max_age.saturating_sub(age)
 }
 
 #[test]
@@ -34,7 +37,7 @@ fn a_slow_miss_is_told_only_the_ttl_left() {
     assert!(miss.age >= Duration::from_millis(1_200), "{:?}", miss.age);
     let headers = caching.headers(&miss);
     // 3 s of TTL from the computation's start, 1.2 s of it spent computing.
-    assert!(max_age(&headers) <= 1, "{:?}", headers[CACHE_CONTROL]);
+    assert!(fresh(&headers) <= 1, "{headers:?}");
     assert!(
         headers[AGE]
             .to_str()
@@ -45,7 +48,18 @@ fn a_slow_miss_is_told_only_the_ttl_left() {
     );
     let hit = slow_profile::call(1);
     assert!(hit.is_hit());
-    assert!(max_age(&caching.headers(&hit)) <= 1);
+    assert!(fresh(&caching.headers(&hit)) <= 1);
+    // A proxy that ignores `Age` is told the TTL left instead.
+    let ignoring_age = caching.without_age().headers(&hit);
+    assert!(!ignoring_age.contains_key(AGE));
+    let max_age = ignoring_age[CACHE_CONTROL]
+        .to_str()
+        .expect("text")
+        .to_owned();
+    assert!(
+        max_age == "private, max-age=1" || max_age == "private, max-age=0",
+        "{max_age}"
+    );
 }
 
 #[test]
@@ -57,5 +71,23 @@ fn an_error_is_no_store() {
     assert_eq!(
         caching.respond(&HeaderMap::new(), failed).headers()[CACHE_CONTROL],
         "no-store"
+    );
+}
+
+#[cached(ttl = "1000000d")]
+fn practically_forever(id: u64) -> u64 {
+    id
+}
+
+#[test]
+fn a_huge_ttl_still_gives_true_ages() {
+    practically_forever(1);
+    std::thread::sleep(Duration::from_millis(50));
+    let hit = practically_forever::call(1);
+    assert!(hit.is_hit());
+    assert!(
+        hit.age >= Duration::from_millis(50) && hit.age < Duration::from_secs(60),
+        "{:?}",
+        hit.age
     );
 }

@@ -14,6 +14,16 @@ fn second(x: u64) -> u64 {
     x + 1
 }
 
+/// The same name on a remote cache (a user's store in this process).
+#[cached(
+    name = "metrics-shared-name",
+    backend = "remote",
+    remote = cachemere_tests::remote_fixtures::user_store
+)]
+fn third(x: u64) -> u64 {
+    x + 2
+}
+
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
@@ -29,23 +39,33 @@ fn caches_of_one_name_are_summed_and_counters_survive_a_clear() {
     for x in [1, 1] {
         second(x);
     }
+    for x in [7, 7] {
+        third(x);
+    }
     metrics::with_local_recorder(&recorder, cachemere::metrics::publish);
     let text = handle.render();
     let hits = r#"cachemere_hits_total{cache="metrics-shared-name",level="local"}"#;
     let misses = r#"cachemere_misses_total{cache="metrics-shared-name"}"#;
     let entries = r#"cachemere_entries{cache="metrics-shared-name"}"#;
+    let remote_hits = r#"cachemere_hits_total{cache="metrics-shared-name",level="remote"}"#;
     assert_eq!(sample(&text, hits), Some(3.0), "{text}");
-    assert_eq!(sample(&text, misses), Some(3.0), "{text}");
-    assert_eq!(sample(&text, entries), Some(3.0), "{text}");
+    assert_eq!(sample(&text, remote_hits), Some(1.0), "{text}");
+    assert_eq!(sample(&text, misses), Some(4.0), "local and remote: {text}");
+    assert!(
+        sample(&text, entries).is_some_and(|entries| entries >= 3.0),
+        "{text}"
+    );
 
     first::cache_clear();
     first(1);
     metrics::with_local_recorder(&recorder, cachemere::metrics::publish);
     let text = handle.render();
-    assert_eq!(sample(&text, misses), Some(4.0), "{text}");
+    assert_eq!(sample(&text, misses), Some(5.0), "{text}");
+    let local_entries = first::cache_info().currsize + second::cache_info().currsize;
+    assert_eq!(local_entries, 2);
     assert_eq!(
         sample(&text, entries),
-        Some(2.0),
-        "a gauge follows the cache: {text}"
+        Some((local_entries + third::cache_info().currsize) as f64),
+        "a gauge follows the caches: {text}"
     );
 }
