@@ -136,6 +136,20 @@ impl Drop for Inserting<'_> {
 struct Computed<R, S, const N: usize> {
     result: R,
     handoff: Option<Handoff<S, N>>,
+    /// Whether the value landed in the store (see `Cached::stored`).
+    stored: bool,
+}
+
+impl<R, S, const N: usize> Computed<R, S, N> {
+    /// The result, and how it was served.
+    fn served(self) -> (R, Served) {
+        (
+            self.result,
+            Served::Computed {
+                stored: self.stored,
+            },
+        )
+    }
 }
 
 impl<K, S, const N: usize, B> Cache<K, S, N, B>
@@ -374,6 +388,7 @@ where
             return Computed {
                 result,
                 handoff: None,
+                stored: false,
             };
         };
         let entry = Entry {
@@ -386,8 +401,15 @@ where
             generation: started.generation,
         });
         // An error is counted; the result is returned all the same.
-        let _ = self.store_entry(key, stripe, started.generation, entry);
-        Computed { result, handoff }
+        let stored = matches!(
+            self.store_entry(key, stripe, started.generation, entry),
+            Ok(true)
+        );
+        Computed {
+            result,
+            handoff,
+            stored,
+        }
     }
 
     /// Inserts `entry` unless the key's generation moved since `generation` was read (an
@@ -494,7 +516,7 @@ where
         let called = std::time::Instant::now();
         let (result, served) =
             self.compute_boxed(key, tags, keep, load, Box::new(compute), Mode::Lookup);
-        served.into_cached(result, keep, called)
+        served.into_cached(result, called)
     }
 
     /// Recomputes now and stores what the policy keeps (`f::refresh`). A computation of this
@@ -527,8 +549,7 @@ where
     ) -> (R, Served) {
         let stripe = self.key_stripe(&key);
         let Some(flights) = &self.flights else {
-            let result = self.compute_alone(key, stripe, tags, keep, compute, mode);
-            return (result, Served::Computed);
+            return self.compute_alone(key, stripe, tags, keep, compute, mode);
         };
         let snapshot = self.snapshot(stripe, tags);
         // A refresh waits out every flight it finds (they started before it, or may hand it a
@@ -547,7 +568,10 @@ where
                     let followed = guard.is_followed();
                     let computed = self.finish(key, stripe, tags, keep, started, result, followed);
                     guard.finish(computed.handoff);
-                    return (computed.result, Served::Computed);
+                    let served = Served::Computed {
+                        stored: computed.stored,
+                    };
+                    return (computed.result, served);
                 }
                 Role::Follower(flight) => {
                     // Our own computation calling us again with the same key computes too.
@@ -562,8 +586,7 @@ where
                     match next {
                         AfterWait::Hit(value, served) => return (load(value), served),
                         AfterWait::Compute => {
-                            let result = self.compute_alone(key, stripe, tags, keep, compute, mode);
-                            return (result, Served::Computed);
+                            return self.compute_alone(key, stripe, tags, keep, compute, mode);
                         }
                         AfterWait::TakeOver => {}
                     }
@@ -626,11 +649,11 @@ where
         keep: fn(&R) -> Option<&S>,
         compute: Box<dyn FnOnce() -> R + '_>,
         mode: Mode,
-    ) -> R {
+    ) -> (R, Served) {
         let started = self.begin(stripe, mode);
         let result = self.timed(keep, mode, compute);
         self.finish(key, stripe, tags, keep, started, result, false)
-            .result
+            .served()
     }
 
     /// The `async` form of [`compute`](Self::compute); waiting never blocks the executor, and a
@@ -661,7 +684,7 @@ where
         let (result, served) = self
             .compute_async_in(key, tags, keep, load, compute, Mode::Lookup)
             .await;
-        served.into_cached(result, keep, called)
+        served.into_cached(result, called)
     }
 
     /// The `async` form of [`refresh`](Self::refresh).
@@ -690,10 +713,9 @@ where
     ) -> (R, Served) {
         let stripe = self.key_stripe(&key);
         let Some(flights) = &self.flights else {
-            let result = self
+            return self
                 .compute_alone_async(key, stripe, tags, keep, compute, mode)
                 .await;
-            return (result, Served::Computed);
         };
         let snapshot = self.snapshot(stripe, tags);
         loop {
@@ -712,7 +734,10 @@ where
                     let followed = guard.is_followed();
                     let computed = self.finish(key, stripe, tags, keep, started, result, followed);
                     guard.finish(computed.handoff);
-                    return (computed.result, Served::Computed);
+                    let served = Served::Computed {
+                        stored: computed.stored,
+                    };
+                    return (computed.result, served);
                 }
                 Role::Follower(flight) => {
                     let next = if led_by_this_thread(&flight) {
@@ -727,10 +752,9 @@ where
                     match next {
                         AfterWait::Hit(value, served) => return (load(value), served),
                         AfterWait::Compute => {
-                            let result = self
+                            return self
                                 .compute_alone_async(key, stripe, tags, keep, compute, mode)
                                 .await;
-                            return (result, Served::Computed);
                         }
                         AfterWait::TakeOver => {}
                     }
@@ -748,11 +772,11 @@ where
         keep: fn(&R) -> Option<&S>,
         compute: impl Future<Output = R>,
         mode: Mode,
-    ) -> R {
+    ) -> (R, Served) {
         let started = self.begin(stripe, mode);
         let result = self.timed_async(keep, mode, compute).await;
         self.finish(key, stripe, tags, keep, started, result, false)
-            .result
+            .served()
     }
 
     /// Runs the function on a miss (see `observe`).

@@ -74,9 +74,11 @@ pub struct Cached<R> {
     /// clock, so clocks out of step between hosts shift it (a value from the future is given
     /// age zero).
     pub age: Duration,
-    /// Whether the value is one the cache keeps: `false` for an `Err` or `None` that the
-    /// policy does not store (`cache_err` / `cache_none`), which nothing downstream should
-    /// keep either (`HttpCaching` answers `no-store` for it).
+    /// Whether the value is in the cache: `true` for a hit; for a miss, whether it was stored.
+    /// `false` for an `Err` or `None` that the policy does not store (`cache_err` /
+    /// `cache_none`), for a value an invalidation raced with (it may be older than what the
+    /// invalidation hid), and when the store failed. Nothing downstream should keep such a
+    /// value either (`HttpCaching` answers `no-store` for it).
     pub stored: bool,
 }
 
@@ -234,7 +236,11 @@ pub(crate) enum WrittenAt {
 /// call reads no clock for it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Served {
-    Computed,
+    /// Computed for this call; `stored`: the value landed in the store (not when the policy
+    /// keeps no such result, an invalidation raced with the computation, or the store failed).
+    Computed {
+        stored: bool,
+    },
     Hit(WrittenAt),
 }
 
@@ -245,16 +251,11 @@ impl Served {
 
     /// What `f::call` returns for a call made at `called`: on a miss, the value's age is the
     /// time since then (the entry's TTL counts from its computation's start, a little later),
-    /// and `stored` says whether the policy keeps it.
-    pub(crate) fn into_cached<R, S>(
-        self,
-        value: R,
-        keep: fn(&R) -> Option<&S>,
-        called: std::time::Instant,
-    ) -> Cached<R> {
+    /// and `stored` says whether it landed in the store.
+    pub(crate) fn into_cached<R>(self, value: R, called: std::time::Instant) -> Cached<R> {
         match self {
-            Served::Computed => Cached {
-                stored: keep(&value).is_some(),
+            Served::Computed { stored } => Cached {
+                stored,
                 value,
                 status: Status::Miss,
                 age: called.elapsed(),
@@ -266,7 +267,7 @@ impl Served {
     /// A hit's [`Cached`] (the stored value, as old as its computation).
     pub(crate) fn into_hit<R>(self, value: R) -> Cached<R> {
         match self {
-            Served::Computed => Cached::miss(value),
+            Served::Computed { .. } => Cached::miss(value),
             Served::Hit(written_at) => Cached::hit(value, written_at.age()),
         }
     }

@@ -559,6 +559,22 @@ macro_rules! __shared_conformance_cases {
                 assert_eq!((hit.status, hit.stored), (Status::Hit, true));
             }
 
+            #[::cachemere::cached($($backend)*)]
+            fn invalidated_meanwhile(arm: &str, id: u64) -> u64 {
+                // An invalidation of the key while it computes: the value may be older than
+                // what it hid, so it is not stored.
+                let _ = invalidated_meanwhile::invalidate(arm, id);
+                id
+            }
+
+            /// `stored` says whether the value landed, not only whether the policy keeps it.
+            #[test]
+            fn a_value_an_invalidation_raced_with_is_not_stored() {
+                let raced = invalidated_meanwhile::call(ARM, 3);
+                assert_eq!((raced.value, raced.status, raced.stored), (3, Status::Miss, false));
+                assert_eq!(invalidated_meanwhile::peek(ARM, 3), None, "nothing was stored");
+            }
+
             static IN_FLIGHT_ORIGIN: AtomicU64 = AtomicU64::new(1);
             static IN_FLIGHT_GATE: Gate = Gate::new();
 

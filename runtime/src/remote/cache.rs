@@ -701,13 +701,20 @@ impl<S: RemoteValue> RemoteCache<S> {
         Some(move |store: &dyn super::RemoteStore| store.compare_and_set(key, token, bytes, ttl))
     }
 
-    fn populated(&self, written: Result<bool, BackendError>) {
+    /// Whether the populate landed (an error is counted).
+    fn populated(&self, written: Result<bool, BackendError>) -> bool {
         match written {
-            Ok(true) => {}
+            Ok(true) => true,
             // An invalidation (or another writer) replaced what was read: this value may be
             // older than what the invalidation hid, so it is not written.
-            Ok(false) => tracing::trace!(cache = self.name, "populate lost its race; not written"),
-            Err(error) => self.record("set", &error),
+            Ok(false) => {
+                tracing::trace!(cache = self.name, "populate lost its race; not written");
+                false
+            }
+            Err(error) => {
+                self.record("set", &error);
+                false
+            }
         }
     }
 
@@ -846,7 +853,7 @@ impl<S: RemoteValue> RemoteCache<S> {
     ) -> Cached<R> {
         let called = Instant::now();
         let (result, served) = self.compute_in(arguments, tags, keep, load, compute, Mode::Lookup);
-        served.into_cached(result, keep, called)
+        served.into_cached(result, called)
     }
 
     /// Recomputes now and stores what `keep` keeps (`f::refresh`), over whatever the store
@@ -878,7 +885,7 @@ impl<S: RemoteValue> RemoteCache<S> {
             self.miss();
             return (
                 self.counters.timed(self.name, mode, keep, compute),
-                Served::Computed,
+                Served::Computed { stored: false },
             );
         };
         if plan.remote.hides(&plan.read_keys) {
@@ -925,13 +932,18 @@ impl<S: RemoteValue> RemoteCache<S> {
         let started = (Instant::now(), unix_ms());
         let result = self.run(guard.as_ref(), mode, keep, compute);
         let stored = keep(&result);
+        let mut landed = false;
         if let Some(prepared) = &prepared
             && let Some(settle) = self.settle_op(&plan, prepared, stored, started)
         {
-            self.populated(plan.remote.blocking(settle));
+            landed = self.populated(plan.remote.blocking(settle));
         }
+        // A tombstone written for a result not kept is no stored value.
+        let served = Served::Computed {
+            stored: landed && stored.is_some(),
+        };
         self.finish(guard, stored.map(|value| (value, started.1)), epoch);
-        (result, Served::Computed)
+        (result, served)
     }
 
     /// A call whose entry an invalidation still waiting to reach the store hides: computed
@@ -955,7 +967,8 @@ impl<S: RemoteValue> RemoteCache<S> {
         let result = self.run(guard.as_ref(), mode, keep, compute);
         let stored = keep(&result).map(|value| (value, written_at));
         self.finish(guard, stored, epoch);
-        (result, Served::Computed)
+        // Not written: the store is not used while an invalidation of the key is queued.
+        (result, Served::Computed { stored: false })
     }
 
     /// What a follower makes of a value its leader handed over, given a read made after it
@@ -1010,7 +1023,7 @@ impl<S: RemoteValue> RemoteCache<S> {
         let (result, served) = self
             .compute_async_in(arguments, tags, keep, load, compute, Mode::Lookup)
             .await;
-        served.into_cached(result, keep, called)
+        served.into_cached(result, called)
     }
 
     /// The `async fn` form of [`refresh`](Self::refresh).
@@ -1048,7 +1061,7 @@ impl<S: RemoteValue> RemoteCache<S> {
                 self.counters
                     .timed_async(self.name, mode, keep, compute)
                     .await,
-                Served::Computed,
+                Served::Computed { stored: false },
             );
         };
         if plan.remote.hides(&plan.read_keys) {
@@ -1099,13 +1112,17 @@ impl<S: RemoteValue> RemoteCache<S> {
         let started = (Instant::now(), unix_ms());
         let result = self.run_async(guard.as_ref(), mode, keep, compute).await;
         let stored = keep(&result);
+        let mut landed = false;
         if let Some(prepared) = &prepared
             && let Some(settle) = self.settle_op(&plan, prepared, stored, started)
         {
-            self.populated(plan.remote.call(settle).await);
+            landed = self.populated(plan.remote.call(settle).await);
         }
+        let served = Served::Computed {
+            stored: landed && stored.is_some(),
+        };
         self.finish(guard, stored.map(|value| (value, started.1)), epoch);
-        (result, Served::Computed)
+        (result, served)
     }
 
     /// The `async fn` form of [`compute_hidden`](Self::compute_hidden).
@@ -1130,7 +1147,8 @@ impl<S: RemoteValue> RemoteCache<S> {
         let result = self.run_async(guard.as_ref(), mode, keep, compute).await;
         let stored = keep(&result).map(|value| (value, written_at));
         self.finish(guard, stored, epoch);
-        (result, Served::Computed)
+        // Not written: the store is not used while an invalidation of the key is queued.
+        (result, Served::Computed { stored: false })
     }
 
     /// The fresh value stored for these arguments, if any, without computing and without
