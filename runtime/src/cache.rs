@@ -14,7 +14,7 @@ use crate::hashing::RandomState;
 use crate::invalidation::Invalidation;
 use crate::key::{CachedValue, KeyPart};
 use crate::observe::{self, Scope};
-use crate::outcome::{Cached, Mode, Served, SetOutcome};
+use crate::outcome::{Cached, Mode, Served, SetOutcome, WrittenAt};
 use crate::stats::{CacheInfo, Counters, Since};
 use crate::tags::TagStamp;
 
@@ -40,6 +40,8 @@ struct Generation {
 pub(crate) struct Handoff<S, const N: usize> {
     entry: Entry<S, N>,
     generation: Generation,
+    /// Whether the leader's value landed in the store (see `Cached::stored`).
+    stored: bool,
 }
 
 /// What a follower does once its leader has finished.
@@ -325,7 +327,11 @@ where
             (
                 entry.value.clone(),
                 served,
-                Some(Handoff { entry, generation }),
+                Some(Handoff {
+                    entry,
+                    generation,
+                    stored: true,
+                }),
             )
         } else {
             (entry.value, served, None)
@@ -341,7 +347,12 @@ where
         match outcome {
             Some(handoff) if self.accepts(snapshot, &handoff) => {
                 self.counters.hits.increment();
-                let served = Served::hit_at(self.written_at(&handoff.entry));
+                let written_at = self.written_at(&handoff.entry);
+                let served = if handoff.stored {
+                    Served::hit_at(written_at)
+                } else {
+                    Served::Handed(WrittenAt::Monotonic(written_at))
+                };
                 AfterWait::Hit(handoff.entry.value, served)
             }
             // Rather than queue behind another attempt.
@@ -396,15 +407,23 @@ where
             time: started.time,
             tags,
         };
-        let handoff = followed.then(|| Handoff {
+        let mut handoff = followed.then(|| Handoff {
             entry: entry.clone(),
             generation: started.generation,
+            stored: false,
         });
         // An error is counted; the result is returned all the same.
-        let stored = matches!(
+        let landed = matches!(
             self.store_entry(key, stripe, started.generation, entry),
             Ok(true)
         );
+        // Served later it would not be: a tag invalidated meanwhile, or already expired.
+        let stored = landed
+            && tags.iter().all(TagStamp::is_current)
+            && (self.ttl_ns.is_none() || clock::precise_ns() < started.time);
+        if let Some(handoff) = handoff.as_mut() {
+            handoff.stored = stored;
+        }
         Computed {
             result,
             handoff,

@@ -73,9 +73,11 @@ pub struct HttpCaching {
 }
 
 impl HttpCaching {
-    /// From a cached function's configuration (`f::cache_config()`): `private`, fresh for the
-    /// TTL left to the value; without a TTL, `no-cache` (store, but revalidate each time:
-    /// the server may drop or invalidate the entry at any moment).
+    /// From a cached function's configuration (`f::cache_config()`): `private`, fresh
+    /// downstream for the TTL left to the value; without a TTL, `no-cache` (store, but
+    /// revalidate each time: the server may drop or invalidate the entry at any moment), or
+    /// as long as a cap given with [`max_age`](Self::max_age) /
+    /// [`shared_max_age`](Self::shared_max_age) allows.
     pub fn new(config: CacheConfig) -> Self {
         HttpCaching {
             ttl: config.ttl,
@@ -187,9 +189,10 @@ impl HttpCaching {
     }
 
     /// The response headers for `cached`: `Cache-Control`, `Age`, `X-Cache`, and an `ETag`
-    /// digest of the value (left out if the value cannot be serialized). A value the cache
-    /// does not keep (an `Err` or `None` its policy does not store: [`Cached::stored`]) is
-    /// `no-store`: nothing downstream keeps what the server would compute again.
+    /// digest of the value (left out if the value cannot be serialized). A value that is not
+    /// in the cache ([`Cached::stored`] is false: an `Err` or `None` its policy does not
+    /// store, a value an invalidation raced with, one computed past its TTL, a failed write)
+    /// is `no-store`: nothing downstream keeps what the server would not serve again.
     pub fn headers<T: Serialize>(&self, cached: &Cached<T>) -> HeaderMap {
         let mut headers = HeaderMap::with_capacity(4);
         let cache_control = if cached.stored {

@@ -74,10 +74,13 @@ pub struct Cached<R> {
     /// clock, so clocks out of step between hosts shift it (a value from the future is given
     /// age zero).
     pub age: Duration,
-    /// Whether the value is in the cache: `true` for a hit; for a miss, whether it was stored.
+    /// Whether the value is in the cache: `true` for a value read from the store; for a
+    /// computed value (this call's, or a concurrent caller's handed over), whether it landed.
     /// `false` for an `Err` or `None` that the policy does not store (`cache_err` /
-    /// `cache_none`), for a value an invalidation raced with (it may be older than what the
-    /// invalidation hid), and when the store failed. Nothing downstream should keep such a
+    /// `cache_none`), for a value an invalidation (of its key, a tag or a clear) made in this
+    /// process raced with (it may be older than what the invalidation hid), for one computed
+    /// past its TTL, and when the store failed or was not used. A tag invalidated by another
+    /// process while a remote value was computed is not seen here. Nothing downstream should keep such a
     /// value either (`HttpCaching` answers `no-store` for it).
     pub stored: bool,
 }
@@ -238,10 +241,13 @@ pub(crate) enum WrittenAt {
 pub(crate) enum Served {
     /// Computed for this call; `stored`: the value landed in the store (not when the policy
     /// keeps no such result, an invalidation raced with the computation, or the store failed).
-    Computed {
-        stored: bool,
-    },
+    Computed { stored: bool },
+    /// From the store, or handed over by a concurrent computation whose value landed in it.
     Hit(WrittenAt),
+    /// Handed over by a concurrent computation whose value may not be in the store (an
+    /// invalidation raced with it, its write failed, or the store was not used): counted as a
+    /// hit, but `stored` is false.
+    Handed(WrittenAt),
 }
 
 impl Served {
@@ -261,14 +267,25 @@ impl Served {
                 age: called.elapsed(),
             },
             Served::Hit(written_at) => Cached::hit(value, written_at.age()),
+            Served::Handed(written_at) => Cached {
+                stored: false,
+                ..Cached::hit(value, written_at.age())
+            },
         }
     }
 
     /// A hit's [`Cached`] (the stored value, as old as its computation).
     pub(crate) fn into_hit<R>(self, value: R) -> Cached<R> {
         match self {
-            Served::Computed { .. } => Cached::miss(value),
             Served::Hit(written_at) => Cached::hit(value, written_at.age()),
+            Served::Handed(written_at) => Cached {
+                stored: false,
+                ..Cached::hit(value, written_at.age())
+            },
+            Served::Computed { stored } => Cached {
+                stored,
+                ..Cached::miss(value)
+            },
         }
     }
 }

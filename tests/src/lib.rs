@@ -575,6 +575,61 @@ macro_rules! __shared_conformance_cases {
                 assert_eq!(invalidated_meanwhile::peek(ARM, 3), None, "nothing was stored");
             }
 
+            #[::cachemere::cached($($backend)*, tags = ["conformance-stored:{arm}:{id}"])]
+            fn tag_invalidated_meanwhile(arm: &str, id: u64) -> u64 {
+                let _ = ::cachemere::invalidate_tag(&format!("conformance-stored:{arm}:{id}"));
+                id
+            }
+
+            #[::cachemere::cached($($backend)*, ttl = "100ms")]
+            fn outlives_its_ttl(arm: &str, id: u64) -> u64 {
+                ::std::thread::sleep(Duration::from_millis(250));
+                id
+            }
+
+            /// A value a tag invalidation raced with, or computed past its TTL, is not served
+            /// later: not `stored` either.
+            #[test]
+            fn a_value_hidden_by_a_tag_or_expired_is_not_stored() {
+                let tagged = tag_invalidated_meanwhile::call(ARM, 4);
+                assert_eq!((tagged.status, tagged.stored), (Status::Miss, false));
+                assert_eq!(tag_invalidated_meanwhile::peek(ARM, 4), None);
+                let late = outlives_its_ttl::call(ARM, 5);
+                assert_eq!((late.status, late.stored), (Status::Miss, false));
+                assert_eq!(outlives_its_ttl::peek(ARM, 5), None);
+            }
+
+            static HANDED_GATE: Gate = Gate::new();
+
+            #[::cachemere::cached($($backend)*)]
+            fn handed_over(arm: &str, id: u64) -> u64 {
+                HANDED_GATE.pass();
+                id
+            }
+
+            /// Callers waiting on a computation that an invalidation raced with are never told
+            /// `stored` for a value the store does not hold.
+            #[test]
+            fn waiters_are_not_told_stored_for_a_discarded_value() {
+                let (started, go) = HANDED_GATE.arm();
+                let leader = ::std::thread::spawn(|| handed_over::call(ARM, 6));
+                started.recv().expect("the computation starts");
+                let waiters: Vec<_> = (0..3).map(|_| ::std::thread::spawn(|| handed_over::call(ARM, 6))).collect();
+                ::std::thread::sleep(Duration::from_millis(100));
+                let _ = handed_over::invalidate(ARM, 6);
+                go.send(()).expect("the computation waits");
+                let mut results = vec![leader.join().expect("no panic")];
+                results.extend(waiters.into_iter().map(|w| w.join().expect("no panic")));
+                assert!(!results[0].stored, "the leader's value was discarded");
+                let held = handed_over::peek(ARM, 6);
+                for result in &results {
+                    assert_eq!(result.value, 6);
+                    if result.stored {
+                        assert_eq!(held, Some(6), "stored, so in the store: {:?}", results);
+                    }
+                }
+            }
+
             static IN_FLIGHT_ORIGIN: AtomicU64 = AtomicU64::new(1);
             static IN_FLIGHT_GATE: Gate = Gate::new();
 

@@ -762,6 +762,12 @@ impl<S: RemoteValue> RemoteCache<S> {
         (load(value), Served::Hit(WrittenAt::UnixMs(written_at)))
     }
 
+    /// A hit on a value handed over that may not be in the store (`Cached::stored` false).
+    fn handed<R>(&self, value: S, written_at: u64, load: fn(S) -> R) -> (R, Served) {
+        self.counters.hits.increment();
+        (load(value), Served::Handed(WrittenAt::UnixMs(written_at)))
+    }
+
     fn miss(&self) {
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
     }
@@ -905,8 +911,8 @@ impl<S: RemoteValue> RemoteCache<S> {
             Ok(guard) => guard,
             // Handed over by this process's leader: the store says whether it is still what
             // a call made now may get (another process may have invalidated it meanwhile).
-            Err(handed) => match self.verify(&plan, handed, read(&plan)) {
-                Ok((value, written_at)) => return self.hit(value, written_at, load),
+            Err(handed) => match self.verify(&plan, handed, read(&plan), load) {
+                Ok(hit) => return hit,
                 Err(miss) => {
                     write = miss;
                     None
@@ -939,8 +945,10 @@ impl<S: RemoteValue> RemoteCache<S> {
             landed = self.populated(plan.remote.blocking(settle));
         }
         // A tombstone written for a result not kept is no stored value.
+        // Not stored either if an invalidation in this process came meanwhile (the value may
+        // be hidden by its stamp, or older than what it hid).
         let served = Served::Computed {
-            stored: landed && stored.is_some(),
+            stored: landed && stored.is_some() && epoch == self.epoch(),
         };
         self.finish(guard, stored.map(|value| (value, started.1)), epoch);
         (result, served)
@@ -960,7 +968,8 @@ impl<S: RemoteValue> RemoteCache<S> {
         let epoch = self.epoch();
         let guard = match self.join(plan.entry_key(), mode) {
             Ok(guard) => guard,
-            Err((handed, written_at)) => return self.hit(handed, written_at, load),
+            // Handed over: computed without the store, so not in it.
+            Err((handed, written_at)) => return self.handed(handed, written_at, load),
         };
         self.miss();
         let written_at = unix_ms();
@@ -975,17 +984,19 @@ impl<S: RemoteValue> RemoteCache<S> {
     /// was handed: the store's value if it has a fresh one; the handed value if the store
     /// cannot be read (nothing newer can be known); else (the leader's value was not written,
     /// or was hidden since) a miss to compute.
-    fn verify(
+    fn verify<R>(
         &self,
         plan: &Plan,
         handed: (S, u64),
         read: Result<Vec<Option<Vec<u8>>>, BackendError>,
-    ) -> Result<(S, u64), Option<Write>> {
+        load: fn(S) -> R,
+    ) -> Result<(R, Served), Option<Write>> {
         match self.judge(plan, read) {
             Found::Hit {
                 value, written_at, ..
-            } => Ok((value, written_at)),
-            Found::Miss(None) => Ok(handed),
+            } => Ok(self.hit(value, written_at, load)),
+            // Whether it is in the store is not known.
+            Found::Miss(None) => Ok(self.handed(handed.0, handed.1, load)),
             Found::Miss(miss) => Err(miss),
         }
     }
@@ -1081,8 +1092,8 @@ impl<S: RemoteValue> RemoteCache<S> {
             Ok(guard) => guard,
             Err(handed) => {
                 let read = plan.remote.read(&plan.read_keys).await;
-                match self.verify(&plan, handed, read) {
-                    Ok((value, written_at)) => return self.hit(value, written_at, load),
+                match self.verify(&plan, handed, read, load) {
+                    Ok(hit) => return hit,
                     Err(miss) => {
                         write = miss;
                         None
@@ -1118,8 +1129,10 @@ impl<S: RemoteValue> RemoteCache<S> {
         {
             landed = self.populated(plan.remote.call(settle).await);
         }
+        // Not stored either if an invalidation in this process came meanwhile (the value may
+        // be hidden by its stamp, or older than what it hid).
         let served = Served::Computed {
-            stored: landed && stored.is_some(),
+            stored: landed && stored.is_some() && epoch == self.epoch(),
         };
         self.finish(guard, stored.map(|value| (value, started.1)), epoch);
         (result, served)
@@ -1140,7 +1153,8 @@ impl<S: RemoteValue> RemoteCache<S> {
         let epoch = self.epoch();
         let guard = match self.join_async(plan.entry_key(), mode).await {
             Ok(guard) => guard,
-            Err((handed, written_at)) => return self.hit(handed, written_at, load),
+            // Handed over: computed without the store, so not in it.
+            Err((handed, written_at)) => return self.handed(handed, written_at, load),
         };
         self.miss();
         let written_at = unix_ms();
