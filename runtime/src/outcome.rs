@@ -259,32 +259,27 @@ impl Served {
     /// time since then (the entry's TTL counts from its computation's start, a little later),
     /// and `stored` says whether it landed in the store.
     pub(crate) fn into_cached<R>(self, value: R, called: std::time::Instant) -> Cached<R> {
+        self.observed(value, || called.elapsed())
+    }
+
+    /// A hit's [`Cached`] (the stored value, as old as its computation), read with no clock
+    /// for a miss's age.
+    pub(crate) fn into_hit<R>(self, value: R) -> Cached<R> {
+        self.observed(value, || Duration::ZERO)
+    }
+
+    fn observed<R>(self, value: R, miss_age: impl FnOnce() -> Duration) -> Cached<R> {
         match self {
             Served::Computed { stored } => Cached {
                 stored,
                 value,
                 status: Status::Miss,
-                age: called.elapsed(),
+                age: miss_age(),
             },
             Served::Hit(written_at) => Cached::hit(value, written_at.age()),
             Served::Handed(written_at) => Cached {
                 stored: false,
                 ..Cached::hit(value, written_at.age())
-            },
-        }
-    }
-
-    /// A hit's [`Cached`] (the stored value, as old as its computation).
-    pub(crate) fn into_hit<R>(self, value: R) -> Cached<R> {
-        match self {
-            Served::Hit(written_at) => Cached::hit(value, written_at.age()),
-            Served::Handed(written_at) => Cached {
-                stored: false,
-                ..Cached::hit(value, written_at.age())
-            },
-            Served::Computed { stored } => Cached {
-                stored,
-                ..Cached::miss(value)
             },
         }
     }

@@ -125,15 +125,7 @@ impl CacheSlot {
     where
         C: Registered + Any,
     {
-        if let Some((type_id, cache)) = self.first.get()
-            && *type_id == TypeId::of::<C>()
-        {
-            let cache: *const AnyCache = *cache;
-            // SAFETY: `first` is only set from a `&'static C` whose `TypeId` is stored beside it
-            // (see `get_or_init_slow`), and the ids are equal, so the pointee is a `C`.
-            return unsafe { &*cache.cast::<C>() };
-        }
-        self.get_or_init_slow(init)
+        self.get_or_init_with(init, |init| init())
     }
 
     /// [`get_or_init`](Self::get_or_init) with `init` given `arg` (a generic accessor passes
@@ -147,7 +139,8 @@ impl CacheSlot {
             && *type_id == TypeId::of::<C>()
         {
             let cache: *const AnyCache = *cache;
-            // SAFETY: as in `get_or_init`.
+            // SAFETY: `first` is only set from a `&'static C` whose `TypeId` is stored beside it
+            // (see `insert`), and the ids are equal, so the pointee is a `C`.
             return unsafe { &*cache.cast::<C>() };
         }
         self.get_or_init_slow_with(arg, init)
@@ -161,19 +154,8 @@ impl CacheSlot {
         if let Some(cache) = self.find::<C>() {
             return cache;
         }
-        self.insert(init(arg))
-    }
-
-    #[cold]
-    fn get_or_init_slow<C>(&'static self, init: fn() -> C) -> &'static C
-    where
-        C: Registered + Any,
-    {
-        if let Some(cache) = self.find::<C>() {
-            return cache;
-        }
         // Built outside the lock: `init` runs a backend constructor, which may be user code.
-        self.insert(init())
+        self.insert(init(arg))
     }
 
     /// Keeps `built` here and registers it, unless another thread's cache of its type won.

@@ -2,13 +2,13 @@
 //! invalidate; a memory `set` or `refresh` wins over a computation inserting an older value or
 //! running outside the flight (memory and remote).
 
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use cachemere::{Backend, BackendError, CacheConfig, Equivalent, SetOutcome, cached};
+use cachemere_tests::user_backend::HashMapBackend;
 
 // ---------------------------------------------------------------------------------------------
 // Finding: `&[&T]` / `Vec<&T>` with an integer `T` never hits in the memory store.
@@ -92,15 +92,16 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A map whose next insert, once armed, stops before and after inserting.
+/// A map whose next insert, once armed, stops before and after inserting; everything else is
+/// the test suite's `HashMapBackend`.
 pub struct GatedBackend<K, V> {
-    map: Mutex<HashMap<K, V>>,
+    map: HashMapBackend<K, V>,
 }
 
 impl<K, V> GatedBackend<K, V> {
-    pub fn new(_: &CacheConfig) -> Self {
+    pub fn new(config: &CacheConfig) -> Self {
         GatedBackend {
-            map: Mutex::new(HashMap::new()),
+            map: HashMapBackend::new(config),
         }
     }
 }
@@ -114,10 +115,7 @@ where
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
-        Ok(lock(&self.map)
-            .iter()
-            .find(|(k, _)| key.equivalent(k))
-            .map(|(_, v)| v.clone()))
+        self.map.get(key)
     }
 
     fn insert(&self, key: K, value: V) -> Result<(), BackendError> {
@@ -126,39 +124,35 @@ where
             let _ = reached.send(());
             let _ = go.recv();
         }
-        lock(&self.map).insert(key, value);
+        let outcome = self.map.insert(key, value);
         if let Some((_, _, inserted, go_on)) = &gate {
             let _ = inserted.send(());
             let _ = go_on.recv();
         }
-        Ok(())
+        outcome
     }
 
     fn remove<Q>(&self, key: &Q) -> Result<bool, BackendError>
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
-        let mut map = lock(&self.map);
-        let before = map.len();
-        map.retain(|k, _| !key.equivalent(k));
-        Ok(map.len() != before)
+        self.map.remove(key)
     }
 
     fn clear(&self) -> Result<(), BackendError> {
-        lock(&self.map).clear();
-        Ok(())
+        self.map.clear()
     }
 
     fn len(&self) -> u64 {
-        lock(&self.map).len() as u64
+        self.map.len()
     }
 
     fn capacity(&self) -> u64 {
-        1_000
+        self.map.capacity()
     }
 
     fn evictions(&self) -> u64 {
-        0
+        self.map.evictions()
     }
 }
 
