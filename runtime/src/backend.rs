@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use equivalent::Equivalent;
 
+use crate::freshness::Freshness;
+
 /// The entry bound used when `#[cached]` has no `maxsize`: no cache is unbounded by accident.
 pub const DEFAULT_MAXSIZE: u64 = 10_000;
 
@@ -20,6 +22,8 @@ pub struct CacheConfig {
     pub ttl: Option<Duration>,
     /// Whether concurrent misses of one key wait for one computation.
     pub single_flight: bool,
+    /// Stale windows, retry throttling, timeout and jitter (see [`Freshness`]).
+    pub freshness: Freshness,
 }
 
 impl CacheConfig {
@@ -38,6 +42,7 @@ impl CacheConfig {
             maxsize: DEFAULT_MAXSIZE,
             ttl: None,
             single_flight: true,
+            freshness: Freshness::new(),
         }
     }
 
@@ -57,6 +62,34 @@ impl CacheConfig {
     pub const fn with_ttl(mut self, ttl: Option<Duration>) -> Self {
         self.ttl = ttl;
         self
+    }
+
+    /// Sets the freshness policy beyond the TTL.
+    pub const fn with_freshness(mut self, freshness: Freshness) -> Self {
+        self.freshness = freshness;
+        self
+    }
+
+    /// How long a store must keep an entry after it is written, if it expires entries itself
+    /// (as moka does): the TTL, plus the jitter and the longest stale window. `None`: entries
+    /// do not expire. The cache layer never serves an entry past its own freshness, so a store
+    /// may keep entries longer, but not shorter.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cachemere::{CacheConfig, Freshness};
+    /// let config = CacheConfig::new("prices")
+    ///     .with_ttl(Some(Duration::from_secs(60)))
+    ///     .with_freshness(Freshness::new().with_stale_if_error(Some(Duration::from_secs(3600))));
+    /// assert_eq!(config.retention(), Some(Duration::from_secs(3660)));
+    /// ```
+    pub fn retention(&self) -> Option<Duration> {
+        let ttl = self.ttl?;
+        let jitter = self.freshness.jitter.unwrap_or(Duration::ZERO);
+        Some(
+            ttl.saturating_add(jitter)
+                .saturating_add(self.freshness.stale_window()),
+        )
     }
 }
 

@@ -4,23 +4,26 @@
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use equivalent::Equivalent;
 
 use crate::backend::{Backend, BackendError, CacheConfig};
 use crate::clock;
 use crate::flight::{Flights, Role, led_by_this_thread};
+use crate::freshness::{self, Freshness, Revalidation, Verdict};
 use crate::hashing::RandomState;
 use crate::invalidation::Invalidation;
 use crate::key::{CachedValue, KeyPart};
 use crate::observe::{self, Scope};
 use crate::outcome::{Cached, Mode, Served, SetOutcome, WrittenAt};
-use crate::stats::{CacheInfo, Counters, Since};
+use crate::stats::{CacheInfo, Counters, Event, Since};
 use crate::tags::TagStamp;
 
 const NEVER: u64 = u64::MAX;
 
-/// The longest TTL a memory entry gets (about 146 years).
+/// The longest TTL a memory entry gets (about 146 years), so that an expiry (start + TTL)
+/// never saturates.
 const MAX_TTL_NS: u64 = u64::MAX / 4;
 
 /// Stripes of per-key invalidation generations: invalidating one key discards the concurrent
@@ -62,31 +65,50 @@ struct Snapshot<const N: usize> {
     called_at: u64,
 }
 
-/// What a backend stores for one key: the value, when it expires, when its computation
+/// What a backend stores for one key: the value, until when it is fresh, when its computation
 /// started, and its tags' epochs.
 #[derive(Clone, Debug)]
 pub struct Entry<S, const N: usize> {
     value: S,
-    /// Monotonic nanoseconds (see `clock`): with a TTL, when the entry expires; without, when
-    /// its computation (or `set`) started, for `Age`. One field, so an entry is no larger than
-    /// before ages were reported (a hit copies it).
-    time: u64,
+    /// Monotonic nanoseconds (see `clock`) at which the entry stops being fresh; [`NEVER`] if
+    /// it does not expire. Per entry: jitter and `ttl_from` give entries their own.
+    fresh_until: u64,
+    /// Monotonic nanoseconds at which its computation (or `set`) started: `Age`, and where
+    /// stale windows are measured from the freshness.
+    written_at: u64,
     tags: [TagStamp; N],
 }
 
-/// What a computation reads before it runs: the invalidation generation, and its entry's
-/// `time` (when it will expire, or without a TTL when it started).
+/// What a computation reads before it runs: the invalidation generation, and when it started
+/// (precise monotonic nanoseconds if entries expire, else coarse ones, for `Age`).
 #[derive(Clone, Copy)]
 struct Started {
     generation: Generation,
-    time: u64,
+    written_at: u64,
+}
+
+/// A stored entry past its freshness that may still be served (see [`Verdict`]), and the
+/// generation it was read under: an invalidation since makes it unusable.
+struct Prior<S, const N: usize> {
+    entry: Entry<S, N>,
+    generation: Generation,
+    verdict: Verdict,
+}
+
+/// What the store held for a key when a call missed on the fast path.
+enum Found<S, const N: usize> {
+    /// A fresh entry (stored since the fast path looked).
+    Fresh(Entry<S, N>),
+    /// A stale entry that may be served.
+    Stale(Prior<S, N>),
+    /// Nothing usable.
+    Nothing,
 }
 
 /// One cached function's cache. Generated code reaches it through a `CacheSlot`.
 pub struct Cache<K, S, const N: usize, B> {
     backend: B,
     config: CacheConfig,
-    ttl_ns: Option<u64>,
     /// How close to its expiry an entry is checked against the precise clock: four
     /// resolutions of the coarse clock, which has been seen lagging by more than one.
     clock_slack_ns: u64,
@@ -103,6 +125,15 @@ pub struct Cache<K, S, const N: usize, B> {
     inserting: [AtomicU64; KEY_STRIPES],
     key_hasher: RandomState,
     evictions_at_clear: AtomicU64,
+    freshness: Freshness,
+    /// `ttl_from = path`: a value's own TTL, bounded by `ttl`.
+    ttl_from: Option<fn(&S) -> Option<Duration>>,
+    /// Whether entries can expire (a TTL or `ttl_from`): only then is the precise clock read
+    /// on a miss.
+    expires: bool,
+    /// Keys with a background refresh under way, and keys whose recomputation failed
+    /// recently (`retry_after`).
+    revalidation: Revalidation,
 }
 
 /// A leader's stay between its last generation check and its check after inserting.
@@ -162,19 +193,15 @@ where
 {
     /// A cache over `backend`, declared with `config`.
     pub fn new(config: CacheConfig, backend: B) -> Self {
-        // At most about 146 years, so that an expiry (now + TTL) never saturates and the
-        // computation's start (expiry - TTL, for `Age`) stays exact.
-        let ttl_ns = config
-            .ttl
-            .map(|ttl| u64::try_from(ttl.as_nanos()).map_or(MAX_TTL_NS, |ns| ns.min(MAX_TTL_NS)));
         let clock_slack_ns = u64::try_from(clock::clock_resolution().as_nanos())
             .unwrap_or(u64::MAX)
             .saturating_mul(4);
         let flights = config.single_flight.then(Flights::new);
+        let freshness = config.freshness;
+        let expires = config.ttl.is_some();
         Cache {
             backend,
             config,
-            ttl_ns,
             clock_slack_ns,
             flights,
             counters: Counters::new(),
@@ -183,7 +210,19 @@ where
             inserting: [const { AtomicU64::new(0) }; KEY_STRIPES],
             key_hasher: RandomState::default(),
             evictions_at_clear: AtomicU64::new(0),
+            freshness,
+            ttl_from: None,
+            expires,
+            revalidation: Revalidation::new(),
         }
+    }
+
+    /// Gives each value its own TTL (`ttl_from = path`), bounded by the declared `ttl`:
+    /// `None` keeps the declared one, zero stores nothing.
+    pub fn with_ttl_from(mut self, ttl_from: fn(&S) -> Option<Duration>) -> Self {
+        self.ttl_from = Some(ttl_from);
+        self.expires = true;
+        self
     }
 
     /// The configuration this cache was declared with.
@@ -198,7 +237,7 @@ where
 
     #[inline(always)]
     fn is_fresh(&self, entry: &Entry<S, N>) -> bool {
-        (self.ttl_ns.is_none() || self.is_unexpired(entry.time))
+        (entry.fresh_until == NEVER || self.is_unexpired(entry.fresh_until))
             && entry.tags.iter().all(TagStamp::is_current)
     }
 
@@ -211,9 +250,36 @@ where
 
     /// When an entry's computation started (monotonic nanoseconds).
     fn written_at(&self, entry: &Entry<S, N>) -> u64 {
-        match self.ttl_ns {
-            Some(ttl) => entry.time.saturating_sub(ttl),
-            None => entry.time,
+        entry.written_at
+    }
+
+    /// How long past its freshness an entry is, by the precise clock (`None`: fresh).
+    fn overdue(&self, entry: &Entry<S, N>) -> Option<Duration> {
+        if entry.fresh_until == NEVER {
+            return None;
+        }
+        match clock::precise_ns() {
+            // A clock that cannot be read: expired, never stale-but-usable.
+            u64::MAX => Some(Duration::MAX),
+            now if now < entry.fresh_until => None,
+            now => Some(Duration::from_nanos(now - entry.fresh_until)),
+        }
+    }
+
+    /// When an entry for `value`, computed from `written_at`, stops being fresh (see
+    /// `Freshness::lifetime`); `None` when the value says it is already expired.
+    fn fresh_until(&self, written_at: u64, value: &S) -> Option<u64> {
+        let own = self.ttl_from.and_then(|ttl_from| ttl_from(value));
+        match self.freshness.lifetime(self.config.ttl, own) {
+            None => Some(NEVER),
+            Some(lifetime) if lifetime.is_zero() => None,
+            // A clock that could not be read gives an entry that is never fresh.
+            Some(_) if written_at == u64::MAX => Some(0),
+            Some(lifetime) => {
+                let ns =
+                    u64::try_from(lifetime.as_nanos()).map_or(MAX_TTL_NS, |ns| ns.min(MAX_TTL_NS));
+                Some(written_at.saturating_add(ns).min(NEVER - 1))
+            }
         }
     }
 
@@ -295,11 +361,7 @@ where
         Snapshot {
             generation: self.generation(stripe),
             tags,
-            called_at: if self.ttl_ns.is_some() {
-                clock::precise_ns()
-            } else {
-                0
-            },
+            called_at: if self.expires { clock::precise_ns() } else { 0 },
         }
     }
 
@@ -309,7 +371,8 @@ where
     fn accepts(&self, snapshot: &Snapshot<N>, handoff: &Handoff<S, N>) -> bool {
         handoff.generation == snapshot.generation
             && handoff.entry.tags == snapshot.tags
-            && (self.ttl_ns.is_none() || handoff.entry.time > snapshot.called_at)
+            && (handoff.entry.fresh_until == NEVER
+                || handoff.entry.fresh_until > snapshot.called_at)
     }
 
     /// A new leader first looks again: a flight that finished between our miss and joining may
@@ -368,17 +431,19 @@ where
     }
 
     /// Read before the function runs, so that what it reads is what they describe: the
-    /// invalidation generation and the expiry.
+    /// invalidation generation and the start (from which the entry's TTL counts).
     fn start(&self, stripe: usize) -> Started {
         let generation = self.generation(stripe);
-        let time = match self.ttl_ns.map(|ttl| (ttl, clock::precise_ns())) {
-            // A clock that cannot be read gives an entry that is never fresh.
-            Some((_, u64::MAX)) => 0,
-            Some((ttl, now)) => now.saturating_add(ttl).min(NEVER - 1),
-            // Without a TTL the time only gives `Age`: the coarse clock is enough.
-            None => clock::coarse_ns(),
+        // Without expiry the time only gives `Age`: the coarse clock is enough.
+        let written_at = if self.expires {
+            clock::precise_ns()
+        } else {
+            clock::coarse_ns()
         };
-        Started { generation, time }
+        Started {
+            generation,
+            written_at,
+        }
     }
 
     /// Stores what the policy keeps of `result` (one clone), unless an invalidation raced with
@@ -395,7 +460,10 @@ where
         result: R,
         followed: bool,
     ) -> Computed<R, S, N> {
-        let Some(value) = keep(&result).cloned() else {
+        let Some((value, fresh_until)) = keep(&result).and_then(|value| {
+            let fresh_until = self.fresh_until(started.written_at, value)?;
+            Some((value.clone(), fresh_until))
+        }) else {
             return Computed {
                 result,
                 handoff: None,
@@ -404,7 +472,8 @@ where
         };
         let entry = Entry {
             value,
-            time: started.time,
+            fresh_until,
+            written_at: started.written_at,
             tags,
         };
         let mut handoff = followed.then(|| Handoff {
@@ -420,7 +489,7 @@ where
         // Served later it would not be: a tag invalidated meanwhile, or already expired.
         let stored = landed
             && tags.iter().all(TagStamp::is_current)
-            && (self.ttl_ns.is_none() || clock::precise_ns() < started.time);
+            && (fresh_until == NEVER || clock::precise_ns() < fresh_until);
         if let Some(handoff) = handoff.as_mut() {
             handoff.stored = stored;
         }
@@ -485,9 +554,14 @@ where
         let stripe = self.key_stripe(&key);
         self.supersede(stripe);
         let started = self.start(stripe);
+        let Some(fresh_until) = self.fresh_until(started.written_at, &value) else {
+            // The value says it is already expired.
+            return SetOutcome::NotStored(self.invalidate(&key));
+        };
         let entry = Entry {
             value,
-            time: started.time,
+            fresh_until,
+            written_at: started.written_at,
             tags,
         };
         // Inserted whatever came meanwhile: the value is the caller's, not read from data an
@@ -567,8 +641,33 @@ where
         mode: Mode,
     ) -> (R, Served) {
         let stripe = self.key_stripe(&key);
+        let prior = match self.found(&key, stripe, mode) {
+            Found::Fresh(entry) => return self.fresh_hit(entry, load),
+            Found::Stale(prior) => Some(prior),
+            Found::Nothing => None,
+        };
+        self.compute_with(key, stripe, tags, keep, load, compute, mode, prior)
+    }
+
+    /// [`compute_boxed`](Self::compute_boxed) once the store was read: `prior` is the stale
+    /// entry that may stand in for a failed or throttled recomputation.
+    #[allow(clippy::too_many_arguments)]
+    fn compute_with<R>(
+        &self,
+        key: K,
+        stripe: usize,
+        tags: [TagStamp; N],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: Box<dyn FnOnce() -> R + '_>,
+        mode: Mode,
+        prior: Option<Prior<S, N>>,
+    ) -> (R, Served) {
+        if let Some((value, served)) = self.throttled(&key, stripe, prior.as_ref()) {
+            return (load(value), served);
+        }
         let Some(flights) = &self.flights else {
-            return self.compute_alone(key, stripe, tags, keep, compute, mode);
+            return self.compute_alone(key, stripe, tags, keep, load, compute, mode, prior);
         };
         let snapshot = self.snapshot(stripe, tags);
         // A refresh waits out every flight it finds (they started before it, or may hand it a
@@ -583,7 +682,19 @@ where
                             return (load(value), served);
                         }
                     };
-                    let result = guard.lead(|| self.timed(keep, mode, compute));
+                    if let Some((value, served)) = self.throttled(&key, stripe, prior.as_ref()) {
+                        guard.finish(None);
+                        return (load(value), served);
+                    }
+                    let run = || guard.lead(|| self.timed(keep, mode, compute));
+                    let result = match self.guarded(&key, stripe, prior.as_ref(), keep, run) {
+                        Ok(result) => result,
+                        Err((value, served)) => {
+                            // Followers take over, and find the key throttled.
+                            guard.finish(None);
+                            return (load(value), served);
+                        }
+                    };
                     let followed = guard.is_followed();
                     let computed = self.finish(key, stripe, tags, keep, started, result, followed);
                     guard.finish(computed.handoff);
@@ -605,13 +716,115 @@ where
                     match next {
                         AfterWait::Hit(value, served) => return (load(value), served),
                         AfterWait::Compute => {
-                            return self.compute_alone(key, stripe, tags, keep, compute, mode);
+                            return self.compute_alone(
+                                key, stripe, tags, keep, load, compute, mode, prior,
+                            );
                         }
                         AfterWait::TakeOver => {}
                     }
                 }
             }
         }
+    }
+
+    /// What the store holds for `key` on a lookup's slow path, when stale values may be served
+    /// (else nothing is read here: the fast path looked).
+    fn found(&self, key: &K, stripe: usize, mode: Mode) -> Found<S, N> {
+        if mode != Mode::Lookup || !self.freshness.serves_stale() {
+            return Found::Nothing;
+        }
+        // Read before the entry: an invalidation that removes it after this moved it first.
+        let generation = self.generation(stripe);
+        let entry = match self.backend.get(key) {
+            Ok(Some(entry)) if entry.tags.iter().all(TagStamp::is_current) => entry,
+            Ok(_) => return Found::Nothing,
+            Err(error) => {
+                self.record_error("get", &error);
+                return Found::Nothing;
+            }
+        };
+        match self.freshness.verdict(self.overdue(&entry)) {
+            Verdict::Fresh => Found::Fresh(entry),
+            verdict if verdict.is_usable() => Found::Stale(Prior {
+                entry,
+                generation,
+                verdict,
+            }),
+            _ => Found::Nothing,
+        }
+    }
+
+    /// A counted hit on an entry found fresh.
+    fn fresh_hit<R>(&self, entry: Entry<S, N>, load: fn(S) -> R) -> (R, Served) {
+        self.counters.hits.increment();
+        let served = Served::hit_at(entry.written_at);
+        (load(entry.value), served)
+    }
+
+    /// `prior`'s value, if nothing has hidden it since it was read (an invalidation of its
+    /// stripe, a clear, a tag), counted as served stale.
+    fn stale(&self, stripe: usize, prior: &Prior<S, N>) -> Option<(S, Served)> {
+        let usable = self.generation(stripe) == prior.generation
+            && prior.entry.tags.iter().all(TagStamp::is_current);
+        if !usable {
+            return None;
+        }
+        self.counters.note(Event::StaleServed);
+        Some((
+            prior.entry.value.clone(),
+            Served::Stale(WrittenAt::Monotonic(prior.entry.written_at)),
+        ))
+    }
+
+    /// While a key's recomputation is throttled after a failure, its stale value (a hit).
+    fn throttled(
+        &self,
+        key: &K,
+        stripe: usize,
+        prior: Option<&Prior<S, N>>,
+    ) -> Option<(S, Served)> {
+        let prior = prior?;
+        if !self.revalidation.is_throttled(self.revalidation.hash(key)) {
+            return None;
+        }
+        let stale = self.stale(stripe, prior)?;
+        self.counters.hits.increment();
+        Some(stale)
+    }
+
+    /// Runs a recomputation that a stale entry may stand in for (fail-safe): when it fails
+    /// (`Err`/`None` not stored, a panic), `Err` with the stale value, and the key's retries
+    /// are throttled. Without a stale entry it just runs.
+    fn guarded<R>(
+        &self,
+        key: &K,
+        stripe: usize,
+        prior: Option<&Prior<S, N>>,
+        keep: fn(&R) -> Option<&S>,
+        run: impl FnOnce() -> R,
+    ) -> Result<R, (S, Served)> {
+        let Some(prior) = prior else {
+            return Ok(run());
+        };
+        let attempt = freshness::attempt(keep, run);
+        self.judge_attempt(key, stripe, prior, attempt)
+    }
+
+    /// What a recomputation that `prior` may stand in for came to (see
+    /// `Revalidation::settle`).
+    fn judge_attempt<R>(
+        &self,
+        key: &K,
+        stripe: usize,
+        prior: &Prior<S, N>,
+        attempt: freshness::Attempt<R>,
+    ) -> Result<R, (S, Served)> {
+        let hash = self.revalidation.hash(key);
+        let retry_after = self.freshness.retry_after;
+        self.revalidation
+            .settle(hash, attempt, retry_after, &self.counters, || {
+                self.stale(stripe, prior)
+            })
     }
 
     /// What a computation reads before it runs (see `start`); a refresh first makes the
@@ -639,7 +852,7 @@ where
                 Some(hit) => Err(hit),
                 None => Ok(started),
             },
-            Mode::Refresh => Ok(started),
+            Mode::Refresh | Mode::Revalidate => Ok(started),
         }
     }
 
@@ -653,26 +866,36 @@ where
         mode: Mode,
     ) -> Option<AfterWait<S>> {
         match mode {
-            Mode::Lookup => Some(self.after_wait(key, snapshot, outcome)),
+            Mode::Lookup | Mode::Revalidate => Some(self.after_wait(key, snapshot, outcome)),
             Mode::Refresh => None,
         }
     }
 
     /// Computes outside any flight and stores what the policy keeps (a refresh first makes
     /// the computations running meanwhile store nothing).
+    #[allow(clippy::too_many_arguments)]
     fn compute_alone<R>(
         &self,
         key: K,
         stripe: usize,
         tags: [TagStamp; N],
         keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
         compute: Box<dyn FnOnce() -> R + '_>,
         mode: Mode,
+        prior: Option<Prior<S, N>>,
     ) -> (R, Served) {
+        if let Some((value, served)) = self.throttled(&key, stripe, prior.as_ref()) {
+            return (load(value), served);
+        }
         let started = self.begin(stripe, mode);
-        let result = self.timed(keep, mode, compute);
-        self.finish(key, stripe, tags, keep, started, result, false)
-            .served()
+        let run = || self.timed(keep, mode, compute);
+        match self.guarded(&key, stripe, prior.as_ref(), keep, run) {
+            Ok(result) => self
+                .finish(key, stripe, tags, keep, started, result, false)
+                .served(),
+            Err((value, served)) => (load(value), served),
+        }
     }
 
     /// The `async` form of [`compute`](Self::compute); waiting never blocks the executor, and a
@@ -731,9 +954,34 @@ where
         mode: Mode,
     ) -> (R, Served) {
         let stripe = self.key_stripe(&key);
+        let prior = match self.found(&key, stripe, mode) {
+            Found::Fresh(entry) => return self.fresh_hit(entry, load),
+            Found::Stale(prior) => Some(prior),
+            Found::Nothing => None,
+        };
+        self.compute_async_with(key, stripe, tags, keep, load, compute, mode, prior)
+            .await
+    }
+
+    /// The `async` form of `compute_with`.
+    #[allow(clippy::too_many_arguments)]
+    async fn compute_async_with<R>(
+        &self,
+        key: K,
+        stripe: usize,
+        tags: [TagStamp; N],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: impl Future<Output = R>,
+        mode: Mode,
+        mut prior: Option<Prior<S, N>>,
+    ) -> (R, Served) {
+        if let Some((value, served)) = self.throttled(&key, stripe, prior.as_ref()) {
+            return (load(value), served);
+        }
         let Some(flights) = &self.flights else {
             return self
-                .compute_alone_async(key, stripe, tags, keep, compute, mode)
+                .compute_alone_async(key, stripe, tags, keep, load, compute, mode, prior)
                 .await;
         };
         let snapshot = self.snapshot(stripe, tags);
@@ -747,9 +995,25 @@ where
                             return (load(value), served);
                         }
                     };
-                    let result = guard
-                        .lead_async(self.timed_async(keep, mode, compute))
-                        .await;
+                    if let Some((value, served)) = self.throttled(&key, stripe, prior.as_ref()) {
+                        guard.finish(None);
+                        return (load(value), served);
+                    }
+                    let run = guard.lead_async(self.timed_async(keep, mode, compute));
+                    // Owned across the await: a reference would need `S: Sync`.
+                    let result = match prior.take() {
+                        None => run.await,
+                        Some(prior) => {
+                            let attempt = freshness::attempt_async(keep, run).await;
+                            match self.judge_attempt(&key, stripe, &prior, attempt) {
+                                Ok(result) => result,
+                                Err((value, served)) => {
+                                    guard.finish(None);
+                                    return (load(value), served);
+                                }
+                            }
+                        }
+                    };
                     let followed = guard.is_followed();
                     let computed = self.finish(key, stripe, tags, keep, started, result, followed);
                     guard.finish(computed.handoff);
@@ -772,7 +1036,9 @@ where
                         AfterWait::Hit(value, served) => return (load(value), served),
                         AfterWait::Compute => {
                             return self
-                                .compute_alone_async(key, stripe, tags, keep, compute, mode)
+                                .compute_alone_async(
+                                    key, stripe, tags, keep, load, compute, mode, prior,
+                                )
                                 .await;
                         }
                         AfterWait::TakeOver => {}
@@ -783,17 +1049,33 @@ where
     }
 
     /// The `async` form of `compute_alone`.
+    #[allow(clippy::too_many_arguments)]
     async fn compute_alone_async<R>(
         &self,
         key: K,
         stripe: usize,
         tags: [TagStamp; N],
         keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
         compute: impl Future<Output = R>,
         mode: Mode,
+        prior: Option<Prior<S, N>>,
     ) -> (R, Served) {
+        if let Some((value, served)) = self.throttled(&key, stripe, prior.as_ref()) {
+            return (load(value), served);
+        }
         let started = self.begin(stripe, mode);
-        let result = self.timed_async(keep, mode, compute).await;
+        let run = self.timed_async(keep, mode, compute);
+        let result = match prior {
+            None => run.await,
+            Some(prior) => {
+                let attempt = freshness::attempt_async(keep, run).await;
+                match self.judge_attempt(&key, stripe, &prior, attempt) {
+                    Ok(result) => result,
+                    Err((value, served)) => return (load(value), served),
+                }
+            }
+        };
         self.finish(key, stripe, tags, keep, started, result, false)
             .served()
     }
@@ -805,8 +1087,15 @@ where
         mode: Mode,
         compute: Box<dyn FnOnce() -> R + '_>,
     ) -> R {
-        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+        self.count_miss(mode);
         self.counters.timed(self.config.name, mode, keep, compute)
+    }
+
+    /// A miss is a call that ran the function: not a background refresh.
+    fn count_miss(&self, mode: Mode) {
+        if mode != Mode::Revalidate {
+            self.counters.misses.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     async fn timed_async<R>(
@@ -815,7 +1104,7 @@ where
         mode: Mode,
         compute: impl Future<Output = R>,
     ) -> R {
-        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+        self.count_miss(mode);
         self.counters
             .timed_async(self.config.name, mode, keep, compute)
             .await
@@ -856,6 +1145,7 @@ where
             Inserting::wait_out(inserting);
         }
         self.counters.reset();
+        self.revalidation.clear();
         self.evictions_at_clear
             .store(self.backend.evictions(), Ordering::Relaxed);
         observe::invalidated(self.config.name, Scope::Clear, Invalidation::Applied)
@@ -870,7 +1160,7 @@ where
     pub(crate) fn info_since(&self, since: Since) -> CacheInfo {
         let tally = self.counters.tally(since);
         let evictions = self.backend.evictions();
-        CacheInfo {
+        let mut info = CacheInfo {
             hits: tally.hits,
             misses: tally.misses,
             maxsize: self.backend.capacity(),
@@ -885,6 +1175,311 @@ where
             compute_time: tally.compute_time,
             pending_invalidations: 0,
             circuit_open: false,
+            ..CacheInfo::default()
+        };
+        tally.events_into(&mut info);
+        info
+    }
+}
+
+/// Stale-while-revalidate and soft timeouts: the computation is owned (`'static`), so it can
+/// run in the background while the caller gets the stale value.
+impl<K, S, const N: usize, B> Cache<K, S, N, B>
+where
+    K: KeyPart,
+    S: CachedValue,
+    B: Backend<K, Entry<S, N>>,
+{
+    /// [`compute`](Self::compute) for a cache with `stale_while_revalidate` or `timeout`: a
+    /// stale entry within its window is returned at once, and the first such call starts
+    /// one background recomputation of the key (none while its retries are throttled).
+    pub fn compute_fresh<R, F>(
+        &'static self,
+        key: K,
+        tags: [TagStamp; N],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: F,
+    ) -> R
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        self.compute_fresh_in(key, tags, keep, load, compute).0
+    }
+
+    /// [`compute_fresh`](Self::compute_fresh), saying how the call was answered (`f::call`).
+    pub fn compute_fresh_observed<R, F>(
+        &'static self,
+        key: K,
+        tags: [TagStamp; N],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: F,
+    ) -> Cached<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let called = std::time::Instant::now();
+        let (result, served) = self.compute_fresh_in(key, tags, keep, load, compute);
+        served.into_cached(result, called)
+    }
+
+    fn compute_fresh_in<R, F>(
+        &'static self,
+        key: K,
+        tags: [TagStamp; N],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: F,
+    ) -> (R, Served)
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let stripe = self.key_stripe(&key);
+        let prior = match self.found(&key, stripe, Mode::Lookup) {
+            Found::Fresh(entry) => return self.fresh_hit(entry, load),
+            Found::Stale(prior) => prior,
+            Found::Nothing => {
+                return self.compute_with(
+                    key,
+                    stripe,
+                    tags,
+                    keep,
+                    load,
+                    Box::new(compute),
+                    Mode::Lookup,
+                    None,
+                );
+            }
+        };
+        if prior.verdict == Verdict::Stale
+            && let Some((value, served)) = self.stale(stripe, &prior)
+        {
+            self.counters.hits.increment();
+            if let Some(ticket) = self.refresh_ticket(&key) {
+                let job = move || {
+                    let _ticket = ticket;
+                    self.revalidate(key, tags, keep, compute);
+                };
+                if !freshness::spawn_blocking(job) {
+                    self.counters.note(Event::RefreshFailed);
+                }
+            }
+            return (load(value), served);
+        }
+        self.compute_with(
+            key,
+            stripe,
+            tags,
+            keep,
+            load,
+            Box::new(compute),
+            Mode::Lookup,
+            Some(prior),
+        )
+    }
+
+    /// A ticket to refresh `key` in the background (see `Revalidation::ticket`).
+    fn refresh_ticket(&'static self, key: &K) -> Option<freshness::RefreshTicket> {
+        let hash = self.revalidation.hash(key);
+        self.revalidation.ticket(hash, &self.counters)
+    }
+
+    /// Notes how a background refresh ended: kept (`Ok`/`Some`), or failed, which throttles
+    /// the key's retries (the stale entry stays).
+    fn refreshed(&self, key: &K, kept: bool) {
+        let hash = self.revalidation.hash(key);
+        let retry_after = self.freshness.retry_after;
+        self.revalidation
+            .refreshed(hash, kept, retry_after, &self.counters);
+    }
+
+    /// A background refresh: leads the key's flight (callers arriving once the entry is past
+    /// its window wait for it; if a computation of the key is under way, it stores a newer
+    /// value and this one does nothing), computes and stores as a miss would.
+    fn revalidate<R>(
+        &self,
+        key: K,
+        tags: [TagStamp; N],
+        keep: fn(&R) -> Option<&S>,
+        compute: impl FnOnce() -> R,
+    ) {
+        let stripe = self.key_stripe(&key);
+        let guard = match self.flights.as_ref().map(|flights| flights.join(&key)) {
+            Some(Role::Leader(guard)) => Some(guard),
+            Some(Role::Follower(_)) => return,
+            None => None,
+        };
+        let started = self.start(stripe);
+        let run = || self.timed(keep, Mode::Revalidate, Box::new(compute));
+        let attempt = match &guard {
+            Some(guard) => freshness::attempt(keep, || guard.lead(run)),
+            None => freshness::attempt(keep, run),
+        };
+        let Ok(result) = attempt else {
+            // Dropping the guard lets waiters take over.
+            self.refreshed(&key, false);
+            return;
+        };
+        self.refreshed(&key, true);
+        let followed = guard.as_ref().is_some_and(|guard| guard.is_followed());
+        let computed = self.finish(key, stripe, tags, keep, started, result, followed);
+        if let Some(guard) = guard {
+            guard.finish(computed.handoff);
+        }
+    }
+
+    /// The `async` form of [`compute_fresh`](Self::compute_fresh): the refresh runs on the
+    /// caller's tokio runtime if there is one, else on a refresh thread of ours. With
+    /// `timeout`, a call that has a stale value to fall back on waits at most that long for
+    /// the recomputation, then returns the stale value while the recomputation finishes (and
+    /// stores its value) in the background.
+    pub async fn compute_fresh_async<R, F>(
+        &'static self,
+        key: K,
+        tags: [TagStamp; N],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: F,
+    ) -> R
+    where
+        F: Future<Output = R> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.compute_fresh_async_in(key, tags, keep, load, compute)
+            .await
+            .0
+    }
+
+    /// [`compute_fresh_async`](Self::compute_fresh_async), saying how the call was answered.
+    pub async fn compute_fresh_observed_async<R, F>(
+        &'static self,
+        key: K,
+        tags: [TagStamp; N],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: F,
+    ) -> Cached<R>
+    where
+        F: Future<Output = R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let called = std::time::Instant::now();
+        let (result, served) = self
+            .compute_fresh_async_in(key, tags, keep, load, compute)
+            .await;
+        served.into_cached(result, called)
+    }
+
+    async fn compute_fresh_async_in<R, F>(
+        &'static self,
+        key: K,
+        tags: [TagStamp; N],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: F,
+    ) -> (R, Served)
+    where
+        F: Future<Output = R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let stripe = self.key_stripe(&key);
+        let prior = match self.found(&key, stripe, Mode::Lookup) {
+            Found::Fresh(entry) => return self.fresh_hit(entry, load),
+            Found::Stale(prior) => prior,
+            Found::Nothing => {
+                return self
+                    .compute_async_with(key, stripe, tags, keep, load, compute, Mode::Lookup, None)
+                    .await;
+            }
+        };
+        if prior.verdict == Verdict::Stale
+            && self.freshness.stale_while_revalidate.is_some()
+            && let Some((value, served)) = self.stale(stripe, &prior)
+        {
+            self.counters.hits.increment();
+            if let Some(ticket) = self.refresh_ticket(&key) {
+                let refresh = async move {
+                    let _ticket = ticket;
+                    self.revalidate_async(key, tags, keep, compute).await;
+                };
+                if !freshness::spawn_future(refresh) {
+                    self.counters.note(Event::RefreshFailed);
+                }
+            }
+            return (load(value), served);
+        }
+        let Some(limit) = self.freshness.timeout else {
+            return self
+                .compute_async_with(
+                    key,
+                    stripe,
+                    tags,
+                    keep,
+                    load,
+                    compute,
+                    Mode::Lookup,
+                    Some(prior),
+                )
+                .await;
+        };
+        let fallback = Prior {
+            entry: prior.entry.clone(),
+            generation: prior.generation,
+            verdict: prior.verdict,
+        };
+        let work = Box::pin(self.compute_async_with(
+            key,
+            stripe,
+            tags,
+            keep,
+            load,
+            compute,
+            Mode::Lookup,
+            Some(prior),
+        ));
+        match freshness::answer_within(work, limit, &self.counters, || {
+            self.stale(stripe, &fallback)
+        })
+        .await
+        {
+            Ok(answered) => answered,
+            Err((value, served)) => (load(value), served),
+        }
+    }
+
+    /// The `async` form of [`revalidate`](Self::revalidate).
+    async fn revalidate_async<R>(
+        &self,
+        key: K,
+        tags: [TagStamp; N],
+        keep: fn(&R) -> Option<&S>,
+        compute: impl Future<Output = R>,
+    ) {
+        let stripe = self.key_stripe(&key);
+        let guard = match self.flights.as_ref().map(|flights| flights.join(&key)) {
+            Some(Role::Leader(guard)) => Some(guard),
+            Some(Role::Follower(_)) => return,
+            None => None,
+        };
+        let started = self.start(stripe);
+        let run = self.timed_async(keep, Mode::Revalidate, compute);
+        let attempt = match &guard {
+            Some(guard) => freshness::attempt_async(keep, guard.lead_async(run)).await,
+            None => freshness::attempt_async(keep, run).await,
+        };
+        let Ok(result) = attempt else {
+            self.refreshed(&key, false);
+            return;
+        };
+        self.refreshed(&key, true);
+        let followed = guard.as_ref().is_some_and(|guard| guard.is_followed());
+        let computed = self.finish(key, stripe, tags, keep, started, result, followed);
+        if let Some(guard) = guard {
+            guard.finish(computed.handoff);
         }
     }
 }

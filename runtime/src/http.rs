@@ -70,6 +70,10 @@ pub struct HttpCaching {
     /// Whether `Age` is sent (and `max-age` counts from the computation) or not (and
     /// `max-age` is the TTL left).
     age_header: bool,
+    /// The cache's own stale windows, passed on as RFC 5861's `stale-while-revalidate` and
+    /// `stale-if-error` (whole seconds).
+    stale_while_revalidate: Option<u64>,
+    stale_if_error: Option<u64>,
 }
 
 impl HttpCaching {
@@ -85,6 +89,14 @@ impl HttpCaching {
             shared_max: None,
             public: false,
             age_header: true,
+            stale_while_revalidate: config
+                .freshness
+                .stale_while_revalidate
+                .map(|window| window.as_secs()),
+            stale_if_error: config
+                .freshness
+                .stale_if_error
+                .map(|window| window.as_secs()),
         }
     }
 
@@ -139,7 +151,7 @@ impl HttpCaching {
     /// # use std::time::Duration;
     /// # use cachemere::{CacheConfig, http::HttpCaching};
     /// let config = CacheConfig::new("users").with_ttl(Some(Duration::from_secs(60)));
-    /// let caching = HttpCaching::new(config);
+    /// let caching = HttpCaching::new(config.clone());
     /// // 60 s of TTL, 20 s used (`Age: 20`): 40 s left downstream.
     /// assert_eq!(caching.cache_control(Duration::from_secs(20)), "private, max-age=60");
     /// let capped = caching.clone().max_age(Duration::from_secs(10));
@@ -149,6 +161,15 @@ impl HttpCaching {
     /// let no_age = caching.without_age();
     /// assert_eq!(no_age.cache_control(Duration::from_secs(20)), "private, max-age=40");
     /// assert_eq!(HttpCaching::new(CacheConfig::new("forever")).cache_control(Duration::ZERO), "private, no-cache");
+    /// // The cache's stale windows are passed on (RFC 5861).
+    /// let windows = cachemere::Freshness::new()
+    ///     .with_stale_while_revalidate(Some(Duration::from_secs(600)))
+    ///     .with_stale_if_error(Some(Duration::from_secs(86_400)));
+    /// let stale = HttpCaching::new(config.with_freshness(windows));
+    /// assert_eq!(
+    ///     stale.cache_control(Duration::from_secs(20)),
+    ///     "private, max-age=60, stale-while-revalidate=600, stale-if-error=86400"
+    /// );
     /// ```
     pub fn cache_control(&self, age: Duration) -> HeaderValue {
         let visibility = if self.public { "public" } else { "private" };
@@ -172,6 +193,15 @@ impl HttpCaching {
         }
         if let Some(Some(fresh)) = shared {
             value.push_str(&format!(", s-maxage={}", lifetime(told, fresh)));
+        }
+        // A downstream cache may do what this one does past the TTL, for as long.
+        if self.ttl.is_some() {
+            if let Some(window) = self.stale_while_revalidate {
+                value.push_str(&format!(", stale-while-revalidate={window}"));
+            }
+            if let Some(window) = self.stale_if_error {
+                value.push_str(&format!(", stale-if-error={window}"));
+            }
         }
         HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("no-store"))
     }

@@ -26,6 +26,7 @@ mod backend;
 mod cache;
 mod clock;
 mod flight;
+mod freshness;
 mod gate;
 mod hashing;
 #[cfg(feature = "http")]
@@ -120,6 +121,7 @@ pub use backend::{Backend, BackendError, CacheConfig, DEFAULT_MAXSIZE};
 pub use cachemere_macros::cached;
 pub use clock::clock_resolution;
 pub use equivalent::Equivalent;
+pub use freshness::{DEFAULT_RETRY_AFTER, Freshness};
 pub use invalidation::Invalidation;
 pub use memory::MemoryBackend;
 #[cfg(feature = "moka")]

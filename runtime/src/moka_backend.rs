@@ -30,7 +30,8 @@ where
     K: Eq + Hash + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    /// A store bounded by `config.maxsize` entries, expiring entries after `config.ttl`.
+    /// A store bounded by `config.maxsize` entries, expiring entries after
+    /// [`config.retention()`](CacheConfig::retention) (the TTL and any stale window).
     pub fn new(config: &CacheConfig) -> Self {
         let evictions = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&evictions);
@@ -41,8 +42,9 @@ where
                     counter.fetch_add(1, Ordering::Relaxed);
                 }
             });
-        if let Some(ttl) = config.ttl {
-            builder = builder.time_to_live(ttl);
+        // As long as the cache layer may still serve an entry (stale windows included).
+        if let Some(retention) = config.retention() {
+            builder = builder.time_to_live(retention);
         }
         MokaBackend {
             cache: builder.build(),

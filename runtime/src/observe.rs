@@ -22,6 +22,7 @@ impl Mode {
         match self {
             Mode::Lookup => "lookup",
             Mode::Refresh => "refresh",
+            Mode::Revalidate => "revalidate",
         }
     }
 }

@@ -18,18 +18,23 @@ pub enum Status {
     /// The function ran for this call (also when the cache could not be used, e.g. a remote
     /// store that is down).
     Miss,
+    /// A value past its TTL: served while a background refresh runs (`stale_while_revalidate`),
+    /// or standing in for a recomputation that failed, timed out or is throttled
+    /// (`stale_if_error`).
+    Stale,
 }
 
 impl Status {
-    /// `"HIT"` or `"MISS"`: the value of an `X-Cache` response header.
+    /// `"HIT"`, `"MISS"` or `"STALE"`: the value of an `X-Cache` response header.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Hit => "HIT",
             Status::Miss => "MISS",
+            Status::Stale => "STALE",
         }
     }
 
-    /// Whether the function did not run for this call.
+    /// Whether a fresh stored value answered the call (not [`Stale`](Status::Stale)).
     pub fn is_hit(self) -> bool {
         matches!(self, Status::Hit)
     }
@@ -223,6 +228,8 @@ impl fmt::Display for SetOutcome {
 pub(crate) enum Mode {
     Lookup,
     Refresh,
+    /// A background refresh of a stale entry (`stale_while_revalidate`, a soft timeout).
+    Revalidate,
 }
 
 /// When a stored value's computation started, in the clock of the store that holds it.
@@ -248,6 +255,8 @@ pub(crate) enum Served {
     /// invalidation raced with it, its write failed, or the store was not used): counted as a
     /// hit, but `stored` is false.
     Handed(WrittenAt),
+    /// A stored value past its TTL (see [`Status::Stale`]).
+    Stale(WrittenAt),
 }
 
 impl Served {
@@ -279,6 +288,10 @@ impl Served {
             Served::Hit(written_at) => Cached::hit(value, written_at.age()),
             Served::Handed(written_at) => Cached {
                 stored: false,
+                ..Cached::hit(value, written_at.age())
+            },
+            Served::Stale(written_at) => Cached {
+                status: Status::Stale,
                 ..Cached::hit(value, written_at.age())
             },
         }

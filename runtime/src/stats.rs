@@ -46,6 +46,19 @@ pub struct CacheInfo {
     pub pending_invalidations: u64,
     /// (Remote caches) whether the remote's circuit breaker is open (its store is skipped).
     pub circuit_open: bool,
+    /// Calls answered with a value past its TTL (`stale_while_revalidate`, or `stale_if_error`
+    /// standing in for a failed or throttled recomputation); counted in `hits` too.
+    pub stale_served: u64,
+    /// Background refreshes started (`stale_while_revalidate`, or a `timeout` finishing in the
+    /// background).
+    pub refreshes_started: u64,
+    /// Background refreshes whose value was kept.
+    pub refreshes_succeeded: u64,
+    /// Background refreshes that failed (`Err`, `None`, a panic): the stale value stays.
+    pub refreshes_failed: u64,
+    /// Recomputations that failed (or timed out) and were answered with a stale value
+    /// (`stale_if_error`).
+    pub fail_safe_activations: u64,
 }
 
 impl CacheInfo {
@@ -81,7 +94,7 @@ impl CacheInfo {
 impl serde::Serialize for CacheInfo {
     fn serialize<Se: serde::Serializer>(&self, serializer: Se) -> Result<Se::Ok, Se::Error> {
         use serde::ser::SerializeStruct;
-        let mut fields = serializer.serialize_struct("CacheInfo", 10)?;
+        let mut fields = serializer.serialize_struct("CacheInfo", 15)?;
         fields.serialize_field("hits", &self.hits)?;
         fields.serialize_field("misses", &self.misses)?;
         fields.serialize_field("hit_ratio", &self.hit_ratio())?;
@@ -92,6 +105,11 @@ impl serde::Serialize for CacheInfo {
         fields.serialize_field("compute_time_secs", &self.compute_time.as_secs_f64())?;
         fields.serialize_field("pending_invalidations", &self.pending_invalidations)?;
         fields.serialize_field("circuit_open", &self.circuit_open)?;
+        fields.serialize_field("stale_served", &self.stale_served)?;
+        fields.serialize_field("refreshes_started", &self.refreshes_started)?;
+        fields.serialize_field("refreshes_succeeded", &self.refreshes_succeeded)?;
+        fields.serialize_field("refreshes_failed", &self.refreshes_failed)?;
+        fields.serialize_field("fail_safe_activations", &self.fail_safe_activations)?;
         fields.end()
     }
 }
@@ -109,7 +127,19 @@ impl fmt::Display for CacheInfo {
             self.errors,
             self.compute_time
         )?;
-        // Only when something is wrong, so the usual line stays Python's.
+        // Only when a freshness policy acted, or something is wrong, so the usual line stays
+        // Python's.
+        if self.stale_served > 0 || self.refreshes_started > 0 || self.fail_safe_activations > 0 {
+            write!(
+                f,
+                " stale_served={} refreshes=started:{},succeeded:{},failed:{} fail_safe={}",
+                self.stale_served,
+                self.refreshes_started,
+                self.refreshes_succeeded,
+                self.refreshes_failed,
+                self.fail_safe_activations
+            )?;
+        }
         if self.pending_invalidations > 0 {
             write!(f, " pending_invalidations={}", self.pending_invalidations)?;
         }
@@ -222,6 +252,8 @@ pub(crate) struct Counters {
     pub(crate) misses: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) compute_nanos: AtomicU64,
+    /// What the freshness policies did (see [`Event`]).
+    events: [AtomicU64; EVENTS],
     /// The counts at the last `cache_clear`.
     at_clear: Baseline,
     /// When an error of this cache was last logged (precise clock nanoseconds; 0 never).
@@ -234,7 +266,20 @@ struct Baseline {
     misses: AtomicU64,
     errors: AtomicU64,
     compute_nanos: AtomicU64,
+    events: [AtomicU64; EVENTS],
 }
+
+/// What a freshness policy did, counted per cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Event {
+    StaleServed,
+    RefreshStarted,
+    RefreshSucceeded,
+    RefreshFailed,
+    FailSafe,
+}
+
+const EVENTS: usize = 5;
 
 /// Where a snapshot of the statistics counts from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -251,6 +296,19 @@ pub(crate) struct Tally {
     pub(crate) misses: u64,
     pub(crate) errors: u64,
     pub(crate) compute_time: Duration,
+    pub(crate) events: [u64; EVENTS],
+}
+
+impl Tally {
+    /// Copies the freshness counts into `info`.
+    pub(crate) fn events_into(&self, info: &mut CacheInfo) {
+        let [stale, started, succeeded, failed, fail_safe] = self.events;
+        info.stale_served = stale;
+        info.refreshes_started = started;
+        info.refreshes_succeeded = succeeded;
+        info.refreshes_failed = failed;
+        info.fail_safe_activations = fail_safe;
+    }
 }
 
 /// How long error logs of one cache stay quiet after one is written.
@@ -263,6 +321,7 @@ impl Counters {
             misses: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             compute_nanos: AtomicU64::new(0),
+            events: Default::default(),
             at_clear: Baseline::default(),
             last_error_log_ns: AtomicU64::new(0),
         }
@@ -292,7 +351,13 @@ impl Counters {
                 &self.compute_nanos,
                 &self.at_clear.compute_nanos,
             )),
+            events: std::array::from_fn(|i| count(&self.events[i], &self.at_clear.events[i])),
         }
+    }
+
+    /// Counts what a freshness policy did.
+    pub(crate) fn note(&self, event: Event) {
+        self.events[event as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Starts the statistics over (`cache_clear`).
@@ -304,6 +369,9 @@ impl Counters {
         keep(&self.at_clear.misses, &self.misses);
         keep(&self.at_clear.errors, &self.errors);
         keep(&self.at_clear.compute_nanos, &self.compute_nanos);
+        for (baseline, counter) in self.at_clear.events.iter().zip(&self.events) {
+            keep(baseline, counter);
+        }
     }
 
     /// Counts a backend error and logs it, at most once per [`ERROR_LOG_INTERVAL`] per cache.

@@ -642,9 +642,9 @@ fn with_payload(server: &RedisServer, key: &str, payload: &[u8]) -> Vec<u8> {
     let Reply::Bulk(Some(stored)) = server.command(&["GET", key]).unwrap() else {
         panic!("no entry at {key}");
     };
-    // Token (20 bytes), a u16 stamp count, 8 bytes per stamp.
-    let stamps = usize::from(u16::from_le_bytes([stored[20], stored[21]]));
-    let mut frame = stored[..22 + 8 * stamps].to_vec();
+    // Token (20 bytes), the freshness deadline (8), a u16 stamp count, 8 bytes per stamp.
+    let stamps = usize::from(u16::from_le_bytes([stored[28], stored[29]]));
+    let mut frame = stored[..30 + 8 * stamps].to_vec();
     frame.extend_from_slice(payload);
     frame
 }

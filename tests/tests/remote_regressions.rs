@@ -173,9 +173,9 @@ fn remote_for(
 }
 
 /// What another process's `invalidate(args)` leaves: a fresh tombstone frame (magic, frame
-/// version 3, kind 3 = tombstone, no codec, 16 fresh bytes).
+/// version 4, kind 3 = tombstone, no codec, 16 fresh bytes).
 fn foreign_tombstone() -> Vec<u8> {
-    let mut bytes = vec![0xCA, 3, 3, 0];
+    let mut bytes = vec![0xCA, 4, 3, 0];
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -210,11 +210,16 @@ async fn a_memory_backed_service_speaks_http_caching_and_reports_its_cache() {
             "currsize",
             "errors",
             "evictions",
+            "fail_safe_activations",
             "hit_ratio",
             "hits",
             "maxsize",
             "misses",
-            "pending_invalidations"
+            "pending_invalidations",
+            "refreshes_failed",
+            "refreshes_started",
+            "refreshes_succeeded",
+            "stale_served"
         ],
         "the documented shape"
     );

@@ -20,10 +20,11 @@ use super::{Remote, default_remote, key};
 use crate::backend::BackendError;
 use crate::backend::CacheConfig;
 use crate::flight::{Flights, LeaderGuard, Role, led_by_this_thread};
+use crate::freshness::{self, Freshness, Revalidation, Verdict};
 use crate::invalidation::Invalidation;
 use crate::observe::{self, Scope};
 use crate::outcome::{Cached, Mode, Served, SetOutcome, WrittenAt};
-use crate::stats::{CacheInfo, Counters, Since};
+use crate::stats::{CacheInfo, Counters, Event, Since};
 
 /// What a value stored in a remote cache must be.
 #[diagnostic::on_unimplemented(
@@ -62,7 +63,22 @@ pub struct RemoteCache<S> {
     invalidations: std::sync::atomic::AtomicU64,
     /// The last count of this cache's keys in the store, and when it was made.
     counted: std::sync::Mutex<Option<(Instant, u64)>>,
+    freshness: Freshness,
+    /// `ttl_from = path`: a value's own TTL, bounded by `ttl`.
+    ttl_from: Option<fn(&S) -> Option<Duration>>,
+    /// Keys (by entry key) with a background refresh under way in this process, and keys
+    /// whose recomputation failed recently in it (`retry_after`).
+    revalidation: Revalidation,
     _stored: PhantomData<fn() -> S>,
+}
+
+/// A stored value past its freshness that may still be served (see [`Verdict`]), and this
+/// process's invalidation epoch when it was read: an invalidation since makes it unusable.
+struct Prior<S> {
+    value: S,
+    written_at: u64,
+    verdict: Verdict,
+    epoch: u64,
 }
 
 /// The keys one read covers and where the entry goes.
@@ -88,9 +104,34 @@ enum Found<S> {
         written_at: u64,
         write: Write,
     },
+    /// A value past its freshness that may still be served, and how to replace it.
+    Stale {
+        value: S,
+        written_at: u64,
+        verdict: Verdict,
+        write: Write,
+    },
     /// No usable value; compute, and write as planned (`None`: the store is failing, do not
     /// write).
     Miss(Option<Write>),
+}
+
+/// What a read means for a call (see `RemoteCache::next_step`).
+enum Step<S> {
+    /// A fresh value, and when its computation started.
+    Hit(S, u64),
+    /// Compute, write as planned, with the stale value that may stand in if any.
+    Miss(Option<Write>, Option<Prior<S>>),
+}
+
+/// Where a call starts (see `RemoteCache::begin`).
+enum Begin {
+    /// No store to use (arguments that do not encode, no remote): compute, store nothing.
+    Uncached,
+    /// An invalidation of the entry waits to reach the store.
+    Hidden(Plan),
+    /// Read the plan's keys.
+    Read(Plan),
 }
 
 /// What a populate may replace: the bytes read before computing, or a lease to take first.
@@ -242,7 +283,7 @@ async fn write_through(
     stamp_keys: Vec<String>,
     codec: Codec,
     payload: Vec<u8>,
-    written_at: u64,
+    times: (u64, u64),
     ttl: Duration,
     stamp_ttl: Duration,
 ) -> Result<(), BackendError> {
@@ -260,7 +301,7 @@ async fn write_through(
     let (stamps, create) = read_stamps(&stamp_keys, &values);
     let stamps = create_stamps(&*store, stamps, create, stamp_ttl).await?;
     store
-        .set(entry_key, frame(codec, &stamps, written_at, &payload), ttl)
+        .set(entry_key, frame(codec, &stamps, times, &payload), ttl)
         .await
 }
 
@@ -283,8 +324,25 @@ impl<S> RemoteCache<S> {
             registered: AtomicUsize::new(0),
             counted: std::sync::Mutex::new(None),
             invalidations: std::sync::atomic::AtomicU64::new(0),
+            freshness: Freshness::new(),
+            ttl_from: None,
+            revalidation: Revalidation::new(),
             _stored: PhantomData,
         }
+    }
+
+    /// Sets the freshness policy beyond the TTL (stale windows, retry throttling, timeout,
+    /// jitter).
+    pub fn with_freshness(mut self, freshness: Freshness) -> Self {
+        self.freshness = freshness;
+        self
+    }
+
+    /// Gives each value its own TTL (`ttl_from = path`), bounded by the cache's: `None` keeps
+    /// the cache's, zero stores nothing.
+    pub fn with_ttl_from(mut self, ttl_from: fn(&S) -> Option<Duration>) -> Self {
+        self.ttl_from = Some(ttl_from);
+        self
     }
 
     /// Takes its store from `remote` (called on every use; return a clone of a shared
@@ -366,6 +424,26 @@ impl<S> RemoteCache<S> {
             .with_maxsize(0)
             .with_ttl(ttl)
             .with_single_flight(self.flights.is_some())
+            .with_freshness(self.freshness)
+    }
+
+    /// How long `value`, computed now, is fresh: the entry TTL, shortened by the value's own
+    /// (`ttl_from`), extended by jitter (zero: not stored).
+    fn lifetime(&self, remote: &Remote, value: &S) -> Duration {
+        let ttl = self.entry_ttl(remote);
+        let own = self.ttl_from.and_then(|ttl_from| ttl_from(value));
+        self.freshness.lifetime(Some(ttl), own).unwrap_or(ttl)
+    }
+
+    /// How long past its freshness (`fresh_until`, Unix milliseconds by its writer's clock) a
+    /// value read now is; `None` when fresh, or when the cache serves nothing stale (the
+    /// store's expiry then decides alone, whatever the clocks of the hosts say).
+    fn overdue(&self, fresh_until: u64) -> Option<Duration> {
+        if !self.freshness.serves_stale() {
+            return None;
+        }
+        let now = unix_ms();
+        (now >= fresh_until).then(|| Duration::from_millis(now - fresh_until))
     }
 
     fn entry_ttl(&self, remote: &Remote) -> Duration {
@@ -448,6 +526,7 @@ impl<S> RemoteCache<S> {
     fn cleared(&self, outcome: Invalidation) -> Invalidation {
         self.note_invalidation();
         self.counters.reset();
+        self.revalidation.clear();
         observe::invalidated(self.name, Scope::Clear, outcome)
     }
 
@@ -466,7 +545,7 @@ impl<S> RemoteCache<S> {
         let remote = self.remote();
         let currsize = self.currsize(remote.as_ref());
         let health = remote.map(|remote| remote.health());
-        CacheInfo {
+        let mut info = CacheInfo {
             pending_invalidations: health
                 .as_ref()
                 .map_or(0, |health| health.pending_invalidations as u64),
@@ -480,7 +559,10 @@ impl<S> RemoteCache<S> {
             evictions: 0,
             errors: tally.errors,
             compute_time: tally.compute_time,
-        }
+            ..CacheInfo::default()
+        };
+        tally.events_into(&mut info);
+        info
     }
 }
 
@@ -552,6 +634,11 @@ impl<S> RemoteCache<S> {
     }
 }
 
+/// Whole milliseconds of `duration` (saturating).
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// The longest a lease or a tombstone lives. A computation that runs longer than this (or than
 /// its TTL) finds its lease gone and does not store its value.
 const MARKER_TTL: Duration = Duration::from_secs(600);
@@ -591,19 +678,36 @@ impl<S: RemoteValue> RemoteCache<S> {
                     // Decoded only when its stamps are current: a hidden entry costs no decode.
                     Ok(Stored::Value {
                         token,
+                        fresh_until,
                         stamps: written_under,
                         payload,
-                    }) if create.is_empty() && written_under == stamps => {
+                    }) if create.is_empty()
+                        && written_under == stamps
+                        && self
+                            .freshness
+                            .verdict(self.overdue(fresh_until))
+                            .is_usable() =>
+                    {
                         match codec.decode::<S>(payload) {
                             Ok(value) => {
-                                return Found::Hit {
-                                    value,
-                                    written_at: written_at(&token),
-                                    write: Write {
-                                        stamps,
-                                        create,
-                                        expect: Expect::Token(token),
-                                        unreadable: false,
+                                let write = Write {
+                                    stamps,
+                                    create,
+                                    expect: Expect::Token(token),
+                                    unreadable: false,
+                                };
+                                let written_at = written_at(&token);
+                                return match self.freshness.verdict(self.overdue(fresh_until)) {
+                                    Verdict::Fresh => Found::Hit {
+                                        value,
+                                        written_at,
+                                        write,
+                                    },
+                                    verdict => Found::Stale {
+                                        value,
+                                        written_at,
+                                        verdict,
+                                        write,
                                     },
                                 };
                             }
@@ -614,7 +718,8 @@ impl<S: RemoteValue> RemoteCache<S> {
                             }
                         }
                     }
-                    // Invalidated by a tag or a clear since it was written: a plain miss.
+                    // Invalidated by a tag or a clear since it was written, or past every window:
+                    // a plain miss.
                     Ok(Stored::Value { token, .. }) => Expect::Token(token),
                     // A lease (a computation under way) or a tombstone (invalidated).
                     Ok(Stored::Marker { token }) => Expect::Token(token),
@@ -674,10 +779,11 @@ impl<S: RemoteValue> RemoteCache<S> {
         if plan.remote.hides(&plan.read_keys) {
             return None;
         }
-        let (bytes, ttl) = match stored {
-            Some(value) => {
-                let remaining = self
-                    .entry_ttl(&plan.remote)
+        let lifetime = stored.map(|value| self.lifetime(&plan.remote, value));
+        let (bytes, ttl) = match stored.zip(lifetime).filter(|(_, life)| !life.is_zero()) {
+            Some((value, lifetime)) => {
+                // Kept for the stale windows too; served as fresh only until `fresh_until`.
+                let remaining = lifetime
                     .checked_sub(started.elapsed())
                     .filter(|left| *left >= Duration::from_millis(1))?;
                 let codec = plan.remote.codec();
@@ -688,9 +794,10 @@ impl<S: RemoteValue> RemoteCache<S> {
                         return None;
                     }
                 };
+                let fresh_until = written_at.saturating_add(millis(lifetime));
                 (
-                    frame(codec, &prepared.stamps, written_at, &payload),
-                    remaining,
+                    frame(codec, &prepared.stamps, (written_at, fresh_until), &payload),
+                    remaining.saturating_add(self.freshness.stale_window()),
                 )
             }
             None if prepared.own_lease => (marker(Kind::Tombstone), Duration::from_millis(1)),
@@ -768,8 +875,11 @@ impl<S: RemoteValue> RemoteCache<S> {
         (load(value), Served::Handed(WrittenAt::UnixMs(written_at)))
     }
 
-    fn miss(&self) {
-        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+    /// A miss is a call that ran the function: not a background refresh.
+    fn miss(&self, mode: Mode) {
+        if mode != Mode::Revalidate {
+            self.counters.misses.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Joins the flight of `key`: `Ok(guard)` to go on (leading it, or alone), `Err(value)` when
@@ -820,19 +930,98 @@ impl<S: RemoteValue> RemoteCache<S> {
         }
     }
 
-    /// What a read means for this call: a hit to return, or how to write after computing. A
-    /// refresh computes whatever the read found, over the token of the value it found.
-    fn next_step(&self, found: Found<S>, mode: Mode) -> Result<(S, u64), Option<Write>> {
+    /// What a read means for this call: a hit to return, or how to write after computing (and
+    /// the stale value that may stand in for a failed recomputation). A refresh computes
+    /// whatever the read found, over the token of the value it found.
+    fn next_step(&self, found: Found<S>, mode: Mode, epoch: u64) -> Step<S> {
         match (found, mode) {
             (
                 Found::Hit {
                     value, written_at, ..
                 },
                 Mode::Lookup,
-            ) => Ok((value, written_at)),
-            (Found::Hit { write, .. }, Mode::Refresh) => Err(Some(write)),
-            (Found::Miss(write), _) => Err(write),
+            ) => Step::Hit(value, written_at),
+            (Found::Hit { write, .. }, Mode::Refresh | Mode::Revalidate)
+            | (Found::Stale { write, .. }, Mode::Refresh | Mode::Revalidate) => {
+                Step::Miss(Some(write), None)
+            }
+            (
+                Found::Stale {
+                    value,
+                    written_at,
+                    verdict,
+                    write,
+                },
+                Mode::Lookup,
+            ) => Step::Miss(
+                Some(write),
+                Some(Prior {
+                    value,
+                    written_at,
+                    verdict,
+                    epoch,
+                }),
+            ),
+            (Found::Miss(write), _) => Step::Miss(write, None),
         }
+    }
+
+    /// Where a call starts: without a usable store, with its entry hidden by a queued
+    /// invalidation, or with a plan to read.
+    fn begin(&self, arguments: Option<String>, tags: &[String]) -> Begin {
+        match arguments.and_then(|arguments| self.plan(&arguments, tags)) {
+            None => Begin::Uncached,
+            Some(plan) if plan.remote.hides(&plan.read_keys) => Begin::Hidden(plan),
+            Some(plan) => Begin::Read(plan),
+        }
+    }
+
+    /// `prior`'s value, if no invalidation in this process could have hidden it since it was
+    /// read, counted as served stale.
+    fn stale(&self, prior: &Prior<S>) -> Option<(S, Served)> {
+        if self.epoch() != prior.epoch {
+            return None;
+        }
+        self.counters.note(Event::StaleServed);
+        Some((
+            prior.value.clone(),
+            Served::Stale(WrittenAt::UnixMs(prior.written_at)),
+        ))
+    }
+
+    /// While a key's recomputation is throttled after a failure, its stale value (a hit).
+    fn throttled<R>(
+        &self,
+        plan: &Plan,
+        prior: Option<&Prior<S>>,
+        load: fn(S) -> R,
+    ) -> Option<(R, Served)> {
+        let prior = prior?;
+        if !self
+            .revalidation
+            .is_throttled(self.revalidation.hash(plan.entry_key()))
+        {
+            return None;
+        }
+        let (value, served) = self.stale(prior)?;
+        self.counters.hits.increment();
+        Some((load(value), served))
+    }
+
+    /// What a recomputation that `prior` may stand in for came to (see
+    /// `Revalidation::settle`).
+    fn judge_attempt<R>(
+        &self,
+        plan: &Plan,
+        prior: &Prior<S>,
+        attempt: freshness::Attempt<R>,
+    ) -> Result<R, (S, Served)> {
+        let hash = self.revalidation.hash(plan.entry_key());
+        let retry_after = self.freshness.retry_after;
+        self.revalidation
+            .settle(hash, attempt, retry_after, &self.counters, || {
+                self.stale(prior)
+            })
     }
 
     /// Looks the call up, and on a miss runs `compute` and stores what `keep` keeps.
@@ -878,6 +1067,12 @@ impl<S: RemoteValue> RemoteCache<S> {
             .0
     }
 
+    /// A blocking read of a plan's keys.
+    fn read(&self, plan: &Plan) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        let keys = plan.read_keys.clone();
+        plan.remote.blocking(move |remote| remote.get_many(keys))
+    }
+
     fn compute_in<R>(
         &self,
         arguments: Option<String>,
@@ -887,34 +1082,61 @@ impl<S: RemoteValue> RemoteCache<S> {
         compute: impl FnOnce() -> R,
         mode: Mode,
     ) -> (R, Served) {
-        let Some(plan) = arguments.and_then(|arguments| self.plan(&arguments, tags)) else {
-            self.miss();
-            return (
-                self.counters.timed(self.name, mode, keep, compute),
-                Served::Computed { stored: false },
-            );
+        let plan = match self.begin(arguments, tags) {
+            Begin::Uncached => return self.uncached(mode, keep, compute),
+            Begin::Hidden(plan) => return self.compute_hidden(&plan, keep, load, compute, mode),
+            Begin::Read(plan) => plan,
         };
-        if plan.remote.hides(&plan.read_keys) {
-            return self.compute_hidden(&plan, keep, load, compute, mode);
-        }
         // Read before joining the flight, so that a hit, the common case, touches no flight.
-        let read = |plan: &Plan| {
-            let keys = plan.read_keys.clone();
-            plan.remote.blocking(move |remote| remote.get_many(keys))
-        };
-        let mut epoch = self.epoch();
-        let mut write = match self.next_step(self.judge(&plan, read(&plan)), mode) {
-            Ok((value, written_at)) => return self.hit(value, written_at, load),
-            Err(write) => write,
-        };
+        let epoch = self.epoch();
+        match self.next_step(self.judge(&plan, self.read(&plan)), mode, epoch) {
+            Step::Hit(value, written_at) => self.hit(value, written_at, load),
+            Step::Miss(write, prior) => {
+                self.compute_missed(plan, epoch, write, prior, keep, load, compute, mode)
+            }
+        }
+    }
+
+    /// A call without a usable store: the function runs, nothing is stored.
+    fn uncached<R>(
+        &self,
+        mode: Mode,
+        keep: fn(&R) -> Option<&S>,
+        compute: impl FnOnce() -> R,
+    ) -> (R, Served) {
+        self.miss(mode);
+        (
+            self.counters.timed(self.name, mode, keep, compute),
+            Served::Computed { stored: false },
+        )
+    }
+
+    /// A call whose read found no fresh value: joins the flight, computes (or is handed the
+    /// value), and writes.
+    #[allow(clippy::too_many_arguments)]
+    fn compute_missed<R>(
+        &self,
+        plan: Plan,
+        mut epoch: u64,
+        mut write: Option<Write>,
+        mut prior: Option<Prior<S>>,
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: impl FnOnce() -> R,
+        mode: Mode,
+    ) -> (R, Served) {
+        if let Some(stale) = self.throttled(&plan, prior.as_ref(), load) {
+            return stale;
+        }
         let guard = match self.join(plan.entry_key(), mode) {
             Ok(guard) => guard,
             // Handed over by this process's leader: the store says whether it is still what
             // a call made now may get (another process may have invalidated it meanwhile).
-            Err(handed) => match self.verify(&plan, handed, read(&plan), load) {
+            Err(handed) => match self.verify(&plan, handed, self.read(&plan), load, epoch) {
                 Ok(hit) => return hit,
-                Err(miss) => {
+                Err((miss, stale)) => {
                     write = miss;
+                    prior = stale;
                     None
                 }
             },
@@ -923,20 +1145,43 @@ impl<S: RemoteValue> RemoteCache<S> {
         // the value (or, for a refresh, changed what it must write over).
         if guard.is_some() && Write::worth_rereading(&write) {
             epoch = self.epoch();
-            write = match self.next_step(self.judge(&plan, read(&plan)), mode) {
-                Ok((value, written_at)) => {
+            match self.next_step(self.judge(&plan, self.read(&plan)), mode, epoch) {
+                Step::Hit(value, written_at) => {
                     self.finish(guard, Some((&value, written_at)), epoch);
                     return self.hit(value, written_at, load);
                 }
-                Err(write) => write,
-            };
+                // What the store holds now is what may stand in (another process may have
+                // invalidated the value read first).
+                Step::Miss(miss, stale) => {
+                    write = miss;
+                    prior = stale;
+                }
+            }
+        }
+        if let Some(stale) = self.throttled(&plan, prior.as_ref(), load) {
+            self.finish(guard, None, epoch);
+            return stale;
         }
         let prepared = write
             .map(|write| plan.remote.blocking(self.prepare_op(&plan, write)))
             .and_then(|prepared| self.prepared(prepared));
-        self.miss();
+        self.miss(mode);
         let started = (Instant::now(), unix_ms());
-        let result = self.run(guard.as_ref(), mode, keep, compute);
+        let run = || self.run(guard.as_ref(), mode, keep, compute);
+        let result = match &prior {
+            None => run(),
+            Some(prior) => {
+                let attempt = freshness::attempt(keep, run);
+                match self.judge_attempt(&plan, prior, attempt) {
+                    Ok(result) => result,
+                    Err((value, served)) => {
+                        self.settle_failed(&plan, prepared.as_ref());
+                        self.finish(guard, None, epoch);
+                        return (load(value), served);
+                    }
+                }
+            }
+        };
         let stored = keep(&result);
         let mut landed = false;
         if let Some(prepared) = &prepared
@@ -952,6 +1197,36 @@ impl<S: RemoteValue> RemoteCache<S> {
         };
         self.finish(guard, stored.map(|value| (value, started.1)), epoch);
         (result, served)
+    }
+
+    /// After a failed recomputation answered with a stale value: takes back a lease this
+    /// leader left (none when the stale value was there: its write would have replaced it).
+    fn settle_failed(&self, plan: &Plan, prepared: Option<&Prepared>) {
+        if let Some(prepared) = prepared
+            && let Some(settle) = self.release_op(plan, prepared)
+        {
+            self.populated(plan.remote.blocking(settle));
+        }
+    }
+
+    /// The `async` form of [`settle_failed`](Self::settle_failed).
+    async fn settle_failed_async(&self, plan: &Plan, prepared: Option<&Prepared>) {
+        if let Some(prepared) = prepared
+            && let Some(settle) = self.release_op(plan, prepared)
+        {
+            self.populated(plan.remote.call(settle).await);
+        }
+    }
+
+    /// The write taking back a lease this leader left, if it left one.
+    #[allow(clippy::type_complexity)]
+    fn release_op(
+        &self,
+        plan: &Plan,
+        prepared: &Prepared,
+    ) -> Option<impl FnOnce(&dyn super::RemoteStore) -> super::StoreFuture<bool> + Send + 'static>
+    {
+        self.settle_op(plan, prepared, None, (Instant::now(), unix_ms()))
     }
 
     /// A call whose entry an invalidation still waiting to reach the store hides: computed
@@ -971,7 +1246,7 @@ impl<S: RemoteValue> RemoteCache<S> {
             // Handed over: computed without the store, so not in it.
             Err((handed, written_at)) => return self.handed(handed, written_at, load),
         };
-        self.miss();
+        self.miss(mode);
         let written_at = unix_ms();
         let result = self.run(guard.as_ref(), mode, keep, compute);
         let stored = keep(&result).map(|value| (value, written_at));
@@ -983,21 +1258,26 @@ impl<S: RemoteValue> RemoteCache<S> {
     /// What a follower makes of a value its leader handed over, given a read made after it
     /// was handed: the store's value if it has a fresh one; the handed value if the store
     /// cannot be read (nothing newer can be known); else (the leader's value was not written,
-    /// or was hidden since) a miss to compute.
+    /// or was hidden since) a miss to compute, with what the store holds that may stand in.
+    #[allow(clippy::type_complexity)]
     fn verify<R>(
         &self,
         plan: &Plan,
         handed: (S, u64),
         read: Result<Vec<Option<Vec<u8>>>, BackendError>,
         load: fn(S) -> R,
-    ) -> Result<(R, Served), Option<Write>> {
+        epoch: u64,
+    ) -> Result<(R, Served), (Option<Write>, Option<Prior<S>>)> {
         match self.judge(plan, read) {
             Found::Hit {
                 value, written_at, ..
             } => Ok(self.hit(value, written_at, load)),
             // Whether it is in the store is not known.
             Found::Miss(None) => Ok(self.handed(handed.0, handed.1, load)),
-            Found::Miss(miss) => Err(miss),
+            found => match self.next_step(found, Mode::Lookup, epoch) {
+                Step::Hit(value, written_at) => Ok(self.hit(value, written_at, load)),
+                Step::Miss(write, prior) => Err((write, prior)),
+            },
         }
     }
 
@@ -1066,36 +1346,67 @@ impl<S: RemoteValue> RemoteCache<S> {
     where
         F: Future<Output = R>,
     {
-        let Some(plan) = arguments.and_then(|arguments| self.plan(&arguments, tags)) else {
-            self.miss();
-            return (
-                self.counters
-                    .timed_async(self.name, mode, keep, compute)
-                    .await,
-                Served::Computed { stored: false },
-            );
+        let plan = match self.begin(arguments, tags) {
+            Begin::Uncached => return self.uncached_async(mode, keep, compute).await,
+            Begin::Hidden(plan) => {
+                return self
+                    .compute_hidden_async(&plan, keep, load, compute, mode)
+                    .await;
+            }
+            Begin::Read(plan) => plan,
         };
-        if plan.remote.hides(&plan.read_keys) {
-            return self
-                .compute_hidden_async(&plan, keep, load, compute, mode)
-                .await;
-        }
-        // As in `compute`: read first, join the flight on a miss (checking a handed value
-        // against the store), and a new leader reads again.
-        let mut epoch = self.epoch();
+        let epoch = self.epoch();
         let read = plan.remote.read(&plan.read_keys).await;
-        let mut write = match self.next_step(self.judge(&plan, read), mode) {
-            Ok((value, written_at)) => return self.hit(value, written_at, load),
-            Err(write) => write,
-        };
+        match self.next_step(self.judge(&plan, read), mode, epoch) {
+            Step::Hit(value, written_at) => self.hit(value, written_at, load),
+            Step::Miss(write, prior) => {
+                self.compute_missed_async(plan, epoch, write, prior, keep, load, compute, mode)
+                    .await
+            }
+        }
+    }
+
+    /// The `async fn` form of [`uncached`](Self::uncached).
+    async fn uncached_async<R>(
+        &self,
+        mode: Mode,
+        keep: fn(&R) -> Option<&S>,
+        compute: impl Future<Output = R>,
+    ) -> (R, Served) {
+        self.miss(mode);
+        (
+            self.counters
+                .timed_async(self.name, mode, keep, compute)
+                .await,
+            Served::Computed { stored: false },
+        )
+    }
+
+    /// The `async fn` form of [`compute_missed`](Self::compute_missed).
+    #[allow(clippy::too_many_arguments)]
+    async fn compute_missed_async<R>(
+        &self,
+        plan: Plan,
+        mut epoch: u64,
+        mut write: Option<Write>,
+        mut prior: Option<Prior<S>>,
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: impl Future<Output = R>,
+        mode: Mode,
+    ) -> (R, Served) {
+        if let Some(stale) = self.throttled(&plan, prior.as_ref(), load) {
+            return stale;
+        }
         let guard = match self.join_async(plan.entry_key(), mode).await {
             Ok(guard) => guard,
             Err(handed) => {
                 let read = plan.remote.read(&plan.read_keys).await;
-                match self.verify(&plan, handed, read, load) {
+                match self.verify(&plan, handed, read, load, epoch) {
                     Ok(hit) => return hit,
-                    Err(miss) => {
+                    Err((miss, stale)) => {
                         write = miss;
+                        prior = stale;
                         None
                     }
                 }
@@ -1104,13 +1415,20 @@ impl<S: RemoteValue> RemoteCache<S> {
         if guard.is_some() && Write::worth_rereading(&write) {
             epoch = self.epoch();
             let read = plan.remote.read(&plan.read_keys).await;
-            write = match self.next_step(self.judge(&plan, read), mode) {
-                Ok((value, written_at)) => {
+            match self.next_step(self.judge(&plan, read), mode, epoch) {
+                Step::Hit(value, written_at) => {
                     self.finish(guard, Some((&value, written_at)), epoch);
                     return self.hit(value, written_at, load);
                 }
-                Err(write) => write,
-            };
+                Step::Miss(miss, stale) => {
+                    write = miss;
+                    prior = stale;
+                }
+            }
+        }
+        if let Some(stale) = self.throttled(&plan, prior.as_ref(), load) {
+            self.finish(guard, None, epoch);
+            return stale;
         }
         let prepared = match write {
             Some(write) => {
@@ -1119,16 +1437,34 @@ impl<S: RemoteValue> RemoteCache<S> {
             }
             None => None,
         };
-        self.miss();
+        self.miss(mode);
         let started = (Instant::now(), unix_ms());
-        let result = self.run_async(guard.as_ref(), mode, keep, compute).await;
-        let stored = keep(&result);
+        let run = self.run_async(guard.as_ref(), mode, keep, compute);
+        // Owned across the await: a reference would need `S: Sync`.
+        let result = match prior {
+            None => run.await,
+            Some(prior) => {
+                let attempt = freshness::attempt_async(keep, run).await;
+                match self.judge_attempt(&plan, &prior, attempt) {
+                    Ok(result) => result,
+                    Err((value, served)) => {
+                        self.settle_failed_async(&plan, prepared.as_ref()).await;
+                        self.finish(guard, None, epoch);
+                        return (load(value), served);
+                    }
+                }
+            }
+        };
+        // The write is built before the await, the kept value borrowed again after it (a
+        // reference held across the await would need `S: Sync`).
+        let settle = prepared
+            .as_ref()
+            .and_then(|prepared| self.settle_op(&plan, prepared, keep(&result), started));
         let mut landed = false;
-        if let Some(prepared) = &prepared
-            && let Some(settle) = self.settle_op(&plan, prepared, stored, started)
-        {
+        if let Some(settle) = settle {
             landed = self.populated(plan.remote.call(settle).await);
         }
+        let stored = keep(&result);
         // Not stored either if an invalidation in this process came meanwhile (the value may
         // be hidden by its stamp, or older than what it hid).
         let served = Served::Computed {
@@ -1156,7 +1492,7 @@ impl<S: RemoteValue> RemoteCache<S> {
             // Handed over: computed without the store, so not in it.
             Err((handed, written_at)) => return self.handed(handed, written_at, load),
         };
-        self.miss();
+        self.miss(mode);
         let written_at = unix_ms();
         let result = self.run_async(guard.as_ref(), mode, keep, compute).await;
         let stored = keep(&result).map(|value| (value, written_at));
@@ -1191,7 +1527,7 @@ impl<S: RemoteValue> RemoteCache<S> {
     fn peeked(&self, plan: &Plan, read: Result<Vec<Option<Vec<u8>>>, BackendError>) -> Option<S> {
         match self.judge(plan, read) {
             Found::Hit { value, .. } => Some(value),
-            Found::Miss(_) => None,
+            Found::Stale { .. } | Found::Miss(_) => None,
         }
     }
 
@@ -1211,7 +1547,11 @@ impl<S: RemoteValue> RemoteCache<S> {
             // The invalidation waiting to land would remove the value again.
             return Err(Some(SetOutcome::NotStored(Invalidation::Queued)));
         }
-        value.map(|value| (plan, value)).ok_or(None)
+        // A value that says it is already expired invalidates instead (jitter only lengthens).
+        value
+            .filter(|value| !self.lifetime(&plan.remote, value).is_zero())
+            .map(|value| (plan, value))
+            .ok_or(None)
     }
 
     /// The store operation of `set` (see [`write_through`]), or `None` if the value does not
@@ -1233,12 +1573,15 @@ impl<S: RemoteValue> RemoteCache<S> {
         let store = plan.remote.store();
         let entry_key = plan.entry_key().clone();
         let stamp_keys = plan.read_keys[1..].to_vec();
-        let ttl = self.entry_ttl(&plan.remote);
+        let lifetime = self.lifetime(&plan.remote, value);
+        // Kept for the stale windows too; served as fresh only for its lifetime.
+        let ttl = lifetime.saturating_add(self.freshness.stale_window());
         let stamp_ttl = plan.remote.stamp_ttl();
         let written_at = unix_ms();
+        let times = (written_at, written_at.saturating_add(millis(lifetime)));
         Some(move |_: &dyn super::RemoteStore| {
             Box::pin(write_through(
-                store, entry_key, stamp_keys, codec, payload, written_at, ttl, stamp_ttl,
+                store, entry_key, stamp_keys, codec, payload, times, ttl, stamp_ttl,
             )) as super::StoreFuture<()>
         })
     }
@@ -1298,6 +1641,252 @@ impl<S: RemoteValue> RemoteCache<S> {
                 SetOutcome::NotStored(self.invalidate_async(arguments).await)
             }
             None => SetOutcome::NotStored(self.invalidate_async(arguments).await),
+        }
+    }
+}
+
+/// Stale-while-revalidate and soft timeouts: the computation is owned (`'static`), so it can
+/// run in the background while the caller gets the stale value.
+impl<S: RemoteValue> RemoteCache<S> {
+    /// [`compute`](Self::compute) for a cache with `stale_while_revalidate` or `timeout`: a
+    /// stale value within its window is returned at once, and the first such call in this
+    /// process starts one background recomputation of the key (none while its retries are
+    /// throttled).
+    pub fn compute_fresh<R, F>(
+        &'static self,
+        arguments: Option<String>,
+        tags: &[String],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: F,
+    ) -> R
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        self.compute_fresh_in(arguments, tags, keep, load, compute)
+            .0
+    }
+
+    /// [`compute_fresh`](Self::compute_fresh), saying how the call was answered (`f::call`).
+    pub fn compute_fresh_observed<R, F>(
+        &'static self,
+        arguments: Option<String>,
+        tags: &[String],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: F,
+    ) -> Cached<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let called = Instant::now();
+        let (result, served) = self.compute_fresh_in(arguments, tags, keep, load, compute);
+        served.into_cached(result, called)
+    }
+
+    fn compute_fresh_in<R, F>(
+        &'static self,
+        arguments: Option<String>,
+        tags: &[String],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: F,
+    ) -> (R, Served)
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let plan = match self.begin(arguments.clone(), tags) {
+            Begin::Uncached => return self.uncached(Mode::Lookup, keep, compute),
+            Begin::Hidden(plan) => {
+                return self.compute_hidden(&plan, keep, load, compute, Mode::Lookup);
+            }
+            Begin::Read(plan) => plan,
+        };
+        let epoch = self.epoch();
+        let (write, prior) =
+            match self.next_step(self.judge(&plan, self.read(&plan)), Mode::Lookup, epoch) {
+                Step::Hit(value, written_at) => return self.hit(value, written_at, load),
+                Step::Miss(write, prior) => (write, prior),
+            };
+        if let Some(stale) = self.serve_and_revalidate(prior.as_ref()) {
+            let (value, served) = stale;
+            if let (Some(arguments), Some((ticket, hash))) = (arguments, self.refresh_ticket(&plan))
+            {
+                let tags = tags.to_vec();
+                let job = move || {
+                    let _ticket = ticket;
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        self.compute_in(
+                            Some(arguments),
+                            &tags,
+                            keep,
+                            load,
+                            compute,
+                            Mode::Revalidate,
+                        )
+                    }));
+                    self.refreshed(
+                        hash,
+                        matches!(&outcome, Ok((result, _)) if keep(result).is_some()),
+                    );
+                };
+                if !freshness::spawn_blocking(job) {
+                    self.counters.note(Event::RefreshFailed);
+                }
+            }
+            return (load(value), served);
+        }
+        self.compute_missed(plan, epoch, write, prior, keep, load, compute, Mode::Lookup)
+    }
+
+    /// A stale value within its stale-while-revalidate window, served (a hit).
+    fn serve_and_revalidate(&self, prior: Option<&Prior<S>>) -> Option<(S, Served)> {
+        let prior = prior.filter(|prior| {
+            prior.verdict == Verdict::Stale && self.freshness.stale_while_revalidate.is_some()
+        })?;
+        let stale = self.stale(prior)?;
+        self.counters.hits.increment();
+        Some(stale)
+    }
+
+    /// A ticket to refresh the planned key in the background (see `Revalidation::ticket`),
+    /// with the key's hash.
+    fn refresh_ticket(&'static self, plan: &Plan) -> Option<(freshness::RefreshTicket, u64)> {
+        let hash = self.revalidation.hash(plan.entry_key());
+        let ticket = self.revalidation.ticket(hash, &self.counters)?;
+        Some((ticket, hash))
+    }
+
+    /// Notes how a background refresh ended: kept, or failed (`Err`, `None`, a panic), which
+    /// throttles the key's retries (the stale value stays).
+    fn refreshed(&self, hash: u64, kept: bool) {
+        let retry_after = self.freshness.retry_after;
+        self.revalidation
+            .refreshed(hash, kept, retry_after, &self.counters);
+    }
+
+    /// The `async fn` form of [`compute_fresh`](Self::compute_fresh): the refresh runs on the
+    /// caller's tokio runtime if there is one, else on a refresh thread of ours. With
+    /// `timeout`, a call that has a stale value to fall back on waits at most that long for
+    /// the recomputation, then returns the stale value while the recomputation finishes (and
+    /// writes its value) in the background.
+    pub async fn compute_fresh_async<R, F>(
+        &'static self,
+        arguments: Option<String>,
+        tags: &[String],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: F,
+    ) -> R
+    where
+        F: Future<Output = R> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.compute_fresh_async_in(arguments, tags, keep, load, compute)
+            .await
+            .0
+    }
+
+    /// [`compute_fresh_async`](Self::compute_fresh_async), saying how the call was answered.
+    pub async fn compute_fresh_observed_async<R, F>(
+        &'static self,
+        arguments: Option<String>,
+        tags: &[String],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: F,
+    ) -> Cached<R>
+    where
+        F: Future<Output = R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let called = Instant::now();
+        let (result, served) = self
+            .compute_fresh_async_in(arguments, tags, keep, load, compute)
+            .await;
+        served.into_cached(result, called)
+    }
+
+    async fn compute_fresh_async_in<R, F>(
+        &'static self,
+        arguments: Option<String>,
+        tags: &[String],
+        keep: fn(&R) -> Option<&S>,
+        load: fn(S) -> R,
+        compute: F,
+    ) -> (R, Served)
+    where
+        F: Future<Output = R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let plan = match self.begin(arguments.clone(), tags) {
+            Begin::Uncached => return self.uncached_async(Mode::Lookup, keep, compute).await,
+            Begin::Hidden(plan) => {
+                return self
+                    .compute_hidden_async(&plan, keep, load, compute, Mode::Lookup)
+                    .await;
+            }
+            Begin::Read(plan) => plan,
+        };
+        let epoch = self.epoch();
+        let read = plan.remote.read(&plan.read_keys).await;
+        let (write, prior) = match self.next_step(self.judge(&plan, read), Mode::Lookup, epoch) {
+            Step::Hit(value, written_at) => return self.hit(value, written_at, load),
+            Step::Miss(write, prior) => (write, prior),
+        };
+        if let Some((value, served)) = self.serve_and_revalidate(prior.as_ref()) {
+            if let (Some(arguments), Some((ticket, hash))) = (arguments, self.refresh_ticket(&plan))
+            {
+                let tags = tags.to_vec();
+                let refresh = async move {
+                    let _ticket = ticket;
+                    let run = self.compute_async_in(
+                        Some(arguments),
+                        &tags,
+                        keep,
+                        load,
+                        compute,
+                        Mode::Revalidate,
+                    );
+                    let attempt = freshness::attempt_async(keep, async move { run.await.0 }).await;
+                    self.refreshed(hash, attempt.is_ok());
+                };
+                if !freshness::spawn_future(refresh) {
+                    self.counters.note(Event::RefreshFailed);
+                }
+            }
+            return (load(value), served);
+        }
+        let (Some(limit), Some(fallback)) = (
+            self.freshness.timeout,
+            prior.as_ref().map(|prior| Prior {
+                value: prior.value.clone(),
+                written_at: prior.written_at,
+                verdict: prior.verdict,
+                epoch: prior.epoch,
+            }),
+        ) else {
+            return self
+                .compute_missed_async(plan, epoch, write, prior, keep, load, compute, Mode::Lookup)
+                .await;
+        };
+        let work = Box::pin(self.compute_missed_async(
+            plan,
+            epoch,
+            write,
+            prior,
+            keep,
+            load,
+            compute,
+            Mode::Lookup,
+        ));
+        match freshness::answer_within(work, limit, &self.counters, || self.stale(&fallback)).await
+        {
+            Ok(answered) => answered,
+            Err((value, served)) => (load(value), served),
         }
     }
 }

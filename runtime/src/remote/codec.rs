@@ -164,9 +164,9 @@ impl Codec {
 
 /// The first byte of every framed value.
 const MAGIC: u8 = 0xCA;
-/// The frame layout version (1 had no kind and no token; 2 no time in its nonce: their
-/// values read as unreadable and are overwritten).
-const FRAME_VERSION: u8 = 3;
+/// The frame layout version (1 had no kind and no token; 2 no time in its nonce; 3 no
+/// freshness deadline: their values read as unreadable and are overwritten).
+const FRAME_VERSION: u8 = 4;
 /// The codec byte of markers, which carry no payload.
 const NO_CODEC: u8 = 0;
 
@@ -176,8 +176,11 @@ const NO_CODEC: u8 = 0;
 /// if these bytes are still the ones it read before computing (see
 /// [`RemoteStore::compare_and_set`](super::RemoteStore::compare_and_set)).
 pub(crate) const TOKEN_LEN: usize = 20;
-/// Token, then a `u16` stamp count.
-const VALUE_HEADER: usize = TOKEN_LEN + 2;
+/// Where a value's freshness deadline (Unix milliseconds, little-endian) ends: right after
+/// the token.
+const FRESH_END: usize = TOKEN_LEN + 8;
+/// Token, freshness deadline, then a `u16` stamp count.
+const VALUE_HEADER: usize = FRESH_END + 2;
 
 /// What a framed value holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,9 +204,11 @@ pub(crate) type Token = [u8; TOKEN_LEN];
 /// A stored value, split.
 #[derive(Debug)]
 pub(crate) enum Stored<'a> {
-    /// A value: its token, the stamps it was written under, and the codec's bytes.
+    /// A value: its token, until when it is fresh (Unix milliseconds, by its writer's clock),
+    /// the stamps it was written under, and the codec's bytes.
     Value {
         token: Token,
+        fresh_until: u64,
         stamps: Vec<Stamp>,
         payload: &'a [u8],
     },
@@ -259,12 +264,19 @@ pub(crate) fn written_at(token: &Token) -> u64 {
 }
 
 /// Frames `payload` with the stamps it was computed under, behind a fresh token that records
-/// `written_at` (Unix milliseconds at the computation's start). At most 65,535 stamps are
-/// written (the macro allows 1,024 tags, plus the clear and remote-wide stamps).
-pub(crate) fn frame(codec: Codec, stamps: &[Stamp], written_at: u64, payload: &[u8]) -> Vec<u8> {
+/// `written_at` (Unix milliseconds at the computation's start), and with `fresh_until` (Unix
+/// milliseconds; a store may keep the value longer, for stale windows). At most 65,535
+/// stamps are written (the macro allows 1,024 tags, plus the clear and remote-wide stamps).
+pub(crate) fn frame(
+    codec: Codec,
+    stamps: &[Stamp],
+    (written_at, fresh_until): (u64, u64),
+    payload: &[u8],
+) -> Vec<u8> {
     let count = u16::try_from(stamps.len()).unwrap_or(u16::MAX);
     let mut out = Vec::with_capacity(VALUE_HEADER + 8 * stamps.len() + payload.len());
     out.extend_from_slice(&token(Kind::Value, codec.id(), written_at));
+    out.extend_from_slice(&fresh_until.to_le_bytes());
     out.extend_from_slice(&count.to_le_bytes());
     for stamp in stamps.iter().take(usize::from(count)) {
         out.extend_from_slice(&stamp.to_le_bytes());
@@ -300,8 +312,13 @@ pub(crate) fn unframe(codec: Codec, bytes: &[u8]) -> Result<Stored<'_>, CodecErr
     if token[3] != codec.id() {
         return Err(CodecError::Frame("written by another codec"));
     }
+    let fresh_until = bytes
+        .get(TOKEN_LEN..FRESH_END)
+        .and_then(|word| <[u8; 8]>::try_from(word).ok())
+        .map(u64::from_le_bytes)
+        .ok_or(CodecError::Frame("truncated header"))?;
     let count = bytes
-        .get(TOKEN_LEN..VALUE_HEADER)
+        .get(FRESH_END..VALUE_HEADER)
         .map(|count| usize::from(u16::from_le_bytes([count[0], count[1]])))
         .ok_or(CodecError::Frame("truncated header"))?;
     let stamps_end = VALUE_HEADER + 8 * count;
@@ -318,6 +335,7 @@ pub(crate) fn unframe(codec: Codec, bytes: &[u8]) -> Result<Stored<'_>, CodecErr
         .collect();
     Ok(Stored::Value {
         token,
+        fresh_until,
         stamps,
         payload: &bytes[stamps_end..],
     })
@@ -338,9 +356,10 @@ mod tests {
     #[test]
     fn frames_round_trip_and_reject_garbage() {
         let payload = Codec::Postcard.encode(&("ada", 7_u32)).unwrap();
-        let framed = frame(Codec::Postcard, &[3, 9], 42, &payload);
+        let framed = frame(Codec::Postcard, &[3, 9], (42, 99), &payload);
         let Stored::Value {
             token,
+            fresh_until,
             stamps,
             payload: rest,
         } = unframe(Codec::Postcard, &framed).unwrap()
@@ -348,6 +367,7 @@ mod tests {
             panic!("a value frame reads as a value");
         };
         assert_eq!(stamps, vec![3, 9]);
+        assert_eq!(fresh_until, 99);
         assert_eq!(token_of(&framed), Some(token));
         assert_eq!(
             written_at(&token),
@@ -359,15 +379,16 @@ mod tests {
         assert_eq!(value, ("ada".to_string(), 7));
         assert!(unframe(Codec::Postcard, b"garbage").is_err());
         assert!(unframe(Codec::Postcard, &framed[..21]).is_err());
-        assert!(unframe(Codec::Postcard, &framed[..25]).is_err());
+        assert!(unframe(Codec::Postcard, &framed[..29]).is_err());
+        assert!(unframe(Codec::Postcard, &framed[..33]).is_err());
         assert!(unframe(Codec::Postcard, &[]).is_err());
     }
 
     #[test]
     fn every_write_has_its_own_token_and_markers_are_not_values() {
         let payload = Codec::Postcard.encode(&1_u8).unwrap();
-        let a = frame(Codec::Postcard, &[], 42, &payload);
-        let b = frame(Codec::Postcard, &[], 42, &payload);
+        let a = frame(Codec::Postcard, &[], (42, 99), &payload);
+        let b = frame(Codec::Postcard, &[], (42, 99), &payload);
         assert_ne!(token_of(&a), token_of(&b), "same value, new token");
         for kind in [Kind::Lease, Kind::Tombstone] {
             let marker = marker(kind);
@@ -383,7 +404,7 @@ mod tests {
     #[test]
     fn more_than_255_stamps_fit() {
         let stamps: Vec<Stamp> = (1..=300).collect();
-        let framed = frame(Codec::Postcard, &stamps, 42, &[0]);
+        let framed = frame(Codec::Postcard, &stamps, (42, 99), &[0]);
         let Ok(Stored::Value { stamps: read, .. }) = unframe(Codec::Postcard, &framed) else {
             panic!("a value frame reads as a value");
         };
