@@ -24,6 +24,12 @@ mod kw {
     syn::custom_keyword!(trace_args);
     syn::custom_keyword!(version);
     syn::custom_keyword!(remote);
+    syn::custom_keyword!(stale_while_revalidate);
+    syn::custom_keyword!(stale_if_error);
+    syn::custom_keyword!(retry_after);
+    syn::custom_keyword!(timeout);
+    syn::custom_keyword!(jitter);
+    syn::custom_keyword!(ttl_from);
 }
 
 /// The options written in `#[cached(...)]`, each with the span of the option for errors.
@@ -45,9 +51,27 @@ pub(crate) struct Options {
     pub(crate) version: Option<At<u32>>,
     /// `remote = path`: a `fn() -> cachemere::remote::Remote` choosing the store.
     pub(crate) remote: Option<At<Path>>,
+    /// After the TTL, serve the entry this long while one background refresh runs.
+    pub(crate) stale_while_revalidate: Option<At<Duration>>,
+    /// After the TTL, keep the entry this long to serve when a recomputation fails.
+    pub(crate) stale_if_error: Option<At<Duration>>,
+    /// After a failure, how long the stale value is served before the key is retried.
+    pub(crate) retry_after: Option<At<Duration>>,
+    /// (`async fn`) how long a recomputation may take while a stale value waits.
+    pub(crate) timeout: Option<At<Duration>>,
+    /// Each entry's TTL is extended by a random amount up to this.
+    pub(crate) jitter: Option<At<Duration>>,
+    /// `ttl_from = path`: a `fn(&T) -> Option<Duration>` giving a value's own TTL.
+    pub(crate) ttl_from: Option<At<Path>>,
 }
 
 impl Options {
+    /// Whether a call may run in the background (stale-while-revalidate, a soft timeout): the
+    /// computation then owns copies of the arguments.
+    pub(crate) fn runs_in_background(&self) -> bool {
+        self.stale_while_revalidate.is_some() || self.timeout.is_some()
+    }
+
     /// Whether entries live in a remote store (`"redis"` or `"remote"`).
     pub(crate) fn is_remote(&self) -> bool {
         matches!(
@@ -88,7 +112,7 @@ pub(crate) enum BackendChoice {
 /// carries one key per tag; remote frames hold up to 65,533).
 const MOST_TAGS: usize = 1024;
 
-const OPTIONS: &str = "ttl, maxsize, tags, key, key_type, skip, name, backend, version, remote, cache_none, cache_err, single_flight, trace_args";
+const OPTIONS: &str = "ttl, maxsize, tags, key, key_type, skip, name, backend, version, remote, cache_none, cache_err, single_flight, trace_args, stale_while_revalidate, stale_if_error, retry_after, timeout, jitter, ttl_from";
 
 /// The errors met so far, combined into one.
 #[derive(Default)]
@@ -138,11 +162,38 @@ fn set_once<T>(slot: &mut Option<T>, value: T, span: Span, option: &str, errors:
 impl Options {
     fn parse_one(&mut self, input: ParseStream<'_>, errors: &mut Errors) -> syn::Result<()> {
         let lookahead = input.lookahead1();
-        if lookahead.peek(kw::ttl) {
+        if lookahead.peek(kw::ttl_from) {
+            let span = input.parse::<kw::ttl_from>()?.span;
+            let value = match parse_value(input)? {
+                Expr::Group(group) => *group.expr,
+                other => other,
+            };
+            match value {
+                Expr::Path(path) if path.qself.is_none() => set_once(
+                    &mut self.ttl_from,
+                    At {
+                        value: path.path,
+                        span,
+                    },
+                    span,
+                    "ttl_from",
+                    errors,
+                ),
+                other => errors.at(
+                    other.span(),
+                    "`ttl_from` names a function `fn(&T) -> Option<std::time::Duration>` giving a stored value's own TTL, e.g. ttl_from = token_lifetime",
+                ),
+            }
+        } else if lookahead.peek(kw::ttl) {
             let span = input.parse::<kw::ttl>()?.span;
             let value = parse_value(input)?;
-            if let Some(ttl) = duration(value, errors) {
+            if let Some(ttl) = duration(value, "ttl", errors) {
                 set_once(&mut self.ttl, At { value: ttl, span }, span, "ttl", errors);
+            }
+        } else if let Some((slot, name, span)) = self.duration_option(input, &lookahead)? {
+            let value = parse_value(input)?;
+            if let Some(value) = duration(value, name, errors) {
+                set_once(slot, At { value, span }, span, name, errors);
             }
         } else if lookahead.peek(kw::maxsize) {
             let span = input.parse::<kw::maxsize>()?.span;
@@ -330,6 +381,39 @@ impl Options {
     }
 }
 
+impl Options {
+    /// The freshness option at the cursor, parsed up to its `=`: its slot, name and span.
+    #[allow(clippy::type_complexity)]
+    fn duration_option(
+        &mut self,
+        input: ParseStream<'_>,
+        lookahead: &syn::parse::Lookahead1<'_>,
+    ) -> syn::Result<Option<(&mut Option<At<Duration>>, &'static str, Span)>> {
+        Ok(Some(if lookahead.peek(kw::stale_while_revalidate) {
+            let span = input.parse::<kw::stale_while_revalidate>()?.span;
+            (
+                &mut self.stale_while_revalidate,
+                "stale_while_revalidate",
+                span,
+            )
+        } else if lookahead.peek(kw::stale_if_error) {
+            let span = input.parse::<kw::stale_if_error>()?.span;
+            (&mut self.stale_if_error, "stale_if_error", span)
+        } else if lookahead.peek(kw::retry_after) {
+            let span = input.parse::<kw::retry_after>()?.span;
+            (&mut self.retry_after, "retry_after", span)
+        } else if lookahead.peek(kw::timeout) {
+            let span = input.parse::<kw::timeout>()?.span;
+            (&mut self.timeout, "timeout", span)
+        } else if lookahead.peek(kw::jitter) {
+            let span = input.parse::<kw::jitter>()?.span;
+            (&mut self.jitter, "jitter", span)
+        } else {
+            return Ok(None);
+        }))
+    }
+}
+
 fn parse_value(input: ParseStream<'_>) -> syn::Result<Expr> {
     input.parse::<Token![=]>()?;
     input.parse()
@@ -363,16 +447,17 @@ fn positive_int(value: &Expr, option: &str, example: &str, errors: &mut Errors) 
     }
 }
 
-const DURATION_HELP: &str = "write whole seconds (ttl = 300), a string with a unit (\"250ms\", \"90s\", \"5m\", \"1h\" or \"1d\"), or a constant expression of type `std::time::Duration` (ttl = CONFIG_TTL, ttl = Duration::from_secs(300))";
+const DURATION_HELP: &str = "write whole seconds (300), a string with a unit (\"250ms\", \"90s\", \"5m\", \"1h\" or \"1d\"), or a constant expression of type `std::time::Duration` (CONFIG_TTL, Duration::from_secs(300))";
 
-/// A TTL: an integer literal is seconds; a string literal is a number and a unit; any other
-/// expression is a constant `Duration`, checked by the compiler.
-fn duration(value: Expr, errors: &mut Errors) -> Option<Duration> {
+/// A duration option (`ttl`, the freshness windows): an integer literal is seconds; a string
+/// literal is a number and a unit; any other expression is a constant `Duration`, checked by
+/// the compiler.
+fn duration(value: Expr, option: &str, errors: &mut Errors) -> Option<Duration> {
     match value {
         Expr::Lit(ExprLit {
             lit: Lit::Int(_) | Lit::Str(_),
             ..
-        }) => duration_ms(&value, errors).map(Duration::Millis),
+        }) => duration_ms(&value, option, errors).map(Duration::Millis),
         Expr::Lit(other) => {
             errors.at(
                 other.span(),
@@ -381,17 +466,18 @@ fn duration(value: Expr, errors: &mut Errors) -> Option<Duration> {
             None
         }
         // A path passed through `macro_rules!` arrives wrapped in an invisible group.
-        Expr::Group(group) => duration(*group.expr, errors),
+        Expr::Group(group) => duration(*group.expr, option, errors),
         other => Some(Duration::Const(Box::new(other))),
     }
 }
 
-/// A TTL literal in milliseconds: an integer is seconds; a string is a number and a unit.
-fn duration_ms(value: &Expr, errors: &mut Errors) -> Option<u64> {
+/// A duration literal in milliseconds: an integer is seconds; a string is a number and a unit.
+fn duration_ms(value: &Expr, option: &str, errors: &mut Errors) -> Option<u64> {
     match value {
         Expr::Lit(ExprLit {
             lit: Lit::Int(_), ..
-        }) => positive_int(value, "ttl", "ttl = 300", errors).map(|secs| secs.saturating_mul(1000)),
+        }) => positive_int(value, option, &format!("{option} = 300"), errors)
+            .map(|secs| secs.saturating_mul(1000)),
         Expr::Lit(ExprLit {
             lit: Lit::Str(lit), ..
         }) => {
@@ -408,7 +494,7 @@ fn duration_ms(value: &Expr, errors: &mut Errors) -> Option<u64> {
         other => {
             errors.at(
                 other.span(),
-                format!("`ttl` takes a literal: {DURATION_HELP}"),
+                format!("`{option}` takes a literal: {DURATION_HELP}"),
             );
             None
         }

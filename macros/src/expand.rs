@@ -6,8 +6,8 @@ use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{Attribute, FnArg, Ident, ItemFn, Lifetime, Meta, Pat, Type};
 
-use crate::attr::{BackendChoice, Duration, Options};
-use crate::shape::{Shape, shape};
+use crate::attr::{At, BackendChoice, Duration, Options};
+use crate::shape::{Background, Shape, background, shape};
 use crate::sig::{Analysis, ReturnKind};
 
 /// One part of the key: how it is looked up borrowed, owned on a miss, and serialized.
@@ -373,7 +373,8 @@ impl Plan<'_> {
         } else {
             constructor
         };
-        self.gate_cache(quote!(#path::<#key, #stored, _>(#constructor)))
+        let ttl_from = self.ttl_from();
+        self.gate_cache(quote!(#path::<#key, #stored, _>(#constructor, #ttl_from)))
     }
 
     /// The statements that bind the lookup key, and the expression of a reference to it.
@@ -476,10 +477,11 @@ impl Plan<'_> {
         let tags = self.tags();
         let keep = self.policy_fn("stored");
         let load = self.policy_fn("load");
-        let compute = self.compute_expr(uncached);
+        let compute = self.compute_expr(uncached, call);
+        let fresh = self.options.runs_in_background();
         let (method, first) = match call {
             Call::Plain => (
-                "compute",
+                if fresh { "compute_fresh" } else { "compute" },
                 quote! {
                     if let ::core::option::Option::Some(#value_var) = #cache_var.get(#lookup) {
                         return #load(#value_var);
@@ -487,7 +489,11 @@ impl Plan<'_> {
                 },
             ),
             Call::Observed => (
-                "compute_observed",
+                if fresh {
+                    "compute_fresh_observed"
+                } else {
+                    "compute_observed"
+                },
                 quote! {
                     if let ::core::option::Option::Some(#value_var) = #cache_var.get_observed(#lookup, #load) {
                         return #value_var;
@@ -526,15 +532,63 @@ impl Plan<'_> {
     }
 
     /// What an engine runs on a miss: a closure, or (for an `async fn`) the body's future.
-    fn compute_expr(&self, uncached: &TokenStream) -> TokenStream {
-        let call = self.uncached_call(uncached);
+    /// With `stale_while_revalidate` or `timeout` a lookup's computation may run in the
+    /// background: it owns copies of the arguments (`&T` as `T::Owned`, `&self` as a clone).
+    fn compute_expr(&self, uncached: &TokenStream, call: Call) -> TokenStream {
+        let owned = self.options.runs_in_background() && call != Call::Refresh;
+        let (copies, call) = if owned {
+            self.owned_uncached_call(uncached)
+        } else {
+            (quote!(), self.uncached_call(uncached))
+        };
         let traced = self.trace_args();
-        match (self.is_async(), traced) {
-            (true, None) => call,
-            (true, Some(traced)) => quote!(async move { #traced #call.await }),
-            (false, None) => quote!(move || #call),
-            (false, Some(traced)) => quote!(move || { #traced #call }),
+        let compute = match (self.is_async(), traced, owned) {
+            (true, None, false) => call,
+            (true, None, true) => quote!(async move { #call.await }),
+            (true, Some(traced), _) => quote!(async move { #traced #call.await }),
+            (false, None, _) => quote!(move || #call),
+            (false, Some(traced), _) => quote!(move || { #traced #call }),
+        };
+        if owned {
+            quote!({ #copies #compute })
+        } else {
+            compute
         }
+    }
+
+    /// The statements making owned copies of the arguments (shadowing them), and the call of
+    /// the body lending them.
+    fn owned_uncached_call(&self, uncached: &TokenStream) -> (TokenStream, TokenStream) {
+        let this = local("__cachemere_this");
+        let mut copies = Vec::new();
+        let args = self.function.sig.inputs.iter().map(|input| match input {
+            FnArg::Receiver(receiver) => {
+                let span = receiver.self_token.span;
+                copies.push(quote_spanned! {span=>
+                    let #this = ::core::clone::Clone::clone(self);
+                });
+                quote!(&#this)
+            }
+            FnArg::Typed(typed) => {
+                let Pat::Ident(pat) = &*typed.pat else {
+                    let other = &typed.pat;
+                    return quote!(#other);
+                };
+                let ident = &pat.ident;
+                match background(&typed.ty) {
+                    Some(Background::Owned) => {
+                        copies.push(quote_spanned! {typed.ty.span()=>
+                            let #ident = ::std::borrow::ToOwned::to_owned(#ident);
+                        });
+                        quote!(::std::borrow::Borrow::borrow(&#ident))
+                    }
+                    // Moved (a borrowing type is refused by `sig`).
+                    _ => quote!(#ident),
+                }
+            }
+        });
+        let args: Vec<TokenStream> = args.collect();
+        (quote!(#(#copies)*), quote!(#uncached(#(#args),*)))
     }
 
     /// With `trace_args = true`: records the arguments that are not skipped in the span of
@@ -606,9 +660,12 @@ impl Plan<'_> {
         let tags = self.tags();
         let keep = self.policy_fn("stored");
         let load = self.policy_fn("load");
-        let compute = self.compute_expr(uncached);
+        let compute = self.compute_expr(uncached, call);
+        let fresh = self.options.runs_in_background();
         let method = self.engine_method(match call {
+            Call::Plain if fresh => "compute_fresh",
             Call::Plain => "compute",
+            Call::Observed if fresh => "compute_fresh_observed",
             Call::Observed => "compute_observed",
             Call::Refresh => "refresh",
         });
@@ -702,13 +759,39 @@ impl Plan<'_> {
     }
 
     fn ttl(&self) -> TokenStream {
-        match self.options.ttl.as_ref().map(|ttl| &ttl.value) {
-            Some(Duration::Millis(ms)) => {
-                quote!(::core::option::Option::Some(::cachemere::__private::Duration::from_millis(#ms)))
+        optional_duration(self.options.ttl.as_ref())
+    }
+
+    /// The freshness policy the attribute declares (`Freshness::new()` without options).
+    fn freshness(&self) -> TokenStream {
+        let options = self.options;
+        let swr = optional_duration(options.stale_while_revalidate.as_ref());
+        let sie = optional_duration(options.stale_if_error.as_ref());
+        let timeout = optional_duration(options.timeout.as_ref());
+        let jitter = optional_duration(options.jitter.as_ref());
+        let retry_after = options.retry_after.as_ref().map(|retry_after| {
+            let retry_after = duration(&retry_after.value);
+            quote!(.with_retry_after(#retry_after))
+        });
+        quote! {
+            ::cachemere::Freshness::new()
+                .with_stale_while_revalidate(#swr)
+                .with_stale_if_error(#sie)
+                .with_timeout(#timeout)
+                .with_jitter(#jitter)
+                #retry_after
+        }
+    }
+
+    /// The argument a memory cache's accessor takes for `ttl_from`.
+    fn ttl_from(&self) -> TokenStream {
+        match &self.options.ttl_from {
+            Some(ttl_from) => {
+                let path = &ttl_from.value;
+                quote_spanned! {path.span()=>
+                    ::core::option::Option::Some(#path as fn(&_) -> ::core::option::Option<::cachemere::__private::Duration>)
+                }
             }
-            Some(Duration::Const(expr)) => quote_spanned! {expr.span()=>
-                ::core::option::Option::Some(const { ::cachemere::__private::checked_ttl(#expr) })
-            },
             None => quote!(::core::option::Option::None),
         }
     }
@@ -732,6 +815,8 @@ impl Plan<'_> {
             None => quote!(::cachemere::DEFAULT_MAXSIZE),
         };
         let ttl = self.ttl();
+        let freshness = self.freshness();
+        let ttl_from_var = local("__cachemere_ttl_from");
         let single_flight = self.options.single_flight.as_ref().is_none_or(|f| f.value);
         let (k, v, b) = (
             format_ident!("__CachemereKey"),
@@ -747,12 +832,14 @@ impl Plan<'_> {
                     .with_maxsize(#maxsize)
                     .with_ttl(#ttl)
                     .with_single_flight(#single_flight)
+                    .with_freshness(#freshness)
             }
 
             #[doc(hidden)]
             #[inline]
             fn #name<#k, #v, #b>(
                 #backend_var: fn(&::cachemere::__private::CacheConfig) -> #b,
+                #ttl_from_var: ::core::option::Option<fn(&#v) -> ::core::option::Option<::cachemere::__private::Duration>>,
             ) -> &'static ::cachemere::__private::Cache<#k, #v, #tags, #b>
             where
                 #k: ::cachemere::__private::KeyPart,
@@ -760,10 +847,14 @@ impl Plan<'_> {
                 #b: ::cachemere::Backend<#k, ::cachemere::__private::Entry<#v, #tags>>,
             {
                 static #slot_var: ::cachemere::__private::CacheSlot = ::cachemere::__private::CacheSlot::new();
-                #slot_var.get_or_init_with(#backend_var, |#backend_var| {
+                #slot_var.get_or_init_with((#backend_var, #ttl_from_var), |(#backend_var, #ttl_from_var)| {
                     let #config_var = Self::#config();
                     let #backend_var = #backend_var(&#config_var);
-                    ::cachemere::__private::Cache::new(#config_var, #backend_var)
+                    let cache = ::cachemere::__private::Cache::new(#config_var, #backend_var);
+                    match #ttl_from_var {
+                        ::core::option::Option::Some(#ttl_from_var) => cache.with_ttl_from(#ttl_from_var),
+                        ::core::option::Option::None => cache,
+                    }
                 })
             }
         }
@@ -789,6 +880,11 @@ impl Plan<'_> {
             quote_spanned!(path.span()=> .with_remote(#path))
         });
         let single_flight = self.options.single_flight.as_ref().is_none_or(|f| f.value);
+        let freshness = self.freshness();
+        let ttl_from = self.options.ttl_from.as_ref().map(|ttl_from| {
+            let path = &ttl_from.value;
+            quote_spanned!(path.span()=> .with_ttl_from(#path))
+        });
         quote! {
             #[doc(hidden)]
             #[inline]
@@ -798,6 +894,8 @@ impl Plan<'_> {
                 #slot_var.get_or_init(|| {
                     ::cachemere::__private::RemoteCache::new(#cache_name, #version, #ttl, #single_flight)
                         #with_remote
+                        .with_freshness(#freshness)
+                        #ttl_from
                 })
             }
         }
@@ -1156,7 +1254,7 @@ impl Plan<'_> {
 }
 
 /// Which entry point a body serves.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Call {
     /// The function itself.
     Plain,
@@ -1172,4 +1270,26 @@ fn is_lint(attr: &Attribute) -> bool {
     ["allow", "warn", "deny", "forbid", "expect"]
         .iter()
         .any(|lint| attr.path().is_ident(lint))
+}
+
+/// A duration option's value as a `Duration` expression (a constant one is checked when the
+/// crate is compiled).
+fn duration(duration: &Duration) -> TokenStream {
+    match duration {
+        Duration::Millis(ms) => quote!(::cachemere::__private::Duration::from_millis(#ms)),
+        Duration::Const(expr) => quote_spanned! {expr.span()=>
+            const { ::cachemere::__private::checked_ttl(#expr) }
+        },
+    }
+}
+
+/// An optional duration option as an `Option<Duration>` expression.
+fn optional_duration(option: Option<&At<Duration>>) -> TokenStream {
+    match option {
+        Some(at) => {
+            let duration = duration(&at.value);
+            quote!(::core::option::Option::Some(#duration))
+        }
+        None => quote!(::core::option::Option::None),
+    }
 }

@@ -117,3 +117,26 @@ fn ungroup(ty: &Type) -> &Type {
         other => other,
     }
 }
+
+/// How a background computation (stale-while-revalidate, a soft timeout) gets its own copy of
+/// an argument.
+pub(crate) enum Background {
+    /// `&T` with `T` borrowing nothing: `T::Owned` (by `ToOwned`), lent to the function.
+    Owned,
+    /// A type borrowing nothing: moved into the computation.
+    Moved,
+}
+
+/// How `ty` is copied for a background computation; `None` if it borrows in a way that
+/// cannot be copied (`Cow<'_, T>`, `Option<&T>`, a struct with a lifetime).
+pub(crate) fn background(ty: &Type) -> Option<Background> {
+    match ungroup(ty) {
+        Type::Reference(reference)
+            if reference.mutability.is_none() && !borrows_elsewhere(&reference.elem) =>
+        {
+            Some(Background::Owned)
+        }
+        other if !borrows_elsewhere(other) => Some(Background::Moved),
+        _ => None,
+    }
+}

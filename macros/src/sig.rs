@@ -7,7 +7,7 @@ use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, ReturnType, Type};
 
 use crate::attr::{Errors, Options};
 use crate::context::Place;
-use crate::shape::{Shape, borrows_elsewhere, shape};
+use crate::shape::{Shape, background, borrows_elsewhere, shape};
 
 /// One named argument of the function.
 pub(crate) struct Arg {
@@ -229,6 +229,13 @@ pub(crate) fn analyze(function: &ItemFn, options: &Options, place: Place) -> syn
     // are associated functions beside it (`Type::f_cache_info()`).
     let is_method = place == Place::Inherent || receiver.is_some() || mentions_self(function);
     check_remote_options(options, is_method, &mut errors);
+    check_freshness_options(
+        options,
+        sig.asyncness.is_some(),
+        (&receiver, &args),
+        return_kind,
+        &mut errors,
+    );
     errors.finish()?;
     Ok(Analysis {
         receiver,
@@ -389,6 +396,103 @@ fn check_remote_options(options: &Options, is_method: bool, errors: &mut Errors)
                 "`remote` chooses the store of a remote cache; it goes with backend = \"redis\" \
                  or \"remote\": remove it, or choose a remote backend",
             );
+        }
+    }
+}
+
+/// The freshness options: what each needs, and the signature a background computation needs.
+fn check_freshness_options(
+    options: &Options,
+    is_async: bool,
+    (receiver, args): (&Option<Receiver>, &[Arg]),
+    return_kind: ReturnKind,
+    errors: &mut Errors,
+) {
+    if options.ttl.is_none() {
+        let windows = [
+            (&options.stale_while_revalidate, "stale_while_revalidate"),
+            (&options.stale_if_error, "stale_if_error"),
+            (&options.jitter, "jitter"),
+        ];
+        for (option, name) in windows {
+            if let Some(option) = option {
+                errors.at(
+                    option.span,
+                    format!("`{name}` counts from the end of an entry's TTL: add `ttl = ...`"),
+                );
+            }
+        }
+    }
+    if let (Some(retry_after), None) = (&options.retry_after, &options.stale_if_error) {
+        errors.at(
+            retry_after.span,
+            "`retry_after` says how long `stale_if_error` serves the stale value before a failed \
+             key is retried: add `stale_if_error = ...`, or remove `retry_after`",
+        );
+    }
+    if let Some(timeout) = &options.timeout {
+        if !is_async {
+            errors.at(
+                timeout.span,
+                "`timeout` applies to `async fn`s: a sync call cannot return before its \
+                 computation ends; make the function `async`, or remove `timeout`",
+            );
+        } else if options.stale_if_error.is_none() {
+            errors.at(
+                timeout.span,
+                "`timeout` answers a slow recomputation with the stale value that \
+                 `stale_if_error` keeps: add `stale_if_error = ...`",
+            );
+        }
+    }
+    if let Some(stale_if_error) = &options.stale_if_error {
+        let keeps_failures = |flag: &Option<syn::LitBool>| flag.as_ref().is_some_and(|f| f.value);
+        let can_fail = match return_kind {
+            ReturnKind::Result => !keeps_failures(&options.cache_err),
+            ReturnKind::Option => !keeps_failures(&options.cache_none),
+            ReturnKind::Other => false,
+        };
+        if !can_fail {
+            errors.at(
+                stale_if_error.span,
+                "`stale_if_error` answers with the last value when a recomputation returns \
+                 `Err` or `None`, and every result of this function is stored (it returns \
+                 neither `Result` nor `Option`, or `cache_err`/`cache_none` stores its failures); \
+                 return `Result<T, E>` or `Option<T>`, or remove `stale_if_error`",
+            );
+        }
+    }
+    let in_background = match (&options.stale_while_revalidate, &options.timeout) {
+        (Some(option), _) => Some(("stale_while_revalidate", option.span)),
+        (None, Some(option)) if is_async => Some(("timeout", option.span)),
+        _ => None,
+    };
+    if let Some((option, _)) = in_background {
+        if let Some(receiver) = receiver
+            && receiver.skipped
+        {
+            errors.at(
+                receiver.span,
+                format!(
+                    "with `{option}` the function may run in the background, on its own clone \
+                     of `self`; with `skip(self)` the entry does not say which receiver computed \
+                     it: keep `self` in the key, or make this an associated function taking what \
+                     it needs"
+                ),
+            );
+        }
+        for arg in args {
+            if background(&arg.ty).is_none() {
+                errors.at(
+                    arg.ty.span(),
+                    format!(
+                        "with `{option}` the function may run in the background, after this \
+                         call returns, on owned copies of its arguments; `{}` borrows in a way \
+                         that cannot be copied: take an owned type or a plain `&T`",
+                        arg.ident
+                    ),
+                );
+            }
         }
     }
 }
