@@ -12,6 +12,7 @@
 //! its [`Remote`](cachemere::remote::Remote), tested through the `RemoteStore` seam and through
 //! `#[cached(backend = "remote", remote = ..)]` functions.
 
+pub mod freshness;
 pub mod gate;
 pub mod peer;
 pub mod redis_harness;
@@ -430,6 +431,11 @@ macro_rules! __shared_conformance_cases {
             assert_eq!(FLIGHT_CALLS.load(Ordering::SeqCst), 1);
             let info = contended::cache_info();
             assert_eq!((info.hits, info.misses), (CALLERS as u64 - 1, 1));
+        }
+
+        /// Stale-while-revalidate, stale-if-error, timeouts, jitter and per-value TTLs.
+        mod freshness {
+            $crate::__freshness_cases!($($backend)*);
         }
 
         /// `set`, `peek`, `refresh`, `call` and `uncached`, sync and async.
