@@ -1,5 +1,7 @@
 //! The calls `scripts/instructions.sh` counts instructions of (callgrind): `u64`, `str`,
-//! `tagged` (TTL and one tag) hits, and `miss` (each call a new key, populated).
+//! `tagged` (TTL and one tag) hits, `miss` (each call a new key, populated), and `stale` (a hit
+//! on a stale entry while its refresh is throttled: what every stale hit costs but the one
+//! that starts the refresh).
 
 use std::hint::black_box;
 
@@ -23,6 +25,31 @@ fn tagged(id: u64) -> u64 {
 #[cached(maxsize = 100_000_000)]
 fn fresh(k: u64) -> u64 {
     k
+}
+
+static REFRESHES_FAIL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cached(ttl = "1ms", stale_while_revalidate = "1h", stale_if_error = "1h", retry_after = "1h", tags = ["user:{id}"], maxsize = 100_000_000)]
+fn stale(id: u64) -> Result<u64, ()> {
+    if REFRESHES_FAIL.load(std::sync::atomic::Ordering::Relaxed) {
+        Err(())
+    } else {
+        Ok(id)
+    }
+}
+
+/// Waits until `stale`'s refreshes have all ended (they run on refresh threads).
+fn refreshes_settled() {
+    let mut last = u64::MAX;
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let info = stale::cache_info();
+        let ended = info.refreshes_succeeded + info.refreshes_failed;
+        if ended == info.refreshes_started && ended == last {
+            return;
+        }
+        last = ended;
+    }
 }
 
 fn main() {
@@ -51,6 +78,16 @@ fn main() {
             fresh(u64::MAX);
             for i in 0..n {
                 black_box(fresh(black_box(i)));
+            }
+        }
+        "stale" => {
+            let _ = stale(1);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            REFRESHES_FAIL.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = stale(1); // starts the refresh, which fails: throttled from now on
+            refreshes_settled();
+            for _ in 0..n {
+                let _ = black_box(stale(black_box(1)));
             }
         }
         _ => panic!("mode"),
