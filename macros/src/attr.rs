@@ -30,6 +30,7 @@ mod kw {
     syn::custom_keyword!(timeout);
     syn::custom_keyword!(jitter);
     syn::custom_keyword!(ttl_from);
+    syn::custom_keyword!(idle);
 }
 
 /// The options written in `#[cached(...)]`, each with the span of the option for errors.
@@ -63,6 +64,8 @@ pub(crate) struct Options {
     pub(crate) jitter: Option<At<Duration>>,
     /// `ttl_from = path`: a `fn(&T) -> Option<Duration>` giving a value's own TTL.
     pub(crate) ttl_from: Option<At<Path>>,
+    /// Sliding expiry: an entry not read for this long expires.
+    pub(crate) idle: Option<At<Duration>>,
 }
 
 impl Options {
@@ -112,7 +115,7 @@ pub(crate) enum BackendChoice {
 /// carries one key per tag; remote frames hold up to 65,533).
 const MOST_TAGS: usize = 1024;
 
-const OPTIONS: &str = "ttl, maxsize, tags, key, key_type, skip, name, backend, version, remote, cache_none, cache_err, single_flight, trace_args, stale_while_revalidate, stale_if_error, retry_after, timeout, jitter, ttl_from";
+const OPTIONS: &str = "ttl, maxsize, tags, key, key_type, skip, name, backend, version, remote, cache_none, cache_err, single_flight, trace_args, stale_while_revalidate, stale_if_error, retry_after, timeout, jitter, ttl_from, idle";
 
 /// The errors met so far, combined into one.
 #[derive(Default)]
@@ -408,6 +411,9 @@ impl Options {
         } else if lookahead.peek(kw::jitter) {
             let span = input.parse::<kw::jitter>()?.span;
             (&mut self.jitter, "jitter", span)
+        } else if lookahead.peek(kw::idle) {
+            let span = input.parse::<kw::idle>()?.span;
+            (&mut self.idle, "idle", span)
         } else {
             return Ok(None);
         }))

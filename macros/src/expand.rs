@@ -769,6 +769,7 @@ impl Plan<'_> {
         let sie = optional_duration(options.stale_if_error.as_ref());
         let timeout = optional_duration(options.timeout.as_ref());
         let jitter = optional_duration(options.jitter.as_ref());
+        let idle = optional_duration(options.idle.as_ref());
         let retry_after = options.retry_after.as_ref().map(|retry_after| {
             let retry_after = duration(&retry_after.value);
             quote!(.with_retry_after(#retry_after))
@@ -779,6 +780,7 @@ impl Plan<'_> {
                 .with_stale_if_error(#sie)
                 .with_timeout(#timeout)
                 .with_jitter(#jitter)
+                .with_idle(#idle)
                 #retry_after
         }
     }

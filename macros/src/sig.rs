@@ -423,6 +423,25 @@ fn check_freshness_options(
             }
         }
     }
+    if let Some(idle) = &options.idle {
+        let fixed = [
+            (&options.stale_while_revalidate, "stale_while_revalidate"),
+            (&options.stale_if_error, "stale_if_error"),
+            (&options.jitter, "jitter"),
+        ];
+        for (option, name) in fixed {
+            if option.is_some() {
+                errors.at(
+                    idle.span,
+                    format!(
+                        "`idle` renews an entry on every read, and `{name}` counts from a fixed \
+                         expiry: use one of them (give `ttl` to cap how long a read-often entry \
+                         lives)"
+                    ),
+                );
+            }
+        }
+    }
     if let (Some(retry_after), None) = (&options.retry_after, &options.stale_if_error) {
         errors.at(
             retry_after.span,

@@ -128,9 +128,14 @@ pub struct Cache<K, S, const N: usize, B> {
     freshness: Freshness,
     /// `ttl_from = path`: a value's own TTL, bounded by `ttl`.
     ttl_from: Option<fn(&S) -> Option<Duration>>,
-    /// Whether entries can expire (a TTL or `ttl_from`): only then is the precise clock read
-    /// on a miss.
+    /// Whether entries can expire (a TTL, `ttl_from` or `idle`): only then is the precise
+    /// clock read on a miss.
     expires: bool,
+    /// `idle`, in nanoseconds: an entry not read for this long expires.
+    idle_ns: Option<u64>,
+    /// With `idle`, a hit leaves the fast path to renew its entry once less than this (half
+    /// of `idle`) is left; 0 without.
+    renew_margin_ns: u64,
     /// Keys with a background refresh under way, and keys whose recomputation failed
     /// recently (`retry_after`).
     revalidation: Revalidation,
@@ -198,7 +203,10 @@ where
             .saturating_mul(4);
         let flights = config.single_flight.then(Flights::new);
         let freshness = config.freshness;
-        let expires = config.ttl.is_some();
+        let idle_ns = freshness
+            .idle
+            .map(|idle| u64::try_from(idle.as_nanos()).map_or(MAX_TTL_NS, |ns| ns.min(MAX_TTL_NS)));
+        let expires = config.ttl.is_some() || idle_ns.is_some();
         Cache {
             backend,
             config,
@@ -213,6 +221,8 @@ where
             freshness,
             ttl_from: None,
             expires,
+            idle_ns,
+            renew_margin_ns: idle_ns.map_or(0, |idle| (idle / 2).max(1)),
             revalidation: Revalidation::new(),
         }
     }
@@ -266,21 +276,75 @@ where
         }
     }
 
-    /// When an entry for `value`, computed from `written_at`, stops being fresh (see
-    /// `Freshness::lifetime`); `None` when the value says it is already expired.
-    fn fresh_until(&self, written_at: u64, value: &S) -> Option<u64> {
+    /// When an entry for `value`, computed from `written_at` and last read at `read_at`, stops
+    /// being fresh (see `Freshness::lifetime`; with `idle`, at most `idle` after `read_at`);
+    /// `None` when the value says it is already expired.
+    fn fresh_until(&self, written_at: u64, value: &S, read_at: u64) -> Option<u64> {
         let own = self.ttl_from.and_then(|ttl_from| ttl_from(value));
-        match self.freshness.lifetime(self.config.ttl, own) {
-            None => Some(NEVER),
-            Some(lifetime) if lifetime.is_zero() => None,
-            // A clock that could not be read gives an entry that is never fresh.
-            Some(_) if written_at == u64::MAX => Some(0),
+        // A clock that could not be read gives an entry that is never fresh.
+        let unreadable = written_at == u64::MAX || read_at == u64::MAX;
+        let lifetime = match self.freshness.lifetime(self.config.ttl, own) {
+            None => NEVER,
+            Some(lifetime) if lifetime.is_zero() => return None,
+            Some(_) if unreadable => return Some(0),
             Some(lifetime) => {
                 let ns =
                     u64::try_from(lifetime.as_nanos()).map_or(MAX_TTL_NS, |ns| ns.min(MAX_TTL_NS));
-                Some(written_at.saturating_add(ns).min(NEVER - 1))
+                written_at.saturating_add(ns).min(NEVER - 1)
             }
+        };
+        Some(match self.idle_ns {
+            None => lifetime,
+            Some(_) if unreadable => 0,
+            Some(idle) => lifetime.min(read_at.saturating_add(idle)),
+        })
+    }
+
+    /// Whether a hit on `entry` should renew it (`idle`, and less than half of it left): it
+    /// leaves the fast path for the one that renews.
+    #[inline(always)]
+    fn needs_renewal(&self, entry: &Entry<S, N>) -> bool {
+        self.renew_margin_ns != 0
+            && entry.fresh_until != NEVER
+            && clock::coarse_ns().saturating_add(self.renew_margin_ns) >= entry.fresh_until
+    }
+
+    /// With `idle`: stores `entry` again, fresh for `idle` from now (at most its TTL), unless an
+    /// invalidation came since `generation` was read (see `store_entry`). Done as the key's
+    /// flight leader, so that no computation of the key can be storing a newer value that
+    /// this older one would replace; if one is under way, the entry is left as it is.
+    fn renew(
+        &self,
+        key: &K,
+        stripe: usize,
+        generation: Generation,
+        entry: Entry<S, N>,
+    ) -> Entry<S, N> {
+        if self.idle_ns.is_none() {
+            return entry;
         }
+        let now = clock::precise_ns();
+        let Some(renewed) = self.fresh_until(entry.written_at, &entry.value, now) else {
+            return entry;
+        };
+        if renewed <= entry.fresh_until {
+            // At its TTL already.
+            return entry;
+        }
+        let guard = match self.flights.as_ref().map(|flights| flights.join(key)) {
+            Some(Role::Leader(guard)) => Some(guard),
+            Some(Role::Follower(_)) => return entry,
+            None => None,
+        };
+        let renewed = Entry {
+            fresh_until: renewed,
+            ..entry.clone()
+        };
+        let _ = self.store_entry(key.clone(), stripe, generation, renewed);
+        if let Some(guard) = guard {
+            guard.finish(None);
+        }
+        entry
     }
 
     /// The fresh entry for `key`, if any (not counted).
@@ -306,6 +370,9 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         let entry = self.fresh_entry(key)?;
+        if self.needs_renewal(&entry) {
+            return None;
+        }
         self.counters.hits.increment();
         Some(entry.value)
     }
@@ -316,8 +383,13 @@ where
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
-        let (value, served) = self.hit(key)?;
-        Some(served.into_hit(load(value)))
+        let entry = self.fresh_entry(key)?;
+        if self.needs_renewal(&entry) {
+            return None;
+        }
+        self.counters.hits.increment();
+        let served = Served::hit_at(self.written_at(&entry));
+        Some(served.into_hit(load(entry.value)))
     }
 
     /// A counted hit, with when the value's computation started.
@@ -461,7 +533,7 @@ where
         followed: bool,
     ) -> Computed<R, S, N> {
         let Some((value, fresh_until)) = keep(&result).and_then(|value| {
-            let fresh_until = self.fresh_until(started.written_at, value)?;
+            let fresh_until = self.fresh_until(started.written_at, value, started.written_at)?;
             Some((value.clone(), fresh_until))
         }) else {
             return Computed {
@@ -554,7 +626,8 @@ where
         let stripe = self.key_stripe(&key);
         self.supersede(stripe);
         let started = self.start(stripe);
-        let Some(fresh_until) = self.fresh_until(started.written_at, &value) else {
+        let Some(fresh_until) = self.fresh_until(started.written_at, &value, started.written_at)
+        else {
             // The value says it is already expired.
             return SetOutcome::NotStored(self.invalidate(&key));
         };
@@ -730,7 +803,8 @@ where
     /// What the store holds for `key` on a lookup's slow path, when stale values may be served
     /// (else nothing is read here: the fast path looked).
     fn found(&self, key: &K, stripe: usize, mode: Mode) -> Found<S, N> {
-        if mode != Mode::Lookup || !self.freshness.serves_stale() {
+        let looks = self.freshness.serves_stale() || self.idle_ns.is_some();
+        if mode != Mode::Lookup || !looks {
             return Found::Nothing;
         }
         // Read before the entry: an invalidation that removes it after this moved it first.
@@ -744,7 +818,7 @@ where
             }
         };
         match self.freshness.verdict(self.overdue(&entry)) {
-            Verdict::Fresh => Found::Fresh(entry),
+            Verdict::Fresh => Found::Fresh(self.renew(key, stripe, generation, entry)),
             verdict if verdict.is_usable() => Found::Stale(Prior {
                 entry,
                 generation,

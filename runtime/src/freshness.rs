@@ -59,6 +59,9 @@ pub struct Freshness {
     pub timeout: Option<Duration>,
     /// Each entry's TTL is extended by a random amount up to this.
     pub jitter: Option<Duration>,
+    /// Sliding expiry: an entry not read for this long expires; each read renews it (at most
+    /// once per half of this, per key), up to the TTL if there is one.
+    pub idle: Option<Duration>,
 }
 
 impl Default for Freshness {
@@ -76,6 +79,7 @@ impl Freshness {
             retry_after: DEFAULT_RETRY_AFTER,
             timeout: None,
             jitter: None,
+            idle: None,
         }
     }
 
@@ -106,6 +110,12 @@ impl Freshness {
     /// Sets [`jitter`](Self::jitter).
     pub const fn with_jitter(mut self, jitter: Option<Duration>) -> Self {
         self.jitter = jitter;
+        self
+    }
+
+    /// Sets [`idle`](Self::idle).
+    pub const fn with_idle(mut self, idle: Option<Duration>) -> Self {
+        self.idle = idle;
         self
     }
 
@@ -200,19 +210,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The most keys whose retries are remembered as throttled; beyond it, lapsed ones are dropped
-/// first, then the oldest.
+/// The most keys a [`Deadlines`] remembers; beyond it, lapsed ones are dropped first, then the
+/// one due soonest.
 const THROTTLED_KEYS: usize = 4096;
 
-/// Per key (by hash), when its recomputation may be tried again after a failure.
-pub(crate) struct Throttle {
+/// Per key (by hash), until when something holds: a failed key's retries are throttled, a
+/// renewed key needs no renewal yet.
+pub(crate) struct Deadlines {
     until: Mutex<HashMap<u64, Instant>>,
     hasher: RandomState,
 }
 
-impl Throttle {
+impl Deadlines {
     pub(crate) fn new() -> Self {
-        Throttle {
+        Deadlines {
             until: Mutex::new(HashMap::new()),
             hasher: RandomState::default(),
         }
@@ -222,8 +233,8 @@ impl Throttle {
         self.hasher.hash_one(key)
     }
 
-    /// Whether `key`'s recomputation failed less than `retry_after` ago.
-    pub(crate) fn is_throttled(&self, key: u64) -> bool {
+    /// Whether `key`'s deadline is still ahead.
+    pub(crate) fn holds(&self, key: u64) -> bool {
         let mut until = lock(&self.until);
         match until.get(&key) {
             Some(at) if Instant::now() < *at => true,
@@ -235,8 +246,8 @@ impl Throttle {
         }
     }
 
-    /// Notes that `key`'s recomputation failed now.
-    pub(crate) fn failed(&self, key: u64, retry_after: Duration) {
+    /// Sets `key`'s deadline `lasting` from now.
+    pub(crate) fn set(&self, key: u64, lasting: Duration) {
         let now = Instant::now();
         let mut until = lock(&self.until);
         if until.len() >= THROTTLED_KEYS {
@@ -247,18 +258,18 @@ impl Throttle {
                 until.remove(&oldest);
             }
         }
-        until.insert(key, now + retry_after);
+        until.insert(key, now + lasting);
     }
 
-    /// Forgets `key`'s failure (a recomputation succeeded, or the key was invalidated).
-    pub(crate) fn succeeded(&self, key: u64) {
+    /// Forgets `key`'s deadline.
+    pub(crate) fn forget(&self, key: u64) {
         let mut until = lock(&self.until);
         if !until.is_empty() {
             until.remove(&key);
         }
     }
 
-    /// Forgets every failure (`cache_clear`).
+    /// Forgets every deadline (`cache_clear`).
     pub(crate) fn clear(&self) {
         lock(&self.until).clear();
     }
@@ -303,14 +314,14 @@ impl Drop for RefreshTicket {
 /// What a cache keeps to act on its freshness policy, whatever its engine: the keys (by
 /// hash) being refreshed in the background and the keys whose recomputation failed recently.
 pub(crate) struct Revalidation {
-    throttle: Throttle,
+    throttle: Deadlines,
     refreshing: Refreshing,
 }
 
 impl Revalidation {
     pub(crate) fn new() -> Self {
         Revalidation {
-            throttle: Throttle::new(),
+            throttle: Deadlines::new(),
             refreshing: Refreshing::new(),
         }
     }
@@ -322,13 +333,13 @@ impl Revalidation {
 
     /// Whether `key`'s recomputation failed less than `retry_after` ago.
     pub(crate) fn is_throttled(&self, key: u64) -> bool {
-        self.throttle.is_throttled(key)
+        self.throttle.holds(key)
     }
 
     /// A ticket to refresh `key` in the background (counted as started), unless one is
     /// under way or its retries are throttled after a failure.
     pub(crate) fn ticket(&'static self, key: u64, counters: &Counters) -> Option<RefreshTicket> {
-        if self.throttle.is_throttled(key) {
+        if self.throttle.holds(key) {
             return None;
         }
         let ticket = self.refreshing.start(key)?;
@@ -340,9 +351,9 @@ impl Revalidation {
     /// `retry_after`, a success lifts that.
     pub(crate) fn attempted(&self, key: u64, succeeded: bool, retry_after: Duration) {
         if succeeded {
-            self.throttle.succeeded(key);
+            self.throttle.forget(key);
         } else {
-            self.throttle.failed(key, retry_after);
+            self.throttle.set(key, retry_after);
         }
     }
 
@@ -755,15 +766,15 @@ mod tests {
 
     #[test]
     fn throttling_lapses_and_is_bounded() {
-        let throttle = Throttle::new();
-        throttle.failed(1, Duration::from_secs(60));
-        throttle.failed(2, Duration::ZERO);
-        assert!(throttle.is_throttled(1));
-        assert!(!throttle.is_throttled(2));
-        throttle.succeeded(1);
-        assert!(!throttle.is_throttled(1));
+        let throttle = Deadlines::new();
+        throttle.set(1, Duration::from_secs(60));
+        throttle.set(2, Duration::ZERO);
+        assert!(throttle.holds(1));
+        assert!(!throttle.holds(2));
+        throttle.forget(1);
+        assert!(!throttle.holds(1));
         for key in 0..(THROTTLED_KEYS as u64 * 2) {
-            throttle.failed(key, Duration::from_secs(60));
+            throttle.set(key, Duration::from_secs(60));
         }
         assert!(lock(&throttle.until).len() <= THROTTLED_KEYS);
     }

@@ -253,6 +253,42 @@ macro_rules! __freshness_cases {
             assert!(fresh < 40, "no entry expired");
         }
 
+        static SLIDING_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+        #[::cachemere::cached($($backend)*, idle = "3s")]
+        fn sliding(arm: &str, id: u64) -> u64 {
+            SLIDING_RUNS.fetch_add(1, SeqCst);
+            id
+        }
+
+        #[::cachemere::cached($($backend)*, ttl = "1500ms", idle = "1h")]
+        fn capped_sliding(arm: &str, id: u64) -> u64 {
+            SLIDING_RUNS.fetch_add(1, SeqCst);
+            id
+        }
+
+        /// Sliding expiry: an entry read every 300 ms outlives its 3 s idle window twice over;
+        /// left unread, it expires; `ttl` caps how long reads keep it.
+        #[test]
+        fn sliding_expiry() {
+            assert_eq!(sliding::call(ARM, 1).status, Status::Miss);
+            let until = Instant::now() + Duration::from_secs(7);
+            while Instant::now() < until {
+                ::std::thread::sleep(Duration::from_millis(300));
+                assert_eq!(sliding::call(ARM, 1).status, Status::Hit, "renewed by reads");
+            }
+            ::std::thread::sleep(Duration::from_secs(7));
+            assert_eq!(sliding::call(ARM, 1).status, Status::Miss, "expired unread");
+
+            assert_eq!(capped_sliding::call(ARM, 1).status, Status::Miss);
+            for _ in 0..4 {
+                ::std::thread::sleep(Duration::from_millis(200));
+                let _ = capped_sliding(ARM, 1);
+            }
+            ::std::thread::sleep(Duration::from_millis(1500));
+            assert_eq!(capped_sliding::call(ARM, 1).status, Status::Miss, "the TTL caps the renewals");
+        }
+
         static OWN_TTL_RUNS: AtomicUsize = AtomicUsize::new(0);
 
         /// The value's own TTL: its second field in milliseconds (`u64::MAX`: none of its own).

@@ -20,7 +20,7 @@ use super::{Remote, default_remote, key};
 use crate::backend::BackendError;
 use crate::backend::CacheConfig;
 use crate::flight::{Flights, LeaderGuard, Role, led_by_this_thread};
-use crate::freshness::{self, Freshness, Revalidation, Verdict};
+use crate::freshness::{self, Deadlines, Freshness, Revalidation, Verdict};
 use crate::invalidation::Invalidation;
 use crate::observe::{self, Scope};
 use crate::outcome::{Cached, Mode, Served, SetOutcome, WrittenAt};
@@ -69,6 +69,8 @@ pub struct RemoteCache<S> {
     /// Keys (by entry key) with a background refresh under way in this process, and keys
     /// whose recomputation failed recently in it (`retry_after`).
     revalidation: Revalidation,
+    /// (`idle`) keys whose expiry this process renewed less than half of `idle` ago.
+    renewed: Deadlines,
     _stored: PhantomData<fn() -> S>,
 }
 
@@ -327,6 +329,7 @@ impl<S> RemoteCache<S> {
             freshness: Freshness::new(),
             ttl_from: None,
             revalidation: Revalidation::new(),
+            renewed: Deadlines::new(),
             _stored: PhantomData,
         }
     }
@@ -446,6 +449,16 @@ impl<S> RemoteCache<S> {
         (now >= fresh_until).then(|| Duration::from_millis(now - fresh_until))
     }
 
+    /// The store's time to live for an entry fresh for `fresh_for` more: that, at most `idle`
+    /// (renewed by reads), plus the longest stale window (served stale, never as fresh).
+    fn store_ttl(&self, fresh_for: Duration) -> Duration {
+        let fresh_for = self
+            .freshness
+            .idle
+            .map_or(fresh_for, |idle| idle.min(fresh_for));
+        fresh_for.saturating_add(self.freshness.stale_window())
+    }
+
     fn entry_ttl(&self, remote: &Remote) -> Duration {
         let max_ttl = remote.max_ttl();
         self.ttl
@@ -527,6 +540,7 @@ impl<S> RemoteCache<S> {
         self.note_invalidation();
         self.counters.reset();
         self.revalidation.clear();
+        self.renewed.clear();
         observe::invalidated(self.name, Scope::Clear, outcome)
     }
 
@@ -647,8 +661,40 @@ const MARKER_TTL: Duration = Duration::from_secs(600);
 const COUNT_INTERVAL: Duration = Duration::from_secs(1);
 
 impl<S: RemoteValue> RemoteCache<S> {
-    /// Judges what a read returned.
+    /// Judges what a call's read returned; with `idle`, a fresh value's expiry is renewed (at
+    /// most once per half of `idle` per key in this process, without waiting for it).
     fn judge(&self, plan: &Plan, read: Result<Vec<Option<Vec<u8>>>, BackendError>) -> Found<S> {
+        self.judge_read(plan, read, true)
+    }
+
+    /// Renews the expiry of the planned entry (`idle`): `idle` from now, at most to its
+    /// freshness deadline (its TTL).
+    fn renew(&self, plan: &Plan, fresh_until: u64) {
+        let Some(idle) = self.freshness.idle else {
+            return;
+        };
+        let hash = self.revalidation.hash(plan.entry_key());
+        if self.renewed.holds(hash) {
+            return;
+        }
+        self.renewed.set(hash, idle / 2);
+        let left = Duration::from_millis(fresh_until.saturating_sub(unix_ms()));
+        let ttl = idle.min(left);
+        if ttl < Duration::from_millis(1) {
+            return;
+        }
+        let key = plan.entry_key().clone();
+        plan.remote
+            .detach(move |store: &dyn super::RemoteStore| store.expire(key, ttl));
+    }
+
+    /// Judges what a read returned (`renew`: see [`judge`](Self::judge)).
+    fn judge_read(
+        &self,
+        plan: &Plan,
+        read: Result<Vec<Option<Vec<u8>>>, BackendError>,
+        renew: bool,
+    ) -> Found<S> {
         let values = match read {
             Ok(values) if values.len() == plan.read_keys.len() => values,
             Ok(values) => {
@@ -698,11 +744,16 @@ impl<S: RemoteValue> RemoteCache<S> {
                                 };
                                 let written_at = written_at(&token);
                                 return match self.freshness.verdict(self.overdue(fresh_until)) {
-                                    Verdict::Fresh => Found::Hit {
-                                        value,
-                                        written_at,
-                                        write,
-                                    },
+                                    Verdict::Fresh => {
+                                        if renew {
+                                            self.renew(plan, fresh_until);
+                                        }
+                                        Found::Hit {
+                                            value,
+                                            written_at,
+                                            write,
+                                        }
+                                    }
                                     verdict => Found::Stale {
                                         value,
                                         written_at,
@@ -797,7 +848,7 @@ impl<S: RemoteValue> RemoteCache<S> {
                 let fresh_until = written_at.saturating_add(millis(lifetime));
                 (
                     frame(codec, &prepared.stamps, (written_at, fresh_until), &payload),
-                    remaining.saturating_add(self.freshness.stale_window()),
+                    self.store_ttl(remaining),
                 )
             }
             None if prepared.own_lease => (marker(Kind::Tombstone), Duration::from_millis(1)),
@@ -1525,7 +1576,8 @@ impl<S: RemoteValue> RemoteCache<S> {
     }
 
     fn peeked(&self, plan: &Plan, read: Result<Vec<Option<Vec<u8>>>, BackendError>) -> Option<S> {
-        match self.judge(plan, read) {
+        // A peek reads without renewing.
+        match self.judge_read(plan, read, false) {
             Found::Hit { value, .. } => Some(value),
             Found::Stale { .. } | Found::Miss(_) => None,
         }
@@ -1574,8 +1626,7 @@ impl<S: RemoteValue> RemoteCache<S> {
         let entry_key = plan.entry_key().clone();
         let stamp_keys = plan.read_keys[1..].to_vec();
         let lifetime = self.lifetime(&plan.remote, value);
-        // Kept for the stale windows too; served as fresh only for its lifetime.
-        let ttl = lifetime.saturating_add(self.freshness.stale_window());
+        let ttl = self.store_ttl(lifetime);
         let stamp_ttl = plan.remote.stamp_ttl();
         let written_at = unix_ms();
         let times = (written_at, written_at.saturating_add(millis(lifetime)));

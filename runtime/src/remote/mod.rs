@@ -219,6 +219,15 @@ pub trait RemoteStore: Send + Sync + 'static {
     /// Deletes `key`; returns whether it existed.
     fn delete(&self, key: String) -> StoreFuture<bool>;
 
+    /// Sets the time to live of `key`, if it exists, to `ttl` (Redis `PEXPIRE`); returns
+    /// whether it existed. Used by sliding expiry (`idle`): a read renews its entry. The
+    /// default renews nothing (`Ok(false)`): entries of an `idle` cache then expire `idle`
+    /// after they were written, read or not.
+    fn expire(&self, key: String, ttl: Duration) -> StoreFuture<bool> {
+        let _ = (key, ttl);
+        Box::pin(async { Ok(false) })
+    }
+
     /// How many keys start with `prefix` (may be approximate; used for `currsize`).
     fn count_prefix(&self, prefix: String) -> StoreFuture<u64>;
 
@@ -640,6 +649,21 @@ impl Remote {
         F: FnOnce(&dyn RemoteStore) -> StoreFuture<T> + Send + 'static,
     {
         self.call_with(true, op).await
+    }
+
+    /// Runs `op` on cachemere's runtime without waiting for it (its failure is noted in the
+    /// remote's health like any other).
+    pub(crate) fn detach<T, F>(&self, op: F)
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn RemoteStore) -> StoreFuture<T> + Send + 'static,
+    {
+        let remote = self.clone();
+        if let Ok(runtime) = runtime() {
+            drop(runtime.spawn(async move {
+                let _ = remote.call(op).await;
+            }));
+        }
     }
 
     /// As [`call`](Self::call), with or without the circuit breaker.

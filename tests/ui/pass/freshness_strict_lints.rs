@@ -30,6 +30,12 @@ pub async fn price(item: &str, verbose: bool) -> Option<u64> {
     Some(item.len() as u64)
 }
 
+/// Sliding expiry, capped by a TTL.
+#[cached(ttl = "1h", idle = "10m")]
+pub fn session(id: u64) -> Option<u64> {
+    Some(id)
+}
+
 /// A type with a refreshed method.
 #[derive(Clone, Hash, PartialEq, Eq)]
 pub struct Catalog {
@@ -49,4 +55,5 @@ fn main() {
     let _ = token("ada", b"read", false);
     let _ = Catalog { region: 1 }.count(2);
     let _ = price;
+    let _ = session(1);
 }
