@@ -374,7 +374,7 @@ impl Plan<'_> {
             constructor
         };
         let ttl_from = self.ttl_from();
-        self.gate_cache(quote!(#path::<#key, #stored, _>(#constructor, #ttl_from)))
+        self.gate_cache(quote!(#path::<#key, #stored, _>(#constructor #ttl_from)))
     }
 
     /// The statements that bind the lookup key, and the expression of a reference to it.
@@ -785,16 +785,17 @@ impl Plan<'_> {
         }
     }
 
-    /// The argument a memory cache's accessor takes for `ttl_from`.
+    /// The argument a memory cache's accessor takes after the constructor for `ttl_from`
+    /// (none without it: a hit passes the accessor nothing it does not need).
     fn ttl_from(&self) -> TokenStream {
         match &self.options.ttl_from {
             Some(ttl_from) => {
                 let path = &ttl_from.value;
                 quote_spanned! {path.span()=>
-                    ::core::option::Option::Some(#path as fn(&_) -> ::core::option::Option<::cachemere::__private::Duration>)
+                    , #path as fn(&_) -> ::core::option::Option<::cachemere::__private::Duration>
                 }
             }
-            None => quote!(::core::option::Option::None),
+            None => quote!(),
         }
     }
 
@@ -818,13 +819,36 @@ impl Plan<'_> {
         };
         let ttl = self.ttl();
         let freshness = self.freshness();
-        let ttl_from_var = local("__cachemere_ttl_from");
         let single_flight = self.options.single_flight.as_ref().is_none_or(|f| f.value);
         let (k, v, b) = (
             format_ident!("__CachemereKey"),
             format_ident!("__CachemereStored"),
             format_ident!("__CachemereBackend"),
         );
+        let ttl_from_var = local("__cachemere_ttl_from");
+        let (ttl_from_param, init) = if self.options.ttl_from.is_some() {
+            (
+                quote!(#ttl_from_var: fn(&#v) -> ::core::option::Option<::cachemere::__private::Duration>,),
+                quote! {
+                    #slot_var.get_or_init_with((#backend_var, #ttl_from_var), |(#backend_var, #ttl_from_var)| {
+                        let #config_var = Self::#config();
+                        let #backend_var = #backend_var(&#config_var);
+                        ::cachemere::__private::Cache::new(#config_var, #backend_var).with_ttl_from(#ttl_from_var)
+                    })
+                },
+            )
+        } else {
+            (
+                quote!(),
+                quote! {
+                    #slot_var.get_or_init_with(#backend_var, |#backend_var| {
+                        let #config_var = Self::#config();
+                        let #backend_var = #backend_var(&#config_var);
+                        ::cachemere::__private::Cache::new(#config_var, #backend_var)
+                    })
+                },
+            )
+        };
         quote! {
             /// The cache's configuration (not generic, so that a `ttl` constant is evaluated
             /// when the crate is checked).
@@ -841,7 +865,7 @@ impl Plan<'_> {
             #[inline]
             fn #name<#k, #v, #b>(
                 #backend_var: fn(&::cachemere::__private::CacheConfig) -> #b,
-                #ttl_from_var: ::core::option::Option<fn(&#v) -> ::core::option::Option<::cachemere::__private::Duration>>,
+                #ttl_from_param
             ) -> &'static ::cachemere::__private::Cache<#k, #v, #tags, #b>
             where
                 #k: ::cachemere::__private::KeyPart,
@@ -849,15 +873,7 @@ impl Plan<'_> {
                 #b: ::cachemere::Backend<#k, ::cachemere::__private::Entry<#v, #tags>>,
             {
                 static #slot_var: ::cachemere::__private::CacheSlot = ::cachemere::__private::CacheSlot::new();
-                #slot_var.get_or_init_with((#backend_var, #ttl_from_var), |(#backend_var, #ttl_from_var)| {
-                    let #config_var = Self::#config();
-                    let #backend_var = #backend_var(&#config_var);
-                    let cache = ::cachemere::__private::Cache::new(#config_var, #backend_var);
-                    match #ttl_from_var {
-                        ::core::option::Option::Some(#ttl_from_var) => cache.with_ttl_from(#ttl_from_var),
-                        ::core::option::Option::None => cache,
-                    }
-                })
+                #init
             }
         }
     }

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -72,7 +73,7 @@ pub struct Entry<S, const N: usize> {
     value: S,
     /// Monotonic nanoseconds (see `clock`) at which the entry stops being fresh; [`NEVER`] if
     /// it does not expire. Per entry: jitter and `ttl_from` give entries their own.
-    fresh_until: u64,
+    fresh_until: NonZeroU64,
     /// Monotonic nanoseconds at which its computation (or `set`) started: `Age`, and where
     /// stale windows are measured from the freshness.
     written_at: u64,
@@ -136,6 +137,8 @@ pub struct Cache<K, S, const N: usize, B> {
     /// With `idle`, a hit leaves the fast path to renew its entry once less than this (half
     /// of `idle`) is left; 0 without.
     renew_margin_ns: u64,
+    /// `clock_slack_ns + renew_margin_ns`: what a hit adds to the coarse clock.
+    young_slack_ns: u64,
     /// Keys with a background refresh under way, and keys whose recomputation failed
     /// recently (`retry_after`).
     revalidation: Revalidation,
@@ -207,6 +210,7 @@ where
             .idle
             .map(|idle| u64::try_from(idle.as_nanos()).map_or(MAX_TTL_NS, |ns| ns.min(MAX_TTL_NS)));
         let expires = config.ttl.is_some() || idle_ns.is_some();
+        let renew_margin_ns = idle_ns.map_or(0, |idle| (idle / 2).max(1));
         Cache {
             backend,
             config,
@@ -222,7 +226,8 @@ where
             ttl_from: None,
             expires,
             idle_ns,
-            renew_margin_ns: idle_ns.map_or(0, |idle| (idle / 2).max(1)),
+            renew_margin_ns,
+            young_slack_ns: clock_slack_ns.saturating_add(renew_margin_ns),
             revalidation: Revalidation::new(),
         }
     }
@@ -247,7 +252,21 @@ where
 
     #[inline(always)]
     fn is_fresh(&self, entry: &Entry<S, N>) -> bool {
-        (entry.fresh_until == NEVER || self.is_unexpired(entry.fresh_until))
+        // Entries of a cache whose entries cannot expire are all fresh until `NEVER`: no clock.
+        (!self.expires || self.is_unexpired(entry.fresh_until.get()))
+            && entry.tags.iter().all(TagStamp::is_current)
+    }
+
+    /// [`is_fresh`](Self::is_fresh), for a hit on the fast path: with `idle`, an entry with
+    /// less than half of it left is not (the slow path renews it).
+    #[inline(always)]
+    fn is_fresh_and_young(&self, entry: &Entry<S, N>) -> bool {
+        // As `is_unexpired`, with the renewal margin folded into the coarse clock's slack, so
+        // that a hit far from its expiry costs what it does without `idle`.
+        let fresh_until = entry.fresh_until.get();
+        (!self.expires
+            || clock::coarse_ns().saturating_add(self.young_slack_ns) < fresh_until
+            || clock::precise_ns().saturating_add(self.renew_margin_ns) < fresh_until)
             && entry.tags.iter().all(TagStamp::is_current)
     }
 
@@ -265,14 +284,15 @@ where
 
     /// How long past its freshness an entry is, by the precise clock (`None`: fresh).
     fn overdue(&self, entry: &Entry<S, N>) -> Option<Duration> {
-        if entry.fresh_until == NEVER {
+        let fresh_until = entry.fresh_until.get();
+        if fresh_until == NEVER {
             return None;
         }
         match clock::precise_ns() {
             // A clock that cannot be read: expired, never stale-but-usable.
             u64::MAX => Some(Duration::MAX),
-            now if now < entry.fresh_until => None,
-            now => Some(Duration::from_nanos(now - entry.fresh_until)),
+            now if now < fresh_until => None,
+            now => Some(Duration::from_nanos(now - fresh_until)),
         }
     }
 
@@ -280,6 +300,9 @@ where
     /// being fresh (see `Freshness::lifetime`; with `idle`, at most `idle` after `read_at`);
     /// `None` when the value says it is already expired.
     fn fresh_until(&self, written_at: u64, value: &S, read_at: u64) -> Option<u64> {
+        if !self.expires {
+            return Some(NEVER);
+        }
         let own = self.ttl_from.and_then(|ttl_from| ttl_from(value));
         // A clock that could not be read gives an entry that is never fresh.
         let unreadable = written_at == u64::MAX || read_at == u64::MAX;
@@ -300,15 +323,6 @@ where
         })
     }
 
-    /// Whether a hit on `entry` should renew it (`idle`, and less than half of it left): it
-    /// leaves the fast path for the one that renews.
-    #[inline(always)]
-    fn needs_renewal(&self, entry: &Entry<S, N>) -> bool {
-        self.renew_margin_ns != 0
-            && entry.fresh_until != NEVER
-            && clock::coarse_ns().saturating_add(self.renew_margin_ns) >= entry.fresh_until
-    }
-
     /// With `idle`: stores `entry` again, fresh for `idle` from now (at most its TTL), unless an
     /// invalidation came since `generation` was read (see `store_entry`). Done as the key's
     /// flight leader, so that no computation of the key can be storing a newer value that
@@ -327,7 +341,7 @@ where
         let Some(renewed) = self.fresh_until(entry.written_at, &entry.value, now) else {
             return entry;
         };
-        if renewed <= entry.fresh_until {
+        if renewed <= entry.fresh_until.get() {
             // At its TTL already.
             return entry;
         }
@@ -337,7 +351,7 @@ where
             None => None,
         };
         let renewed = Entry {
-            fresh_until: renewed,
+            fresh_until: never_zero(renewed),
             ..entry.clone()
         };
         let _ = self.store_entry(key.clone(), stripe, generation, renewed);
@@ -353,8 +367,17 @@ where
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
+        self.entry_if(key, Self::is_fresh)
+    }
+
+    /// The entry for `key` if `judge` says it may be served (not counted).
+    #[inline(always)]
+    fn entry_if<Q>(&self, key: &Q, judge: fn(&Self, &Entry<S, N>) -> bool) -> Option<Entry<S, N>>
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
         match self.backend.get(key) {
-            Ok(Some(entry)) if self.is_fresh(&entry) => Some(entry),
+            Ok(Some(entry)) if judge(self, &entry) => Some(entry),
             Ok(_) => None,
             Err(error) => {
                 self.record_error("get", &error);
@@ -369,10 +392,7 @@ where
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
-        let entry = self.fresh_entry(key)?;
-        if self.needs_renewal(&entry) {
-            return None;
-        }
+        let entry = self.entry_if(key, Self::is_fresh_and_young)?;
         self.counters.hits.increment();
         Some(entry.value)
     }
@@ -383,10 +403,7 @@ where
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
-        let entry = self.fresh_entry(key)?;
-        if self.needs_renewal(&entry) {
-            return None;
-        }
+        let entry = self.entry_if(key, Self::is_fresh_and_young)?;
         self.counters.hits.increment();
         let served = Served::hit_at(self.written_at(&entry));
         Some(served.into_hit(load(entry.value)))
@@ -443,8 +460,8 @@ where
     fn accepts(&self, snapshot: &Snapshot<N>, handoff: &Handoff<S, N>) -> bool {
         handoff.generation == snapshot.generation
             && handoff.entry.tags == snapshot.tags
-            && (handoff.entry.fresh_until == NEVER
-                || handoff.entry.fresh_until > snapshot.called_at)
+            && (handoff.entry.fresh_until.get() == NEVER
+                || handoff.entry.fresh_until.get() > snapshot.called_at)
     }
 
     /// A new leader first looks again: a flight that finished between our miss and joining may
@@ -544,7 +561,7 @@ where
         };
         let entry = Entry {
             value,
-            fresh_until,
+            fresh_until: never_zero(fresh_until),
             written_at: started.written_at,
             tags,
         };
@@ -575,6 +592,7 @@ where
     /// Inserts `entry` unless the key's generation moved since `generation` was read (an
     /// invalidation, a clear or a `set` came since: this entry may be older than what it
     /// hid). `Ok(false)` when it did not land for that reason.
+    #[inline]
     fn store_entry(
         &self,
         key: K,
@@ -633,7 +651,7 @@ where
         };
         let entry = Entry {
             value,
-            fresh_until,
+            fresh_until: never_zero(fresh_until),
             written_at: started.written_at,
             tags,
         };
@@ -1384,7 +1402,13 @@ where
         let stripe = self.key_stripe(&key);
         let guard = match self.flights.as_ref().map(|flights| flights.join(&key)) {
             Some(Role::Leader(guard)) => Some(guard),
-            Some(Role::Follower(_)) => return,
+            // A computation of the key is under way (it started after the entry went stale):
+            // its outcome is this refresh's.
+            Some(Role::Follower(flight)) => {
+                let stored = flight.wait().is_some();
+                self.refreshed(&key, stored);
+                return;
+            }
             None => None,
         };
         let started = self.start(stripe);
@@ -1536,7 +1560,11 @@ where
         let stripe = self.key_stripe(&key);
         let guard = match self.flights.as_ref().map(|flights| flights.join(&key)) {
             Some(Role::Leader(guard)) => Some(guard),
-            Some(Role::Follower(_)) => return,
+            Some(Role::Follower(flight)) => {
+                let stored = flight.wait_async().await.is_some();
+                self.refreshed(&key, stored);
+                return;
+            }
             None => None,
         };
         let started = self.start(stripe);
@@ -1556,4 +1584,10 @@ where
             guard.finish(computed.handoff);
         }
     }
+}
+
+/// A freshness deadline as stored: 0 (never fresh) is kept as 1, which is as much in the past,
+/// so that `Option<Entry>` needs no tag of its own (a hit copies less).
+fn never_zero(fresh_until: u64) -> NonZeroU64 {
+    NonZeroU64::new(fresh_until).unwrap_or(NonZeroU64::MIN)
 }

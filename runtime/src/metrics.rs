@@ -19,7 +19,7 @@
 //! | `cachemere_errors_total` | counter | `cache`, `operation` (`get`, `insert`, `set`, `remove`, `clear`, `key`, `encode`, ...) | failed backend operations (each call still returned) |
 //! | `cachemere_invalidations_total` | counter | `cache` (`*` for a tag), `scope` (`key`, `clear`, `tag`), `outcome` (`applied`, `queued`) | invalidations made in this process |
 //! | `cachemere_refreshes_total` | counter | `cache`, `outcome` | `f::refresh(..)` calls |
-//! | `cachemere_compute_duration_seconds` | histogram | `cache`, `mode` (`lookup`, `refresh`), `outcome` (`value`, `rejected`, `panicked`, `cancelled`) | time the function ran on a miss |
+//! | `cachemere_compute_duration_seconds` | histogram | `cache`, `mode` (`lookup`, `refresh`, `revalidate` for a background refresh), `outcome` (`value`, `rejected`, `panicked`, `cancelled`) | time the function ran on a miss |
 //! | `cachemere_entries` | gauge | `cache` | entries held (`currsize`) |
 //! | `cachemere_max_entries` | gauge | `cache` | the entry bound (`maxsize`; 0 for a remote cache) |
 //! | `cachemere_remote_pending_invalidations` | gauge | `store` | invalidations waiting to reach the store |
