@@ -1,4 +1,6 @@
-//! A seeded, time-bounded, model-checked soak test of "invalidation is exact", with faults.
+//! A seeded, time-bounded, model-checked soak test of "invalidation is exact", with faults
+//! (also with stale-while-revalidate: a stale entry, or a background refresh, must not outlive
+//! an invalidation either).
 //!
 //! The promise under test: once `f::invalidate(k)`, `cachemere::invalidate_tag(t)` (or
 //! `invalidate_tag_async`) or `f::cache_clear()` returns, no call of `f` that *starts*
@@ -389,6 +391,35 @@ subject!(
     (k, g),
     "soak-redis-item:{k}",
     "soak-redis-group:{g}"
+);
+// Stale-while-revalidate: with a 5 ms TTL most reads find their entry stale, are answered
+// with it and start a background refresh, so refreshes race with every kind of invalidation
+// (a stale entry, or a refresh's value, served after an invalidation returned is a violation).
+subject!(
+    memory_fresh_subject,
+    "memory-stale-while-revalidate",
+    [
+        backend = "memory",
+        ttl = "5ms",
+        stale_while_revalidate = "1h"
+    ],
+    (k, g),
+    "soak-memory-swr-item:{k}",
+    "soak-memory-swr-group:{g}"
+);
+remote_slot!(FRESH_REMOTE, fresh_remote);
+subject!(
+    redis_fresh_subject,
+    "redis-stale-while-revalidate",
+    [
+        backend = "redis",
+        remote = fresh_remote,
+        ttl = "5ms",
+        stale_while_revalidate = "1h"
+    ],
+    (k, g),
+    "soak-redis-swr-item:{k}",
+    "soak-redis-swr-group:{g}"
 );
 subject!(
     cluster_subject,
@@ -1383,6 +1414,22 @@ fn redis_single_node() {
     let remote = redis_config(RedisConfig::new(server.url()), "soak-redis");
     let _withdraw = Withdraw::install(&SINGLE_REMOTE, remote);
     soak(redis_subject::subject(), Some(Target::Single(server)));
+}
+
+#[test]
+fn memory_stale_while_revalidate() {
+    let _serial = serial();
+    soak(memory_fresh_subject::subject(), None);
+}
+
+#[test]
+fn redis_stale_while_revalidate() {
+    let _serial = serial();
+    let server = RedisServer::start_persistent()
+        .unwrap_or_else(|error| panic!("could not start redis-server: {error}"));
+    let remote = redis_config(RedisConfig::new(server.url()), "soak-redis-swr");
+    let _withdraw = Withdraw::install(&FRESH_REMOTE, remote);
+    soak(redis_fresh_subject::subject(), Some(Target::Single(server)));
 }
 
 #[test]
