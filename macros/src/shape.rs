@@ -131,6 +131,15 @@ pub(crate) enum Background {
 /// cannot be copied (`Cow<'_, T>`, `Option<&T>`, a struct with a lifetime).
 pub(crate) fn background(ty: &Type) -> Option<Background> {
     match ungroup(ty) {
+        // `&'static T` is moved as it is.
+        Type::Reference(reference)
+            if reference
+                .lifetime
+                .as_ref()
+                .is_some_and(|lifetime| lifetime.ident == "static") =>
+        {
+            Some(Background::Moved)
+        }
         Type::Reference(reference)
             if reference.mutability.is_none() && !borrows_elsewhere(&reference.elem) =>
         {

@@ -549,6 +549,10 @@ where
         result: R,
         followed: bool,
     ) -> Computed<R, S, N> {
+        if keep(&result).is_some() {
+            // A failing origin recovered: its key is no longer throttled.
+            self.forget_failure(&key);
+        }
         let Some((value, fresh_until)) = keep(&result).and_then(|value| {
             let fresh_until = self.fresh_until(started.written_at, value, started.written_at)?;
             Some((value.clone(), fresh_until))
@@ -642,6 +646,7 @@ where
             return SetOutcome::NotStored(self.invalidate(&key));
         };
         let stripe = self.key_stripe(&key);
+        self.forget_failure(&key);
         self.supersede(stripe);
         let started = self.start(stripe);
         let Some(fresh_until) = self.fresh_until(started.written_at, &value, started.written_at)
@@ -843,6 +848,14 @@ where
                 verdict,
             }),
             _ => Found::Nothing,
+        }
+    }
+
+    /// Forgets that `key`'s recomputation failed (with stale windows only: the others never
+    /// throttle).
+    fn forget_failure<Q: ?Sized + Hash>(&self, key: &Q) {
+        if self.freshness.serves_stale() {
+            self.revalidation.forget(self.revalidation.hash(key));
         }
     }
 
@@ -1211,6 +1224,7 @@ where
     {
         // `Q` hashes like `K` (the lookup contract), so both find the same stripe.
         let stripe = self.key_stripe(key);
+        self.forget_failure(key);
         self.invalidated[stripe].fetch_add(1, Ordering::SeqCst);
         let removed = self.backend.remove(key).unwrap_or_else(|error| {
             self.record_error("remove", &error);

@@ -140,17 +140,19 @@ impl Freshness {
         ttl: Option<Duration>,
         value_ttl: Option<Duration>,
     ) -> Option<Duration> {
-        let base = match (ttl, value_ttl) {
-            (Some(ttl), Some(own)) => ttl.min(own),
-            (Some(ttl), None) => ttl,
-            (None, own) => own?,
+        // A value's own TTL is its expiry (a token's, an upstream `max-age`): jitter only
+        // spreads the declared one.
+        let (base, jittered) = match (ttl, value_ttl) {
+            (Some(ttl), Some(own)) if own < ttl => (own, false),
+            (Some(ttl), _) => (ttl, true),
+            (None, own) => (own?, false),
         };
         if base.is_zero() {
             return Some(Duration::ZERO);
         }
         Some(match self.jitter {
-            Some(jitter) => base.saturating_add(random_up_to(jitter)),
-            None => base,
+            Some(jitter) if jittered => base.saturating_add(random_up_to(jitter)),
+            _ => base,
         })
     }
 
@@ -218,6 +220,9 @@ const THROTTLED_KEYS: usize = 4096;
 /// renewed key needs no renewal yet.
 pub(crate) struct Deadlines {
     until: Mutex<HashMap<u64, Instant>>,
+    /// Whether `until` may hold anything: lets [`forget`](Self::forget), called on every
+    /// successful recomputation and invalidation, skip the lock when nothing is held.
+    any: std::sync::atomic::AtomicBool,
     hasher: RandomState,
 }
 
@@ -225,6 +230,7 @@ impl Deadlines {
     pub(crate) fn new() -> Self {
         Deadlines {
             until: Mutex::new(HashMap::new()),
+            any: std::sync::atomic::AtomicBool::new(false),
             hasher: RandomState::default(),
         }
     }
@@ -259,13 +265,18 @@ impl Deadlines {
             }
         }
         until.insert(key, now + lasting);
+        self.any.store(true, Ordering::SeqCst);
     }
 
     /// Forgets `key`'s deadline.
     pub(crate) fn forget(&self, key: u64) {
+        if !self.any.load(Ordering::SeqCst) {
+            return;
+        }
         let mut until = lock(&self.until);
-        if !until.is_empty() {
-            until.remove(&key);
+        until.remove(&key);
+        if until.is_empty() {
+            self.any.store(false, Ordering::SeqCst);
         }
     }
 
@@ -395,6 +406,11 @@ impl Revalidation {
                 None => Ok(failure.resume()),
             },
         }
+    }
+
+    /// Forgets `key`'s failure: it was invalidated, written, or recomputed with success.
+    pub(crate) fn forget(&self, key: u64) {
+        self.throttle.forget(key);
     }
 
     /// Forgets every failure (`cache_clear`).
@@ -749,6 +765,13 @@ mod tests {
             Some(Duration::ZERO)
         );
         let jittered = Freshness::new().with_jitter(Some(Duration::from_secs(30)));
+        for _ in 0..100 {
+            assert_eq!(
+                jittered.lifetime(ttl, Some(Duration::from_secs(5))),
+                Some(Duration::from_secs(5)),
+                "a value's own TTL is not jittered"
+            );
+        }
         let lifetimes: Vec<Duration> = (0..1000)
             .filter_map(|_| jittered.lifetime(ttl, None))
             .collect();

@@ -176,6 +176,48 @@ macro_rules! __freshness_cases {
             assert!(fail_safe(ARM, 2).is_err());
         }
 
+        static RECOVERING_ORIGIN: AtomicU64 = AtomicU64::new(1);
+        static RECOVERING_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+        #[::cachemere::cached($($backend)*, ttl = "300ms", stale_if_error = "1h", retry_after = "1h")]
+        fn recovering(arm: &str, id: u64) -> Result<u64, String> {
+            RECOVERING_RUNS.fetch_add(1, SeqCst);
+            match RECOVERING_ORIGIN.load(SeqCst) {
+                DOWN => Err("the origin is down".to_owned()),
+                version => Ok(id * 100 + version),
+            }
+        }
+
+        /// A key throttled after a failure is retried as soon as it is invalidated, written or
+        /// recomputed with success: the throttle does not outlive the failure it was for.
+        #[test]
+        fn throttling_ends_with_the_failure() {
+            let runs = || RECOVERING_RUNS.load(SeqCst);
+            assert_eq!(recovering(ARM, 1), Ok(101));
+            ::std::thread::sleep(PAST_TTL);
+            RECOVERING_ORIGIN.store(DOWN, SeqCst);
+            assert_eq!(recovering::call(ARM, 1).status, Status::Stale, "fail-safe, now throttled");
+            RECOVERING_ORIGIN.store(2, SeqCst);
+            let _ = recovering::invalidate(ARM, 1);
+            let recomputed = recovering::call(ARM, 1);
+            assert_eq!((recomputed.value, recomputed.status), (Ok(102), Status::Miss), "invalidated: recomputed");
+            ::std::thread::sleep(PAST_TTL);
+            RECOVERING_ORIGIN.store(3, SeqCst);
+            let before = runs();
+            let next = recovering::call(ARM, 1);
+            assert_eq!((next.value, next.status, runs() - before), (Ok(103), Status::Miss, 1), "expired, the origin healthy: recomputed");
+            // A failure, then a `set`: the value set is served, and when it expires the key is
+            // recomputed.
+            ::std::thread::sleep(PAST_TTL);
+            RECOVERING_ORIGIN.store(DOWN, SeqCst);
+            assert_eq!(recovering::call(ARM, 1).status, Status::Stale);
+            assert!(recovering::set(ARM, 1, Ok(150)).is_stored());
+            ::std::thread::sleep(PAST_TTL);
+            RECOVERING_ORIGIN.store(4, SeqCst);
+            let after_set = recovering::call(ARM, 1);
+            assert_eq!((after_set.value, after_set.status), (Ok(104), Status::Miss), "the throttle ended with the set");
+        }
+
         static ASYNC_VERSION: AtomicU64 = AtomicU64::new(1);
         static ASYNC_RUNS: AtomicUsize = AtomicUsize::new(0);
         static HOLD: AtomicBool = AtomicBool::new(false);

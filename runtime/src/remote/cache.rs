@@ -438,6 +438,14 @@ impl<S> RemoteCache<S> {
         self.freshness.lifetime(Some(ttl), own).unwrap_or(ttl)
     }
 
+    /// Forgets that the recomputation of the entry at `entry_key` failed (with stale windows
+    /// only: the others never throttle).
+    fn forget_failure(&self, entry_key: &str) {
+        if self.freshness.serves_stale() {
+            self.revalidation.forget(self.revalidation.hash(entry_key));
+        }
+    }
+
     /// How long past its freshness (`fresh_until`, Unix milliseconds by its writer's clock) a
     /// value read now is; `None` when fresh, or when the cache serves nothing stale (the
     /// store's expiry then decides alone, whatever the clocks of the hosts say).
@@ -451,12 +459,16 @@ impl<S> RemoteCache<S> {
 
     /// The store's time to live for an entry fresh for `fresh_for` more: that, at most `idle`
     /// (renewed by reads), plus the longest stale window (served stale, never as fresh).
-    fn store_ttl(&self, fresh_for: Duration) -> Duration {
+    fn store_ttl(&self, remote: &Remote, fresh_for: Duration) -> Duration {
         let fresh_for = self
             .freshness
             .idle
             .map_or(fresh_for, |idle| idle.min(fresh_for));
-        fresh_for.saturating_add(self.freshness.stale_window())
+        // At most `max_ttl`, stale windows included: the longest an entry of the remote lives
+        // (its stamp keys, which it is checked against, live twice as long from their creation).
+        fresh_for
+            .saturating_add(self.freshness.stale_window())
+            .min(remote.max_ttl())
     }
 
     fn entry_ttl(&self, remote: &Remote) -> Duration {
@@ -479,6 +491,7 @@ impl<S> RemoteCache<S> {
         let arguments = arguments?;
         let remote = self.remote()?;
         let key = self.entry_key(&remote, &arguments);
+        self.forget_failure(&key);
         let ttl = self.marker_ttl(&remote);
         Some((remote, key, ttl))
     }
@@ -848,7 +861,7 @@ impl<S: RemoteValue> RemoteCache<S> {
                 let fresh_until = written_at.saturating_add(millis(lifetime));
                 (
                     frame(codec, &prepared.stamps, (written_at, fresh_until), &payload),
-                    self.store_ttl(remaining),
+                    self.store_ttl(&plan.remote, remaining),
                 )
             }
             None if prepared.own_lease => (marker(Kind::Tombstone), Duration::from_millis(1)),
@@ -992,7 +1005,15 @@ impl<S: RemoteValue> RemoteCache<S> {
                 },
                 Mode::Lookup,
             ) => Step::Hit(value, written_at),
-            (Found::Hit { write, .. }, Mode::Refresh | Mode::Revalidate)
+            // A background refresh that finds a fresh value (another process refreshed it)
+            // has nothing to do.
+            (
+                Found::Hit {
+                    value, written_at, ..
+                },
+                Mode::Revalidate,
+            ) => Step::Hit(value, written_at),
+            (Found::Hit { write, .. }, Mode::Refresh)
             | (Found::Stale { write, .. }, Mode::Refresh | Mode::Revalidate) => {
                 Step::Miss(Some(write), None)
             }
@@ -1234,6 +1255,10 @@ impl<S: RemoteValue> RemoteCache<S> {
             }
         };
         let stored = keep(&result);
+        if stored.is_some() {
+            // A failing origin recovered: its key is no longer throttled.
+            self.forget_failure(plan.entry_key());
+        }
         let mut landed = false;
         if let Some(prepared) = &prepared
             && let Some(settle) = self.settle_op(&plan, prepared, stored, started)
@@ -1516,6 +1541,9 @@ impl<S: RemoteValue> RemoteCache<S> {
             landed = self.populated(plan.remote.call(settle).await);
         }
         let stored = keep(&result);
+        if stored.is_some() {
+            self.forget_failure(plan.entry_key());
+        }
         // Not stored either if an invalidation in this process came meanwhile (the value may
         // be hidden by its stamp, or older than what it hid).
         let served = Served::Computed {
@@ -1626,7 +1654,7 @@ impl<S: RemoteValue> RemoteCache<S> {
         let entry_key = plan.entry_key().clone();
         let stamp_keys = plan.read_keys[1..].to_vec();
         let lifetime = self.lifetime(&plan.remote, value);
-        let ttl = self.store_ttl(lifetime);
+        let ttl = self.store_ttl(&plan.remote, lifetime);
         let stamp_ttl = plan.remote.stamp_ttl();
         let written_at = unix_ms();
         let times = (written_at, written_at.saturating_add(millis(lifetime)));
@@ -1652,6 +1680,7 @@ impl<S: RemoteValue> RemoteCache<S> {
             Err(Some(outcome)) => return outcome,
             Err(None) => return SetOutcome::NotStored(self.invalidate(arguments)),
         };
+        self.forget_failure(plan.entry_key());
         let written = self
             .set_op(&plan, &value)
             .map(|op| plan.remote.blocking(op));
@@ -1680,6 +1709,7 @@ impl<S: RemoteValue> RemoteCache<S> {
             Err(Some(outcome)) => return outcome,
             Err(None) => return SetOutcome::NotStored(self.invalidate_async(arguments).await),
         };
+        self.forget_failure(plan.entry_key());
         let written = match self.set_op(&plan, &value) {
             Some(op) => Some(plan.remote.call(op).await),
             None => None,

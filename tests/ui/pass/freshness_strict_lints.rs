@@ -30,6 +30,12 @@ pub async fn price(item: &str, verbose: bool) -> Option<u64> {
     Some(item.len() as u64)
 }
 
+/// A `&'static str` argument is moved into the background refresh as it is.
+#[cached(ttl = 60, stale_while_revalidate = "10m")]
+pub fn region_name(code: &'static str) -> usize {
+    code.len()
+}
+
 /// Sliding expiry, capped by a TTL.
 #[cached(ttl = "1h", idle = "10m")]
 pub fn session(id: u64) -> Option<u64> {
@@ -56,4 +62,5 @@ fn main() {
     let _ = Catalog { region: 1 }.count(2);
     let _ = price;
     let _ = session(1);
+    let _ = region_name("eu");
 }
