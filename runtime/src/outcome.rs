@@ -7,8 +7,8 @@ use crate::invalidation::Invalidation;
 
 /// How a call was answered.
 ///
-/// `#[non_exhaustive]`: more statuses (a stale value served, which level of a layered cache
-/// answered) come with the features that produce them.
+/// `#[non_exhaustive]`: more statuses (which level of a layered cache answered) come with the
+/// features that produce them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Status {
