@@ -549,7 +549,7 @@ where
         result: R,
         followed: bool,
     ) -> Computed<R, S, N> {
-        if keep(&result).is_some() {
+        if self.freshness.serves_stale() && keep(&result).is_some() {
             // A failing origin recovered: its key is no longer throttled.
             self.forget_failure(&key);
         }
