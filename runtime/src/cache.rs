@@ -27,6 +27,10 @@ const NEVER: u64 = u64::MAX;
 /// never saturates.
 const MAX_TTL_NS: u64 = u64::MAX / 4;
 
+/// Slots of per-key write counts (`idle` only): a renewal skips its write when another write
+/// of its slot came meanwhile, so more slots mean fewer renewals skipped for other keys.
+const WRITE_SLOTS: usize = 1024;
+
 /// Stripes of per-key invalidation generations: invalidating one key discards the concurrent
 /// computations of about 1/64 of the other keys, not all of them.
 const KEY_STRIPES: usize = 64;
@@ -139,6 +143,10 @@ pub struct Cache<K, S, const N: usize, B> {
     renew_margin_ns: u64,
     /// `clock_slack_ns + renew_margin_ns`: what a hit adds to the coarse clock.
     young_slack_ns: u64,
+    /// With `idle`: per slot of keys, a count of the writes of those keys, moved before each
+    /// insert (a miss's value, a `set`, a renewal). A renewal stores its entry again only if
+    /// no write of its slot came since it read the entry, so it never replaces a newer value.
+    writes: Option<Box<[AtomicU64]>>,
     /// Keys with a background refresh under way, and keys whose recomputation failed
     /// recently (`retry_after`).
     revalidation: Revalidation,
@@ -228,6 +236,7 @@ where
             idle_ns,
             renew_margin_ns,
             young_slack_ns: clock_slack_ns.saturating_add(renew_margin_ns),
+            writes: idle_ns.map(|_| (0..WRITE_SLOTS).map(|_| AtomicU64::new(0)).collect()),
             revalidation: Revalidation::new(),
         }
     }
@@ -323,20 +332,37 @@ where
         })
     }
 
+    /// The write count of `key`'s slot (`idle` only).
+    fn write_slot<Q: ?Sized + Hash>(&self, key: &Q) -> Option<&AtomicU64> {
+        let writes = self.writes.as_ref()?;
+        let slot = (self.key_hasher.hash_one(key) as usize) % writes.len();
+        writes.get(slot)
+    }
+
+    /// Counts a write of `key` (before it is inserted).
+    fn note_write<Q: ?Sized + Hash>(&self, key: &Q) {
+        if let Some(slot) = self.write_slot(key) {
+            slot.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
     /// With `idle`: stores `entry` again, fresh for `idle` from now (at most its TTL), unless an
-    /// invalidation came since `generation` was read (see `store_entry`). Done as the key's
-    /// flight leader, so that no computation of the key can be storing a newer value that
-    /// this older one would replace; if one is under way, the entry is left as it is.
+    /// invalidation (see `store_entry`) or another write of its slot came since the entry was
+    /// read (`generation`, `writes_seen`): it never brings back what an invalidation removed
+    /// nor replaces a newer value. Done as the key's flight leader, so that no computation of
+    /// the key stores a value meanwhile; if one is under way, the entry is left as it is. A
+    /// write of the slot that comes while the renewal is inserted may have landed first: the
+    /// renewed entry is then removed again (a miss, never an older value).
     fn renew(
         &self,
         key: &K,
         stripe: usize,
-        generation: Generation,
+        (generation, writes_seen): (Generation, u64),
         entry: Entry<S, N>,
     ) -> Entry<S, N> {
-        if self.idle_ns.is_none() {
+        let Some(slot) = self.write_slot(key) else {
             return entry;
-        }
+        };
         let now = clock::precise_ns();
         let Some(renewed) = self.fresh_until(entry.written_at, &entry.value, now) else {
             return entry;
@@ -354,7 +380,16 @@ where
             fresh_until: never_zero(renewed),
             ..entry.clone()
         };
-        let _ = self.store_entry(key.clone(), stripe, generation, renewed);
+        if slot.load(Ordering::SeqCst) == writes_seen {
+            // `store_entry` counts this write: one more than was seen, unless another came.
+            let landed = self.store_entry(key.clone(), stripe, generation, renewed);
+            if matches!(landed, Ok(true))
+                && slot.load(Ordering::SeqCst) != writes_seen + 1
+                && let Err(error) = self.backend.remove(key)
+            {
+                self.record_error("remove", &error);
+            }
+        }
         if let Some(guard) = guard {
             guard.finish(None);
         }
@@ -554,7 +589,14 @@ where
             self.forget_failure(&key);
         }
         let Some((value, fresh_until)) = keep(&result).and_then(|value| {
-            let fresh_until = self.fresh_until(started.written_at, value, started.written_at)?;
+            // `idle` counts from now, when the value is stored (a computation longer than
+            // `idle` must not store an entry already expired).
+            let stored_at = if self.idle_ns.is_some() {
+                clock::precise_ns()
+            } else {
+                started.written_at
+            };
+            let fresh_until = self.fresh_until(started.written_at, value, stored_at)?;
             Some((value.clone(), fresh_until))
         }) else {
             return Computed {
@@ -606,6 +648,7 @@ where
     ) -> Result<bool, BackendError> {
         // Cloned before: no user `Clone` runs while invalidations wait.
         let stored_key = key.clone();
+        self.note_write(&key);
         // Until dropped, invalidations of this stripe wait (see `inserting`).
         let _inserting = Inserting::enter(&self.inserting[stripe]);
         if self.generation(stripe) != generation {
@@ -660,6 +703,7 @@ where
             written_at: started.written_at,
             tags,
         };
+        self.note_write(&key);
         // Inserted whatever came meanwhile: the value is the caller's, not read from data an
         // invalidation running at the same time may hide, so it may land after that one (as
         // if called after it). Checking the stripe's generation here would drop it whenever
@@ -830,8 +874,12 @@ where
         if mode != Mode::Lookup || !looks {
             return Found::Nothing;
         }
-        // Read before the entry: an invalidation that removes it after this moved it first.
+        // Read before the entry: an invalidation that removes it (or a write that replaces it)
+        // after this moved it first.
         let generation = self.generation(stripe);
+        let writes_seen = self
+            .write_slot(key)
+            .map_or(0, |slot| slot.load(Ordering::SeqCst));
         let entry = match self.backend.get(key) {
             Ok(Some(entry)) if entry.tags.iter().all(TagStamp::is_current) => entry,
             Ok(_) => return Found::Nothing,
@@ -841,7 +889,9 @@ where
             }
         };
         match self.freshness.verdict(self.overdue(&entry)) {
-            Verdict::Fresh => Found::Fresh(self.renew(key, stripe, generation, entry)),
+            Verdict::Fresh => {
+                Found::Fresh(self.renew(key, stripe, (generation, writes_seen), entry))
+            }
             verdict if verdict.is_usable() => Found::Stale(Prior {
                 entry,
                 generation,

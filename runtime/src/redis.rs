@@ -857,15 +857,6 @@ impl RemoteStore for RedisStore {
         })
     }
 
-    fn expire(&self, key: String, ttl: Duration) -> StoreFuture<bool> {
-        let inner = Arc::clone(&self.inner);
-        Box::pin(async move {
-            let mut cmd = ::redis::cmd("PEXPIRE");
-            cmd.arg(key).arg(millis(ttl));
-            Ok(inner.query::<u64>(cmd).await? == 1)
-        })
-    }
-
     fn count_prefix(&self, prefix: String) -> StoreFuture<u64> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move { inner.count(prefix_pattern(&prefix)).await })

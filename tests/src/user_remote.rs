@@ -76,16 +76,6 @@ impl RemoteStore for SharedMapStore {
         self.with(move |entries| entries.remove(&key).is_some())
     }
 
-    fn expire(&self, key: String, ttl: Duration) -> StoreFuture<bool> {
-        self.with(move |entries| match entries.get_mut(&key) {
-            Some((_, expires)) => {
-                *expires = Instant::now() + ttl;
-                true
-            }
-            None => false,
-        })
-    }
-
     fn count_prefix(&self, prefix: String) -> StoreFuture<u64> {
         self.with(move |entries| entries.keys().filter(|k| k.starts_with(&prefix)).count() as u64)
     }

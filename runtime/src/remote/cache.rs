@@ -450,7 +450,8 @@ impl<S> RemoteCache<S> {
     /// value read now is; `None` when fresh, or when the cache serves nothing stale (the
     /// store's expiry then decides alone, whatever the clocks of the hosts say).
     fn overdue(&self, fresh_until: u64) -> Option<Duration> {
-        if !self.freshness.serves_stale() {
+        // With `idle` too: reads renew the store's expiry, and the deadline is the `ttl` cap.
+        if !self.freshness.serves_stale() && self.freshness.idle.is_none() {
             return None;
         }
         let now = unix_ms();
@@ -469,6 +470,7 @@ impl<S> RemoteCache<S> {
         fresh_for
             .saturating_add(self.freshness.stale_window())
             .min(remote.max_ttl())
+            .max(Duration::from_millis(1))
     }
 
     fn entry_ttl(&self, remote: &Remote) -> Duration {
@@ -682,7 +684,10 @@ impl<S: RemoteValue> RemoteCache<S> {
 
     /// Renews the expiry of the planned entry (`idle`): `idle` from now, at most to its
     /// freshness deadline (its TTL).
-    fn renew(&self, plan: &Plan, fresh_until: u64) {
+    /// The renewal writes back the bytes that were read (`read`, behind `token`), with a new
+    /// time to live, only if they are still what the key holds (a compare-and-set): a newer
+    /// value, a tombstone or a lease is never extended.
+    fn renew(&self, plan: &Plan, (token, read): (Token, &[u8]), fresh_until: u64) {
         let Some(idle) = self.freshness.idle else {
             return;
         };
@@ -697,8 +702,10 @@ impl<S: RemoteValue> RemoteCache<S> {
             return;
         }
         let key = plan.entry_key().clone();
-        plan.remote
-            .detach(move |store: &dyn super::RemoteStore| store.expire(key, ttl));
+        let (expected, value) = (token.to_vec(), read.to_vec());
+        plan.remote.detach(move |store: &dyn super::RemoteStore| {
+            store.compare_and_set(key, expected, value, ttl)
+        });
     }
 
     /// Judges what a read returned (`renew`: see [`judge`](Self::judge)).
@@ -759,7 +766,7 @@ impl<S: RemoteValue> RemoteCache<S> {
                                 return match self.freshness.verdict(self.overdue(fresh_until)) {
                                     Verdict::Fresh => {
                                         if renew {
-                                            self.renew(plan, fresh_until);
+                                            self.renew(plan, (token, bytes), fresh_until);
                                         }
                                         Found::Hit {
                                             value,

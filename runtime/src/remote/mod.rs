@@ -219,15 +219,6 @@ pub trait RemoteStore: Send + Sync + 'static {
     /// Deletes `key`; returns whether it existed.
     fn delete(&self, key: String) -> StoreFuture<bool>;
 
-    /// Sets the time to live of `key`, if it exists, to `ttl` (Redis `PEXPIRE`); returns
-    /// whether it existed. Used by sliding expiry (`idle`): a read renews its entry. The
-    /// default renews nothing (`Ok(false)`): entries of an `idle` cache then expire `idle`
-    /// after they were written, read or not.
-    fn expire(&self, key: String, ttl: Duration) -> StoreFuture<bool> {
-        let _ = (key, ttl);
-        Box::pin(async { Ok(false) })
-    }
-
     /// How many keys start with `prefix` (may be approximate; used for `currsize`).
     fn count_prefix(&self, prefix: String) -> StoreFuture<u64>;
 
