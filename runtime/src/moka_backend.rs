@@ -46,6 +46,11 @@ where
         if let Some(retention) = config.retention() {
             builder = builder.time_to_live(retention);
         }
+        // Sliding expiry: what nobody reads for `idle` can go (every read is an access to moka,
+        // so it never drops what the cache layer could still serve).
+        if let Some(idle) = config.freshness.idle {
+            builder = builder.time_to_idle(idle);
+        }
         MokaBackend {
             cache: builder.build(),
             evictions,

@@ -3,8 +3,8 @@
 //! extends a newer value nor outlives `ttl` (a store whose renewals land late). From the
 //! second review of the freshness change; each failed before its fix.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::thread;
 use std::time::Duration;
 
@@ -92,7 +92,11 @@ fn renewal_race(call: fn(u64) -> u64, gate: &'static Gate) {
     assert_eq!(call(0), 2, "version 1 expired: version 2 computed");
     assert_eq!(call(0), 2, "version 2 is stored");
     gate.released.store(true, SeqCst);
-    assert_eq!(renewer.join().unwrap(), 1, "the renewer read version 1 while fresh");
+    assert_eq!(
+        renewer.join().unwrap(),
+        1,
+        "the renewer read version 1 while fresh"
+    );
     assert_eq!(
         call(0),
         2,
@@ -146,7 +150,11 @@ fn remote_slow_computation_read_at_once_is_a_hit() {
     let first = slow_remote::call(1);
     assert_eq!(first.status, Status::Miss);
     assert!(first.stored);
-    assert_eq!(slow_remote::call(1).status, Status::Hit, "remote: idle counts from the write");
+    assert_eq!(
+        slow_remote::call(1).status,
+        Status::Hit,
+        "remote: idle counts from the write"
+    );
 }
 
 #[test]
@@ -246,8 +254,15 @@ fn token(key: u64) -> (u64, u64) {
 #[test]
 fn remote_renewal_does_not_extend_a_newer_value_past_its_ttl() {
     assert_eq!(token::call(1).status, Status::Miss);
-    assert_eq!(token::call(1).status, Status::Hit, "read: a renewal is issued");
-    assert!(token::set(1, (2, 800)).is_stored(), "a newer value, fresh for 800 ms");
+    assert_eq!(
+        token::call(1).status,
+        Status::Hit,
+        "read: a renewal is issued"
+    );
+    assert!(
+        token::set(1, (2, 800)).is_stored(),
+        "a newer value, fresh for 800 ms"
+    );
     thread::sleep(Duration::from_millis(1500));
     let late = token::call(1);
     assert!(
@@ -269,7 +284,11 @@ fn capped(key: u64) -> u64 {
 fn remote_renewal_is_capped_by_the_ttl() {
     assert_eq!(capped::call(1).status, Status::Miss);
     thread::sleep(Duration::from_millis(200));
-    assert_eq!(capped::call(1).status, Status::Hit, "read: a renewal is issued");
+    assert_eq!(
+        capped::call(1).status,
+        Status::Hit,
+        "read: a renewal is issued"
+    );
     thread::sleep(Duration::from_millis(1100)); // 1.3 s after the write
     let late = capped::call(1);
     assert_ne!(
@@ -319,11 +338,54 @@ macro_rules! held_renewal_vs {
     };
 }
 
-held_renewal_vs!(held_vs_invalidate, inv_f, INV_GATE, inv_hook, INV_RUNS, |k| inv_f::invalidate(k), 2);
-held_renewal_vs!(held_vs_tag, tag_f, TAG_GATE, tag_hook, TAG_RUNS, |k| cachemere::invalidate_tag(&format!("review:{k}")), 2);
-held_renewal_vs!(held_vs_clear, clr_f, CLR_GATE, clr_hook, CLR_RUNS, |k| { let _ = k; clr_f::cache_clear() }, 2);
-held_renewal_vs!(held_vs_set, set_f, SET_GATE, set_hook, SET_RUNS, |k| set_f::set(k, 40), 40);
-held_renewal_vs!(held_vs_refresh, ref_f, REF_GATE, ref_hook, REF_RUNS, |k| ref_f::refresh(k), 2);
+held_renewal_vs!(
+    held_vs_invalidate,
+    inv_f,
+    INV_GATE,
+    inv_hook,
+    INV_RUNS,
+    |k| inv_f::invalidate(k),
+    2
+);
+held_renewal_vs!(
+    held_vs_tag,
+    tag_f,
+    TAG_GATE,
+    tag_hook,
+    TAG_RUNS,
+    |k| cachemere::invalidate_tag(&format!("review:{k}")),
+    2
+);
+held_renewal_vs!(
+    held_vs_clear,
+    clr_f,
+    CLR_GATE,
+    clr_hook,
+    CLR_RUNS,
+    |k| {
+        let _ = k;
+        clr_f::cache_clear()
+    },
+    2
+);
+held_renewal_vs!(
+    held_vs_set,
+    set_f,
+    SET_GATE,
+    set_hook,
+    SET_RUNS,
+    |k| set_f::set(k, 40),
+    40
+);
+held_renewal_vs!(
+    held_vs_refresh,
+    ref_f,
+    REF_GATE,
+    ref_hook,
+    REF_RUNS,
+    |k| ref_f::refresh(k),
+    2
+);
 
 // What held: a refresh whose computation reads its own key while that entry needs renewing.
 static REC_RUNS: AtomicU64 = AtomicU64::new(0);
@@ -331,12 +393,20 @@ static REC_RUNS: AtomicU64 = AtomicU64::new(0);
 #[cached(ttl = "1h", idle = "1s", skip(depth))]
 fn recursive(key: u64, depth: u32) -> u64 {
     REC_RUNS.fetch_add(1, SeqCst);
-    if depth > 0 { recursive(key, depth - 1) + 1 } else { key }
+    if depth > 0 {
+        recursive(key, depth - 1) + 1
+    } else {
+        key
+    }
 }
 
 #[cached(ttl = "1h", idle = "1s", skip(depth))]
 async fn recursive_async(key: u64, depth: u32) -> u64 {
-    if depth > 0 { Box::pin(recursive_async(key, depth - 1)).await + 1 } else { key }
+    if depth > 0 {
+        Box::pin(recursive_async(key, depth - 1)).await + 1
+    } else {
+        key
+    }
 }
 
 #[test]
@@ -351,7 +421,10 @@ fn held_refresh_reading_its_own_old_entry() {
 
 #[test]
 fn held_async_refresh_reading_its_own_old_entry() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         assert_eq!(recursive_async(5, 0).await, 5);
         tokio::time::sleep(Duration::from_millis(600)).await;
