@@ -224,7 +224,7 @@ impl RemoteStore for LateRenewal {
         self.inner.count_prefix(prefix)
     }
     fn describe(&self) -> String {
-        "late expire".to_owned()
+        "late renewals".to_owned()
     }
 }
 
