@@ -273,6 +273,66 @@ macro_rules! __freshness_cases {
             assert_eq!(info.fail_safe_activations, 2, "{info}");
         }
 
+        static ASYNC_ORIGIN: AtomicU64 = AtomicU64::new(1);
+        static ASYNC_SAFE_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+        #[::cachemere::cached($($backend)*, ttl = "300ms", stale_if_error = "1h", retry_after = "1h")]
+        async fn fail_safe_async(arm: &str, id: u64) -> Result<u64, String> {
+            ASYNC_SAFE_RUNS.fetch_add(1, SeqCst);
+            ::tokio::task::yield_now().await;
+            match ASYNC_ORIGIN.load(SeqCst) {
+                DOWN => Err("the origin is down".to_owned()),
+                version => Ok(id * 100 + version),
+            }
+        }
+
+        #[::cachemere::cached($($backend)*, idle = "3s")]
+        async fn sliding_async(arm: &str, id: u64) -> u64 {
+            ::tokio::task::yield_now().await;
+            id
+        }
+
+        #[::cachemere::cached($($backend)*, ttl = "1h", ttl_from = own_ttl)]
+        async fn token_async(arm: &str, id: u64, lifetime_ms: u64) -> (u64, u64) {
+            ::tokio::task::yield_now().await;
+            (id, lifetime_ms)
+        }
+
+        /// The async forms of fail-safe on `Err` (with throttling), sliding expiry and
+        /// per-value expiry.
+        #[test]
+        fn async_fail_safe_sliding_and_per_value_expiry() {
+            runtime().block_on(async {
+                let runs = || ASYNC_SAFE_RUNS.load(SeqCst);
+                assert_eq!(fail_safe_async(ARM, 1).await, Ok(101));
+                ::tokio::time::sleep(PAST_TTL).await;
+                ASYNC_ORIGIN.store(DOWN, SeqCst);
+                let failed = fail_safe_async::call(ARM, 1).await;
+                assert_eq!((failed.value, failed.status), (Ok(101), Status::Stale));
+                let throttled = fail_safe_async::call(ARM, 1).await;
+                assert_eq!((throttled.value, throttled.status, runs()), (Ok(101), Status::Stale, 2));
+                assert!(fail_safe_async(ARM, 2).await.is_err(), "nothing to fall back on");
+
+                assert_eq!(sliding_async::call(ARM, 1).await.status, Status::Miss);
+                let until = Instant::now() + Duration::from_secs(7);
+                while Instant::now() < until {
+                    ::tokio::time::sleep(Duration::from_millis(300)).await;
+                    assert_eq!(sliding_async::call(ARM, 1).await.status, Status::Hit, "renewed by reads");
+                }
+                ::tokio::time::sleep(Duration::from_secs(7)).await;
+                assert_eq!(sliding_async::call(ARM, 1).await.status, Status::Miss, "expired unread");
+
+                assert_eq!(token_async::call(ARM, 1, 200).await.status, Status::Miss);
+                assert_eq!(token_async::call(ARM, 2, u64::MAX).await.status, Status::Miss);
+                assert_eq!(token_async::call(ARM, 3, 0).await.status, Status::Miss);
+                assert_eq!(token_async::call(ARM, 3, 0).await.status, Status::Miss, "not stored");
+                ::tokio::time::sleep(Duration::from_secs(1)).await;
+                assert_eq!(token_async::call(ARM, 2, u64::MAX).await.status, Status::Hit);
+                assert_eq!(token_async::call(ARM, 1, 200).await.status, Status::Miss, "its own TTL ended");
+            });
+            assert_eq!(fail_safe_async::cache_info().fail_safe_activations, 1);
+        }
+
         static JITTERED: AtomicUsize = AtomicUsize::new(0);
 
         #[::cachemere::cached($($backend)*, ttl = "300ms", jitter = "3s")]
