@@ -282,8 +282,15 @@ macro_rules! __freshness_cases {
             ::tokio::task::yield_now().await;
             match ASYNC_ORIGIN.load(SeqCst) {
                 DOWN => Err("the origin is down".to_owned()),
+                PANICS => panic!("the origin panicked"),
                 version => Ok(id * 100 + version),
             }
+        }
+
+        #[::cachemere::cached($($backend)*, ttl = "300ms", jitter = "3s")]
+        async fn jittered_async(arm: &str, id: u64) -> u64 {
+            ::tokio::task::yield_now().await;
+            id
         }
 
         #[::cachemere::cached($($backend)*, idle = "3s")]
@@ -298,8 +305,8 @@ macro_rules! __freshness_cases {
             (id, lifetime_ms)
         }
 
-        /// The async forms of fail-safe on `Err` (with throttling), sliding expiry and
-        /// per-value expiry.
+        /// The async forms of fail-safe on `Err` (with throttling) and on a panic, jitter,
+        /// sliding expiry and per-value expiry.
         #[test]
         fn async_fail_safe_sliding_and_per_value_expiry() {
             runtime().block_on(async {
@@ -312,6 +319,22 @@ macro_rules! __freshness_cases {
                 let throttled = fail_safe_async::call(ARM, 1).await;
                 assert_eq!((throttled.value, throttled.status, runs()), (Ok(101), Status::Stale, 2));
                 assert!(fail_safe_async(ARM, 2).await.is_err(), "nothing to fall back on");
+                ASYNC_ORIGIN.store(5, SeqCst);
+                assert_eq!(fail_safe_async(ARM, 3).await, Ok(305));
+                ::tokio::time::sleep(PAST_TTL).await;
+                ASYNC_ORIGIN.store(PANICS, SeqCst);
+                let panicked = fail_safe_async::call(ARM, 3).await;
+                assert_eq!((panicked.value, panicked.status), (Ok(305), Status::Stale), "a panic is answered stale");
+
+                for id in 0..40 {
+                    jittered_async(ARM, id).await;
+                }
+                ::tokio::time::sleep(Duration::from_secs(1)).await;
+                let mut fresh = 0;
+                for id in 0..40 {
+                    fresh += usize::from(jittered_async::peek(ARM, id).await.is_some());
+                }
+                assert!(fresh > 0 && fresh < 40, "{fresh} of 40 jittered entries fresh");
 
                 assert_eq!(sliding_async::call(ARM, 1).await.status, Status::Miss);
                 let until = Instant::now() + Duration::from_secs(7);
@@ -330,7 +353,7 @@ macro_rules! __freshness_cases {
                 assert_eq!(token_async::call(ARM, 2, u64::MAX).await.status, Status::Hit);
                 assert_eq!(token_async::call(ARM, 1, 200).await.status, Status::Miss, "its own TTL ended");
             });
-            assert_eq!(fail_safe_async::cache_info().fail_safe_activations, 1);
+            assert_eq!(fail_safe_async::cache_info().fail_safe_activations, 2);
         }
 
         static JITTERED: AtomicUsize = AtomicUsize::new(0);
