@@ -46,8 +46,10 @@ pub struct CacheInfo {
     pub pending_invalidations: u64,
     /// (Remote caches) whether the remote's circuit breaker is open (its store is skipped).
     pub circuit_open: bool,
-    /// Calls answered with a value past its TTL (`stale_while_revalidate`, or `stale_if_error`
-    /// standing in for a failed or throttled recomputation); counted in `hits` too.
+    /// Calls answered with a value past its TTL: by `stale_while_revalidate`, or by
+    /// `stale_if_error` standing in for a recomputation that failed, timed out or is
+    /// throttled. Counted in `hits` too, except when the call's own recomputation failed (it
+    /// ran the function: a miss).
     pub stale_served: u64,
     /// Background refreshes started (`stale_while_revalidate`, or a `timeout` finishing in the
     /// background).
