@@ -481,12 +481,13 @@ fn check_freshness_options(
             );
         }
     }
+    // The option that makes the function run in the background, named in the errors.
     let in_background = match (&options.stale_while_revalidate, &options.timeout) {
-        (Some(option), _) => Some(("stale_while_revalidate", option.span)),
-        (None, Some(option)) if is_async => Some(("timeout", option.span)),
+        (Some(_), _) => Some("stale_while_revalidate"),
+        (None, Some(_)) if is_async => Some("timeout"),
         _ => None,
     };
-    if let Some((option, _)) = in_background {
+    if let Some(option) = in_background {
         if let Some(receiver) = receiver
             && receiver.skipped
         {

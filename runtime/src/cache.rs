@@ -584,11 +584,12 @@ where
         result: R,
         followed: bool,
     ) -> Computed<R, S, N> {
-        if self.freshness.serves_stale() && keep(&result).is_some() {
+        let kept = keep(&result);
+        if kept.is_some() {
             // A failing origin recovered: its key is no longer throttled.
             self.forget_failure(&key);
         }
-        let Some((value, fresh_until)) = keep(&result).and_then(|value| {
+        let Some((value, fresh_until)) = kept.and_then(|value| {
             // `idle` counts from now, when the value is stored (a computation longer than
             // `idle` must not store an entry already expired).
             let stored_at = if self.idle_ns.is_some() {
@@ -965,6 +966,23 @@ where
         self.judge_attempt(key, stripe, prior, attempt)
     }
 
+    /// The `async` form of [`guarded`](Self::guarded) (`prior` owned: a reference held across
+    /// the await would need `S: Sync`).
+    async fn guarded_async<R>(
+        &self,
+        key: &K,
+        stripe: usize,
+        prior: Option<Prior<S, N>>,
+        keep: fn(&R) -> Option<&S>,
+        run: impl Future<Output = R>,
+    ) -> Result<R, (S, Served)> {
+        let Some(prior) = prior else {
+            return Ok(run.await);
+        };
+        let attempt = freshness::attempt_async(keep, run).await;
+        self.judge_attempt(key, stripe, &prior, attempt)
+    }
+
     /// What a recomputation that `prior` may stand in for came to (see
     /// `Revalidation::settle`).
     fn judge_attempt<R>(
@@ -1156,17 +1174,14 @@ where
                     }
                     let run = guard.lead_async(self.timed_async(keep, mode, compute));
                     // Owned across the await: a reference would need `S: Sync`.
-                    let result = match prior.take() {
-                        None => run.await,
-                        Some(prior) => {
-                            let attempt = freshness::attempt_async(keep, run).await;
-                            match self.judge_attempt(&key, stripe, &prior, attempt) {
-                                Ok(result) => result,
-                                Err((value, served)) => {
-                                    guard.finish(None);
-                                    return (load(value), served);
-                                }
-                            }
+                    let result = match self
+                        .guarded_async(&key, stripe, prior.take(), keep, run)
+                        .await
+                    {
+                        Ok(result) => result,
+                        Err((value, served)) => {
+                            guard.finish(None);
+                            return (load(value), served);
                         }
                     };
                     let followed = guard.is_followed();
@@ -1221,18 +1236,12 @@ where
         }
         let started = self.begin(stripe, mode);
         let run = self.timed_async(keep, mode, compute);
-        let result = match prior {
-            None => run.await,
-            Some(prior) => {
-                let attempt = freshness::attempt_async(keep, run).await;
-                match self.judge_attempt(&key, stripe, &prior, attempt) {
-                    Ok(result) => result,
-                    Err((value, served)) => return (load(value), served),
-                }
-            }
-        };
-        self.finish(key, stripe, tags, keep, started, result, false)
-            .served()
+        match self.guarded_async(&key, stripe, prior, keep, run).await {
+            Ok(result) => self
+                .finish(key, stripe, tags, keep, started, result, false)
+                .served(),
+            Err((value, served)) => (load(value), served),
+        }
     }
 
     /// Runs the function on a miss (see `observe`).
@@ -1558,8 +1567,8 @@ where
                     .await;
             }
         };
+        // (`Verdict::Stale` only comes with `stale_while_revalidate`.)
         if prior.verdict == Verdict::Stale
-            && self.freshness.stale_while_revalidate.is_some()
             && let Some((value, served)) = self.stale(stripe, &prior)
         {
             self.counters.hits.increment();

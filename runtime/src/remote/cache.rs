@@ -691,7 +691,7 @@ impl<S: RemoteValue> RemoteCache<S> {
         let Some(idle) = self.freshness.idle else {
             return;
         };
-        let hash = self.revalidation.hash(plan.entry_key());
+        let hash = self.renewed.hash(plan.entry_key());
         if self.renewed.holds(hash) {
             return;
         }
@@ -741,51 +741,51 @@ impl<S: RemoteValue> RemoteCache<S> {
             Some(bytes) => {
                 let codec = plan.remote.codec();
                 match unframe(codec, bytes) {
-                    // Decoded only when its stamps are current: a hidden entry costs no decode.
+                    // Decoded only when its stamps are current and it may be served (fresh, or
+                    // within a stale window): a hidden or dead entry costs no decode.
                     Ok(Stored::Value {
                         token,
                         fresh_until,
                         stamps: written_under,
                         payload,
-                    }) if create.is_empty()
-                        && written_under == stamps
-                        && self
-                            .freshness
-                            .verdict(self.overdue(fresh_until))
-                            .is_usable() =>
-                    {
-                        match codec.decode::<S>(payload) {
-                            Ok(value) => {
-                                let write = Write {
-                                    stamps,
-                                    create,
-                                    expect: Expect::Token(token),
-                                    unreadable: false,
-                                };
-                                let written_at = written_at(&token);
-                                return match self.freshness.verdict(self.overdue(fresh_until)) {
-                                    Verdict::Fresh => {
+                    }) if create.is_empty() && written_under == stamps => {
+                        // Judged once: one clock read decides both whether to decode and how
+                        // the value may be used.
+                        let verdict = self.freshness.verdict(self.overdue(fresh_until));
+                        if !verdict.is_usable() {
+                            Expect::Token(token)
+                        } else {
+                            match codec.decode::<S>(payload) {
+                                Ok(value) => {
+                                    let write = Write {
+                                        stamps,
+                                        create,
+                                        expect: Expect::Token(token),
+                                        unreadable: false,
+                                    };
+                                    let written_at = written_at(&token);
+                                    if verdict == Verdict::Fresh {
                                         if renew {
                                             self.renew(plan, (token, bytes), fresh_until);
                                         }
-                                        Found::Hit {
+                                        return Found::Hit {
                                             value,
                                             written_at,
                                             write,
-                                        }
+                                        };
                                     }
-                                    verdict => Found::Stale {
+                                    return Found::Stale {
                                         value,
                                         written_at,
                                         verdict,
                                         write,
-                                    },
-                                };
-                            }
-                            Err(error) => {
-                                unreadable = true;
-                                self.record("decode", &BackendError::Decode(Box::new(error)));
-                                Expect::Token(token)
+                                    };
+                                }
+                                Err(error) => {
+                                    unreadable = true;
+                                    self.record("decode", &BackendError::Decode(Box::new(error)));
+                                    Expect::Token(token)
+                                }
                             }
                         }
                     }
@@ -1087,6 +1087,39 @@ impl<S: RemoteValue> RemoteCache<S> {
         Some((load(value), served))
     }
 
+    /// Runs a recomputation that a stale value may stand in for (fail-safe): when it fails,
+    /// `Err` with the stale value (see [`judge_attempt`](Self::judge_attempt)). Without a
+    /// stale value it just runs.
+    fn guarded<R>(
+        &self,
+        plan: &Plan,
+        prior: Option<&Prior<S>>,
+        keep: fn(&R) -> Option<&S>,
+        run: impl FnOnce() -> R,
+    ) -> Result<R, (S, Served)> {
+        let Some(prior) = prior else {
+            return Ok(run());
+        };
+        let attempt = freshness::attempt(keep, run);
+        self.judge_attempt(plan, prior, attempt)
+    }
+
+    /// The `async` form of [`guarded`](Self::guarded) (`prior` owned: a reference held across
+    /// the await would need `S: Sync`).
+    async fn guarded_async<R>(
+        &self,
+        plan: &Plan,
+        prior: Option<Prior<S>>,
+        keep: fn(&R) -> Option<&S>,
+        run: impl Future<Output = R>,
+    ) -> Result<R, (S, Served)> {
+        let Some(prior) = prior else {
+            return Ok(run.await);
+        };
+        let attempt = freshness::attempt_async(keep, run).await;
+        self.judge_attempt(plan, &prior, attempt)
+    }
+
     /// What a recomputation that `prior` may stand in for came to (see
     /// `Revalidation::settle`).
     fn judge_attempt<R>(
@@ -1247,18 +1280,12 @@ impl<S: RemoteValue> RemoteCache<S> {
         self.miss(mode);
         let started = (Instant::now(), unix_ms());
         let run = || self.run(guard.as_ref(), mode, keep, compute);
-        let result = match &prior {
-            None => run(),
-            Some(prior) => {
-                let attempt = freshness::attempt(keep, run);
-                match self.judge_attempt(&plan, prior, attempt) {
-                    Ok(result) => result,
-                    Err((value, served)) => {
-                        self.settle_failed(&plan, prepared.as_ref());
-                        self.finish(guard, None, epoch);
-                        return (load(value), served);
-                    }
-                }
+        let result = match self.guarded(&plan, prior.as_ref(), keep, run) {
+            Ok(result) => result,
+            Err((value, served)) => {
+                self.settle_failed(&plan, prepared.as_ref());
+                self.finish(guard, None, epoch);
+                return (load(value), served);
             }
         };
         let stored = keep(&result);
@@ -1524,18 +1551,12 @@ impl<S: RemoteValue> RemoteCache<S> {
         let started = (Instant::now(), unix_ms());
         let run = self.run_async(guard.as_ref(), mode, keep, compute);
         // Owned across the await: a reference would need `S: Sync`.
-        let result = match prior {
-            None => run.await,
-            Some(prior) => {
-                let attempt = freshness::attempt_async(keep, run).await;
-                match self.judge_attempt(&plan, &prior, attempt) {
-                    Ok(result) => result,
-                    Err((value, served)) => {
-                        self.settle_failed_async(&plan, prepared.as_ref()).await;
-                        self.finish(guard, None, epoch);
-                        return (load(value), served);
-                    }
-                }
+        let result = match self.guarded_async(&plan, prior, keep, run).await {
+            Ok(result) => result,
+            Err((value, served)) => {
+                self.settle_failed_async(&plan, prepared.as_ref()).await;
+                self.finish(guard, None, epoch);
+                return (load(value), served);
             }
         };
         // The write is built before the await, the kept value borrowed again after it (a
@@ -1806,7 +1827,8 @@ impl<S: RemoteValue> RemoteCache<S> {
                 let tags = tags.to_vec();
                 let job = move || {
                     let _ticket = ticket;
-                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    // As the async refresh does: a panic or an unkept result is a failure.
+                    let attempt = freshness::attempt(keep, || {
                         self.compute_in(
                             Some(arguments),
                             &tags,
@@ -1815,11 +1837,9 @@ impl<S: RemoteValue> RemoteCache<S> {
                             compute,
                             Mode::Revalidate,
                         )
-                    }));
-                    self.refreshed(
-                        hash,
-                        matches!(&outcome, Ok((result, _)) if keep(result).is_some()),
-                    );
+                        .0
+                    });
+                    self.refreshed(hash, attempt.is_ok());
                 };
                 if !freshness::spawn_blocking(job) {
                     self.counters.note(Event::RefreshFailed);
@@ -1832,9 +1852,8 @@ impl<S: RemoteValue> RemoteCache<S> {
 
     /// A stale value within its stale-while-revalidate window, served (a hit).
     fn serve_and_revalidate(&self, prior: Option<&Prior<S>>) -> Option<(S, Served)> {
-        let prior = prior.filter(|prior| {
-            prior.verdict == Verdict::Stale && self.freshness.stale_while_revalidate.is_some()
-        })?;
+        // (`Verdict::Stale` only comes with `stale_while_revalidate`.)
+        let prior = prior.filter(|prior| prior.verdict == Verdict::Stale)?;
         let stale = self.stale(prior)?;
         self.counters.hits.increment();
         Some(stale)
