@@ -759,19 +759,19 @@ impl Plan<'_> {
     }
 
     fn ttl(&self) -> TokenStream {
-        optional_duration(self.options.ttl.as_ref())
+        optional_duration(self.options.ttl.as_ref(), "checked_ttl")
     }
 
     /// The freshness policy the attribute declares (`Freshness::new()` without options).
     fn freshness(&self) -> TokenStream {
         let options = self.options;
-        let swr = optional_duration(options.stale_while_revalidate.as_ref());
-        let sie = optional_duration(options.stale_if_error.as_ref());
-        let timeout = optional_duration(options.timeout.as_ref());
-        let jitter = optional_duration(options.jitter.as_ref());
-        let idle = optional_duration(options.idle.as_ref());
+        let swr = optional_duration(options.stale_while_revalidate.as_ref(), "checked_duration");
+        let sie = optional_duration(options.stale_if_error.as_ref(), "checked_duration");
+        let timeout = optional_duration(options.timeout.as_ref(), "checked_duration");
+        let jitter = optional_duration(options.jitter.as_ref(), "checked_duration");
+        let idle = optional_duration(options.idle.as_ref(), "checked_duration");
         let retry_after = options.retry_after.as_ref().map(|retry_after| {
-            let retry_after = duration(&retry_after.value);
+            let retry_after = duration(&retry_after.value, "checked_duration");
             quote!(.with_retry_after(#retry_after))
         });
         quote! {
@@ -1290,22 +1290,25 @@ fn is_lint(attr: &Attribute) -> bool {
         .any(|lint| attr.path().is_ident(lint))
 }
 
-/// A duration option's value as a `Duration` expression (a constant one is checked when the
-/// crate is compiled).
-fn duration(duration: &Duration) -> TokenStream {
+/// A duration option's value as a `Duration` expression; a constant one is checked when the
+/// crate is compiled, by `__private::<check>` (which names the option in its error).
+fn duration(duration: &Duration, check: &str) -> TokenStream {
     match duration {
         Duration::Millis(ms) => quote!(::cachemere::__private::Duration::from_millis(#ms)),
-        Duration::Const(expr) => quote_spanned! {expr.span()=>
-            const { ::cachemere::__private::checked_ttl(#expr) }
-        },
+        Duration::Const(expr) => {
+            let check = Ident::new(check, expr.span());
+            quote_spanned! {expr.span()=>
+                const { ::cachemere::__private::#check(#expr) }
+            }
+        }
     }
 }
 
-/// An optional duration option as an `Option<Duration>` expression.
-fn optional_duration(option: Option<&At<Duration>>) -> TokenStream {
+/// An optional duration option as an `Option<Duration>` expression (see [`duration`]).
+fn optional_duration(option: Option<&At<Duration>>, check: &str) -> TokenStream {
     match option {
         Some(at) => {
-            let duration = duration(&at.value);
+            let duration = duration(&at.value, check);
             quote!(::core::option::Option::Some(#duration))
         }
         None => quote!(::core::option::Option::None),

@@ -126,3 +126,14 @@ pub const fn checked_ttl(ttl: Duration) -> Duration {
     }
     ttl
 }
+
+/// A freshness option (`stale_while_revalidate`, `stale_if_error`, `retry_after`, `timeout`,
+/// `jitter`, `idle`) given as a constant expression, checked when the constant is evaluated.
+pub const fn checked_duration(duration: Duration) -> Duration {
+    if duration.is_zero() {
+        panic!(
+            "a freshness option (`stale_while_revalidate`, `stale_if_error`, `retry_after`, `timeout`, `jitter`, `idle`) must be more than zero"
+        );
+    }
+    duration
+}
