@@ -12,8 +12,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::codec::{
-    Codec, Kind, Stamp, Stored, Token, frame, marker, stamp_of, token_of, unframe, unix_ms,
-    written_at,
+    Codec, Kind, Stamp, Stored, Token, frame, is_lease, marker, stamp_of, token_of, unframe,
+    unix_ms, written_at,
 };
 use super::pending::Overwrite;
 use super::{Remote, default_remote, key};
@@ -71,6 +71,9 @@ pub struct RemoteCache<S> {
     revalidation: Revalidation,
     /// (`idle`) keys whose expiry this process renewed less than half of `idle` ago.
     renewed: Deadlines,
+    /// `lock = true`: a miss with no value to fall back on waits for another process's lease
+    /// on the key (see [`LOCK_LEASE`]) rather than computing beside it.
+    lock: bool,
     _stored: PhantomData<fn() -> S>,
 }
 
@@ -156,6 +159,8 @@ struct Write {
     expect: Expect,
     /// The entry was there but did not decode (already counted as an error).
     unreadable: bool,
+    /// The entry holds a lease: a computation of it is under way (in some process).
+    leased: bool,
 }
 
 impl Write {
@@ -173,6 +178,8 @@ struct Prepared {
     token: Token,
     /// Whether the token is a lease this leader left (released if nothing is stored).
     own_lease: bool,
+    /// A lease was asked for (`lock = true`) and another caller's is there instead.
+    contended: bool,
 }
 
 /// Readies the store for a leader's value, in one operation: creates the absent stamps (or
@@ -180,16 +187,38 @@ struct Prepared {
 /// only hides what was written under it), and leaves a lease where the entry was absent or
 /// unreadable, so that an invalidation made while the value is computed replaces it and the
 /// value's write finds other bytes.
+///
+/// With `take_lease` (`lock = true`), a lease replaces whatever the entry held (a tombstone,
+/// an expired value, a lease left by a caller waited out), and `contended` tells that another
+/// caller's lease was found instead.
 async fn prepare(
     store: Arc<dyn super::RemoteStore>,
     entry_key: String,
     write: Write,
-    lease_ttl: Duration,
+    (lease_ttl, take_lease): (Duration, bool),
     stamp_ttl: Duration,
 ) -> Result<Prepared, BackendError> {
     let stamps = create_stamps(&*store, write.stamps, write.create, stamp_ttl).await?;
     let mut own_lease = false;
     let token = match write.expect {
+        Expect::Token(token) if take_lease => {
+            let lease = marker(Kind::Lease);
+            if store
+                .compare_and_set(entry_key, token.to_vec(), lease.clone(), lease_ttl)
+                .await?
+            {
+                own_lease = true;
+                token_of(&lease)
+                    .ok_or_else(|| BackendError::Other("a fresh lease has no token".into()))?
+            } else {
+                return Ok(Prepared {
+                    stamps,
+                    token,
+                    own_lease: false,
+                    contended: true,
+                });
+            }
+        }
         Expect::Token(token) => token,
         Expect::Lease { absent } => {
             let lease = marker(Kind::Lease);
@@ -225,6 +254,7 @@ async fn prepare(
         stamps,
         token,
         own_lease,
+        contended: take_lease && !own_lease,
     })
 }
 
@@ -330,6 +360,7 @@ impl<S> RemoteCache<S> {
             ttl_from: None,
             revalidation: Revalidation::new(),
             renewed: Deadlines::new(),
+            lock: false,
             _stored: PhantomData,
         }
     }
@@ -345,6 +376,16 @@ impl<S> RemoteCache<S> {
     /// the cache's, zero stores nothing.
     pub fn with_ttl_from(mut self, ttl_from: fn(&S) -> Option<Duration>) -> Self {
         self.ttl_from = Some(ttl_from);
+        self
+    }
+
+    /// Single flight across processes (`lock = true`): a miss that finds another process's
+    /// lease on its key waits (at most [`LOCK_WAIT`]) for that computation's value instead of
+    /// computing too, and a leader's lease lives [`LOCK_LEASE`], renewed while it computes.
+    /// Only with single flight in the process (which keeps a recursive call from waiting for
+    /// its own lease); ignored without it.
+    pub fn with_lock(mut self, lock: bool) -> Self {
+        self.lock = lock && self.flights.is_some();
         self
     }
 
@@ -672,6 +713,52 @@ fn millis(duration: Duration) -> u64 {
 /// its TTL) finds its lease gone and does not store its value.
 const MARKER_TTL: Duration = Duration::from_secs(600);
 
+/// How long a lease lives with `lock = true`, renewed every third of it while its holder
+/// computes: a holder that dies or stalls lets another process compute this long after its
+/// last renewal.
+pub const LOCK_LEASE: Duration = Duration::from_secs(3);
+
+/// The longest a miss waits for another process's computation (`lock = true`) before it
+/// computes anyway.
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Stops a lease's renewals when dropped.
+struct LeaseKeeper(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// The pauses of a miss waiting for another process's lease: short at first (the value
+/// usually lands within a few round trips), then every 50 ms, until [`LOCK_WAIT`].
+struct LockWait {
+    deadline: Instant,
+    pause: Duration,
+}
+
+impl LockWait {
+    fn new() -> Self {
+        LockWait {
+            deadline: Instant::now() + LOCK_WAIT,
+            pause: Duration::from_millis(2),
+        }
+    }
+
+    fn is_over(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
+    /// The next pause, or `None` once the wait is over.
+    fn next(&mut self) -> Option<Duration> {
+        let left = self.deadline.checked_duration_since(Instant::now())?;
+        let pause = self.pause.min(left);
+        self.pause = (self.pause * 2).min(Duration::from_millis(50));
+        (!pause.is_zero()).then_some(pause)
+    }
+}
+
 /// How long a count of a remote cache's keys is reused by `cache_info()`.
 const COUNT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -736,6 +823,7 @@ impl<S: RemoteValue> RemoteCache<S> {
         };
         let (stamps, create) = read_stamps(&plan.read_keys[1..], &values[1..]);
         let mut unreadable = false;
+        let leased = values[0].as_deref().is_some_and(is_lease);
         let expect = match &values[0] {
             None => Expect::Lease { absent: true },
             Some(bytes) => {
@@ -762,6 +850,7 @@ impl<S: RemoteValue> RemoteCache<S> {
                                         create,
                                         expect: Expect::Token(token),
                                         unreadable: false,
+                                        leased: false,
                                     };
                                     let written_at = written_at(&token);
                                     if verdict == Verdict::Fresh {
@@ -807,6 +896,7 @@ impl<S: RemoteValue> RemoteCache<S> {
             create,
             expect,
             unreadable,
+            leased,
         }))
     }
 
@@ -815,15 +905,67 @@ impl<S: RemoteValue> RemoteCache<S> {
         &self,
         plan: &Plan,
         write: Write,
+        take_lease: bool,
     ) -> impl FnOnce(&dyn super::RemoteStore) -> super::StoreFuture<Prepared> + Send + 'static {
         let store = plan.remote.store();
         let key = plan.entry_key().clone();
-        let lease_ttl = self.marker_ttl(&plan.remote);
+        let lease_ttl = if self.lock {
+            LOCK_LEASE
+        } else {
+            self.marker_ttl(&plan.remote)
+        };
         let stamp_ttl = plan.remote.stamp_ttl();
         move |_: &dyn super::RemoteStore| {
-            Box::pin(prepare(store, key, write, lease_ttl, stamp_ttl))
-                as super::StoreFuture<Prepared>
+            Box::pin(prepare(
+                store,
+                key,
+                write,
+                (lease_ttl, take_lease),
+                stamp_ttl,
+            )) as super::StoreFuture<Prepared>
         }
+    }
+
+    /// Whether this miss takes part in single flight across processes (`lock = true`): a
+    /// lookup or a refresh led in this process, with no stale value that could stand in
+    /// (replacing it with a lease would take it from the other processes' fail-safe).
+    fn locks(&self, mode: Mode, led: bool, prior: Option<&Prior<S>>) -> bool {
+        self.lock && led && mode == Mode::Lookup && prior.is_none()
+    }
+
+    /// Renews the lease this leader left while it computes (`lock = true`), so that a long
+    /// computation keeps other processes waiting and a dead or stalled one lets them compute
+    /// within [`LOCK_LEASE`]. Renewals stop when the returned guard drops (after the value's
+    /// write, or on a panic) or when the lease is no longer there.
+    fn keep_lease(&self, plan: &Plan, prepared: &Prepared) -> Option<LeaseKeeper> {
+        if !(self.lock && prepared.own_lease) {
+            return None;
+        }
+        let runtime = super::background_runtime().ok()?;
+        let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let keeper = LeaseKeeper(Arc::clone(&stopped));
+        let remote = plan.remote.clone();
+        let key = plan.entry_key().clone();
+        // A lease is its token: renewing writes the same bytes with a new time to live.
+        let lease = prepared.token.to_vec();
+        drop(runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(LOCK_LEASE / 3).await;
+                if stopped.load(Ordering::Acquire) {
+                    return;
+                }
+                let (key, lease) = (key.clone(), lease.clone());
+                let renewed = remote
+                    .call(move |store: &dyn super::RemoteStore| {
+                        store.compare_and_set(key, lease.clone(), lease, LOCK_LEASE)
+                    })
+                    .await;
+                if !matches!(renewed, Ok(true)) {
+                    return;
+                }
+            }
+        }));
+        Some(keeper)
     }
 
     fn prepared(&self, prepared: Result<Prepared, BackendError>) -> Option<Prepared> {
@@ -1274,9 +1416,52 @@ impl<S: RemoteValue> RemoteCache<S> {
             self.finish(guard, None, epoch);
             return stale;
         }
-        let prepared = write
-            .map(|write| plan.remote.blocking(self.prepare_op(&plan, write)))
-            .and_then(|prepared| self.prepared(prepared));
+        let led = guard.is_some();
+        // Started on the first wait: a miss without `lock` reads no clock for it.
+        let mut waiting: Option<LockWait> = None;
+        let mut reread = false;
+        let prepared = loop {
+            if reread {
+                epoch = self.epoch();
+                match self.next_step(self.judge(&plan, self.read(&plan)), mode, epoch) {
+                    Step::Hit(value, written_at) => {
+                        self.finish(guard, Some((&value, written_at)), epoch);
+                        return self.hit(value, written_at, load);
+                    }
+                    Step::Miss(miss, stale) => {
+                        write = miss;
+                        prior = stale;
+                    }
+                }
+            }
+            let take_lease = self.locks(mode, led, prior.as_ref());
+            // Another process computes this key (`lock = true`): wait for its value.
+            if take_lease
+                && write.as_ref().is_some_and(|write| write.leased)
+                && let Some(pause) = waiting.get_or_insert_with(LockWait::new).next()
+            {
+                std::thread::sleep(pause);
+                reread = true;
+                continue;
+            }
+            let Some(planned) = write.take() else {
+                break None;
+            };
+            let prepare = self.prepare_op(&plan, planned, take_lease);
+            match self.prepared(plan.remote.blocking(prepare)) {
+                // Another caller's lease got there first: wait for it while there is time.
+                Some(prepared)
+                    if prepared.contended
+                        && !waiting.get_or_insert_with(LockWait::new).is_over() =>
+                {
+                    reread = true
+                }
+                prepared => break prepared,
+            }
+        };
+        let _keeper = prepared
+            .as_ref()
+            .and_then(|prepared| self.keep_lease(&plan, prepared));
         self.miss(mode);
         let started = (Instant::now(), unix_ms());
         let run = || self.run(guard.as_ref(), mode, keep, compute);
@@ -1540,13 +1725,52 @@ impl<S: RemoteValue> RemoteCache<S> {
             self.finish(guard, None, epoch);
             return stale;
         }
-        let prepared = match write {
-            Some(write) => {
-                let prepared = plan.remote.call(self.prepare_op(&plan, write)).await;
-                self.prepared(prepared)
+        let led = guard.is_some();
+        // Started on the first wait: a miss without `lock` reads no clock for it.
+        let mut waiting: Option<LockWait> = None;
+        let mut reread = false;
+        let prepared = loop {
+            if reread {
+                epoch = self.epoch();
+                let read = plan.remote.read(&plan.read_keys).await;
+                match self.next_step(self.judge(&plan, read), mode, epoch) {
+                    Step::Hit(value, written_at) => {
+                        self.finish(guard, Some((&value, written_at)), epoch);
+                        return self.hit(value, written_at, load);
+                    }
+                    Step::Miss(miss, stale) => {
+                        write = miss;
+                        prior = stale;
+                    }
+                }
             }
-            None => None,
+            let take_lease = self.locks(mode, led, prior.as_ref());
+            if take_lease
+                && write.as_ref().is_some_and(|write| write.leased)
+                && let Some(pause) = waiting.get_or_insert_with(LockWait::new).next()
+            {
+                // Timed by a thread of ours: the caller's executor may have no timer.
+                let _ = freshness::within(std::future::pending::<()>(), pause).await;
+                reread = true;
+                continue;
+            }
+            let Some(planned) = write.take() else {
+                break None;
+            };
+            let prepare = self.prepare_op(&plan, planned, take_lease);
+            match self.prepared(plan.remote.call(prepare).await) {
+                Some(prepared)
+                    if prepared.contended
+                        && !waiting.get_or_insert_with(LockWait::new).is_over() =>
+                {
+                    reread = true
+                }
+                prepared => break prepared,
+            }
         };
+        let _keeper = prepared
+            .as_ref()
+            .and_then(|prepared| self.keep_lease(&plan, prepared));
         self.miss(mode);
         let started = (Instant::now(), unix_ms());
         let run = self.run_async(guard.as_ref(), mode, keep, compute);

@@ -303,6 +303,11 @@ pub(crate) fn is_value(prefix: &[u8]) -> bool {
     token_of(prefix).is_some_and(|token| token[2] == Kind::Value as u8)
 }
 
+/// Whether stored bytes are a lease of this format: a computation of the entry under way.
+pub(crate) fn is_lease(bytes: &[u8]) -> bool {
+    token_of(bytes).is_some_and(|token| token[2] == Kind::Lease as u8)
+}
+
 /// Splits a stored value, checking every length.
 pub(crate) fn unframe(codec: Codec, bytes: &[u8]) -> Result<Stored<'_>, CodecError> {
     let token = token_of(bytes).ok_or(CodecError::Frame("unknown magic, frame version or kind"))?;

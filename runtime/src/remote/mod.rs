@@ -70,6 +70,7 @@ use std::time::Duration;
 use crate::backend::BackendError;
 use crate::invalidation::Invalidation;
 use breaker::Breaker;
+pub use cache::{LOCK_LEASE, LOCK_WAIT};
 pub use codec::{Codec, CodecError};
 use pending::Overwrite;
 
