@@ -21,6 +21,7 @@ mod kw {
     syn::custom_keyword!(cache_none);
     syn::custom_keyword!(cache_err);
     syn::custom_keyword!(single_flight);
+    syn::custom_keyword!(lock);
     syn::custom_keyword!(trace_args);
     syn::custom_keyword!(version);
     syn::custom_keyword!(remote);
@@ -47,6 +48,8 @@ pub(crate) struct Options {
     pub(crate) cache_none: Option<LitBool>,
     pub(crate) cache_err: Option<LitBool>,
     pub(crate) single_flight: Option<LitBool>,
+    /// `lock = true`: single flight across processes, through a lease in the remote store.
+    pub(crate) lock: Option<LitBool>,
     /// `trace_args = true`: the arguments' `Debug` form is recorded in each computation's span.
     pub(crate) trace_args: Option<LitBool>,
     pub(crate) version: Option<At<u32>>,
@@ -115,7 +118,7 @@ pub(crate) enum BackendChoice {
 /// carries one key per tag; remote frames hold up to 65,533).
 const MOST_TAGS: usize = 1024;
 
-const OPTIONS: &str = "ttl, maxsize, tags, key, key_type, skip, name, backend, version, remote, cache_none, cache_err, single_flight, trace_args, stale_while_revalidate, stale_if_error, retry_after, timeout, jitter, ttl_from, idle";
+const OPTIONS: &str = "ttl, maxsize, tags, key, key_type, skip, name, backend, version, remote, cache_none, cache_err, single_flight, lock, trace_args, stale_while_revalidate, stale_if_error, retry_after, timeout, jitter, ttl_from, idle";
 
 /// The errors met so far, combined into one.
 #[derive(Default)]
@@ -356,6 +359,12 @@ impl Options {
             let value = parse_value(input)?;
             if let Some(flag) = bool_value(value, "single_flight", errors) {
                 set_once(&mut self.single_flight, flag, span, "single_flight", errors);
+            }
+        } else if lookahead.peek(kw::lock) {
+            let span = input.parse::<kw::lock>()?.span;
+            let value = parse_value(input)?;
+            if let Some(flag) = bool_value(value, "lock", errors) {
+                set_once(&mut self.lock, flag, span, "lock", errors);
             }
         } else if lookahead.peek(kw::trace_args) {
             let span = input.parse::<kw::trace_args>()?.span;

@@ -898,6 +898,12 @@ impl Plan<'_> {
             quote_spanned!(path.span()=> .with_remote(#path))
         });
         let single_flight = self.options.single_flight.as_ref().is_none_or(|f| f.value);
+        let lock = self
+            .options
+            .lock
+            .as_ref()
+            .filter(|lock| lock.value)
+            .map(|lock| quote_spanned!(lock.span=> .with_lock(true)));
         let freshness = self.freshness();
         let ttl_from = self.options.ttl_from.as_ref().map(|ttl_from| {
             let path = &ttl_from.value;
@@ -914,6 +920,7 @@ impl Plan<'_> {
                         #with_remote
                         .with_freshness(#freshness)
                         #ttl_from
+                        #lock
                 })
             }
         }

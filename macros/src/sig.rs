@@ -371,6 +371,17 @@ fn check_remote_options(options: &Options, is_method: bool, errors: &mut Errors)
                  `maxsize`; remove `maxsize` (and give a `ttl`)",
             );
         }
+        if let (Some(lock), Some(single_flight)) = (&options.lock, &options.single_flight)
+            && lock.value
+            && !single_flight.value
+        {
+            errors.at(
+                lock.span,
+                "`lock = true` extends single flight across processes and needs it within the \
+                 process (so that a recursive call never waits for its own lease): remove \
+                 `single_flight = false`, or `lock`",
+            );
+        }
         if is_method && options.name.is_none() {
             let span = options
                 .backend
@@ -395,6 +406,14 @@ fn check_remote_options(options: &Options, is_method: bool, errors: &mut Errors)
                 remote.span,
                 "`remote` chooses the store of a remote cache; it goes with backend = \"redis\" \
                  or \"remote\": remove it, or choose a remote backend",
+            );
+        }
+        if let Some(lock) = &options.lock {
+            errors.at(
+                lock.span,
+                "`lock` makes processes that share a remote store compute a key once, through a \
+                 lease in that store; it goes with backend = \"redis\" or \"remote\" (an \
+                 in-memory cache has single flight already): remove it, or choose a remote backend",
             );
         }
     }
