@@ -1,0 +1,359 @@
+//! Single flight across processes (`lock = true`), against real `redis-server` processes and a
+//! real 3-master cluster: concurrent misses of one key in several OS processes compute once; a
+//! holder killed mid-computation lets another process compute once its lease runs out; a
+//! holder that fails hands the key over at once; a server that dies while a caller waits never
+//! fails the call.
+//!
+//! Two functions of the same `name` in this process are two caches sharing one key space: as
+//! far as the lease is concerned, two processes. Each test has its own server or prefix.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Barrier, OnceLock};
+use std::time::{Duration, Instant};
+
+use cachemere::cached;
+use cachemere::redis::RedisConfig;
+use cachemere::remote::Remote;
+use cachemere_tests::redis_harness::{RedisCluster, RedisServer};
+
+const TIMEOUT: Duration = Duration::from_secs(2);
+const PEER: &str = env!("CARGO_BIN_EXE_remote_peer");
+
+fn start_server() -> RedisServer {
+    RedisServer::start().unwrap_or_else(|error| panic!("could not start redis-server: {error}"))
+}
+
+fn remote_on(url: String, prefix: &str) -> Remote {
+    RedisConfig::new(url)
+        .prefix(prefix)
+        .timeout(TIMEOUT)
+        .build()
+        .unwrap_or_else(|error| panic!("{error}"))
+}
+
+macro_rules! remote_slot {
+    ($slot:ident, $getter:ident) => {
+        static $slot: OnceLock<Remote> = OnceLock::new();
+        fn $getter() -> Remote {
+            $slot
+                .get()
+                .expect("the test sets its remote before the first call")
+                .clone()
+        }
+    };
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4 OS processes × 16 callers of one cold key: one computation.
+
+#[test]
+fn four_processes_of_sixteen_callers_compute_once() {
+    let server = start_server();
+    let start = (unix_ms() + 2_000).to_string();
+    let peers: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(PEER)
+                .args([&server.url(), "lock-stampede", "7", &start, "16"])
+                .env_remove("CACHEMERE_REDIS_URL")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|error| panic!("could not run {PEER}: {error}"))
+        })
+        .collect();
+    let mut runs = 0;
+    let mut values = Vec::new();
+    for peer in peers {
+        let output = peer.wait_with_output().expect("the peer runs");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "peer failed: {stdout} {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let summary = stdout
+            .lines()
+            .find(|line| line.starts_with("runs="))
+            .unwrap_or_else(|| panic!("no summary in {stdout:?}"));
+        for pair in summary.split_whitespace() {
+            match pair.split_once('=') {
+                Some(("runs", n)) => runs += n.parse::<usize>().expect("a count"),
+                Some(("values", v)) => values.push(v.to_owned()),
+                Some(("calls", n)) => assert_eq!(n, "16"),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(runs, 1, "64 callers in 4 processes: {values:?}");
+    values.dedup();
+    assert_eq!(
+        values.len(),
+        1,
+        "every caller got the one value: {values:?}"
+    );
+    assert!(!values[0].contains(','), "{values:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A holder killed with SIGKILL mid-computation: another process computes after its lease.
+
+remote_slot!(HOLD_REMOTE, hold_remote);
+static HOLD_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// The peer's `locked_value`: same name, prefix and key.
+#[cached(backend = "redis", remote = hold_remote, name = "lock-shared", lock = true)]
+fn locked_value(id: u64) -> String {
+    HOLD_RUNS.fetch_add(1, Ordering::SeqCst);
+    format!("{id}@{}", std::process::id())
+}
+
+#[test]
+fn a_killed_holder_lets_another_process_compute_after_its_lease() {
+    let server = start_server();
+    HOLD_REMOTE
+        .set(remote_on(server.url(), "faults-shared"))
+        .expect("set once");
+    let mut holder = Command::new(PEER)
+        .args([&server.url(), "lock-hold", "9"])
+        .env_remove("CACHEMERE_REDIS_URL")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the peer starts");
+    let mut lines = BufReader::new(holder.stdout.take().expect("piped")).lines();
+    let computing = lines
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| panic!("the holder printed nothing"));
+    assert!(computing.starts_with("computing"), "{computing}");
+
+    let waiter = std::thread::spawn(|| {
+        let value = locked_value(9);
+        (value, Instant::now())
+    });
+    // The holder renews its lease: a second past it, the waiter is still waiting.
+    std::thread::sleep(cachemere::remote::LOCK_LEASE + Duration::from_secs(1));
+    assert!(
+        !waiter.is_finished(),
+        "the waiter computed beside a live holder"
+    );
+    assert_eq!(HOLD_RUNS.load(Ordering::SeqCst), 0);
+
+    holder.kill().expect("SIGKILL");
+    let killed = Instant::now();
+    let _ = holder.wait();
+    let (value, done) = waiter.join().expect("the waiter returns");
+    assert_eq!(value, format!("9@{}", std::process::id()));
+    assert_eq!(HOLD_RUNS.load(Ordering::SeqCst), 1);
+    // Within the lease (plus the waiter's polling), well before the wait's own bound.
+    let after = done.duration_since(killed);
+    assert!(
+        after < cachemere::remote::LOCK_WAIT - Duration::from_secs(2),
+        "took {after:?} after the kill"
+    );
+    assert_eq!(locked_value::cache_info().misses, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Two caches of one name in this process: the lease between them, on a single node and on the
+// cluster.
+
+static SHARED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+macro_rules! lock_pair {
+    ($slot:ident, $getter:ident, $first:ident, $second:ident, $name:tt, $lock:tt) => {
+        remote_slot!($slot, $getter);
+
+        #[cached(backend = "redis", remote = $getter, name = $name, lock = $lock)]
+        fn $first(id: u64) -> String {
+            SHARED_RUNS.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(300));
+            format!("{id}:first")
+        }
+
+        #[cached(backend = "redis", remote = $getter, name = $name, lock = $lock)]
+        fn $second(id: u64) -> String {
+            SHARED_RUNS.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(300));
+            format!("{id}:second")
+        }
+    };
+}
+
+lock_pair!(
+    PAIR_REMOTE,
+    pair_remote,
+    pair_first,
+    pair_second,
+    "lock-pair",
+    true
+);
+lock_pair!(
+    CLUSTER_REMOTE,
+    cluster_remote,
+    cluster_first,
+    cluster_second,
+    "lock-pair",
+    true
+);
+lock_pair!(
+    UNLOCKED_REMOTE,
+    unlocked_remote,
+    unlocked_first,
+    unlocked_second,
+    "lock-pair",
+    false
+);
+
+/// 8 callers of each cache behind a barrier; returns the computations and the values.
+fn stampede(first: fn(u64) -> String, second: fn(u64) -> String, id: u64) -> (usize, Vec<String>) {
+    let before = SHARED_RUNS.load(Ordering::SeqCst);
+    let barrier = Barrier::new(16);
+    let mut values: Vec<String> = std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..16)
+            .map(|n| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    barrier.wait();
+                    if n % 2 == 0 { first(id) } else { second(id) }
+                })
+            })
+            .collect();
+        calls
+            .into_iter()
+            .map(|call| call.join().expect("no panic"))
+            .collect()
+    });
+    values.sort();
+    values.dedup();
+    (SHARED_RUNS.load(Ordering::SeqCst) - before, values)
+}
+
+// The three stampedes share `SHARED_RUNS`: one test runs them in turn.
+#[test]
+fn two_caches_of_one_name_compute_once_on_a_node_and_a_cluster_and_twice_without_lock() {
+    let server = start_server();
+    PAIR_REMOTE
+        .set(remote_on(server.url(), "lock-pair"))
+        .expect("set once");
+    UNLOCKED_REMOTE
+        .set(remote_on(server.url(), "lock-unlocked"))
+        .expect("set once");
+    let cluster = RedisCluster::start().unwrap_or_else(|error| panic!("no cluster: {error}"));
+    CLUSTER_REMOTE
+        .set(
+            RedisConfig::cluster(cluster.urls())
+                .prefix("lock-cluster")
+                .timeout(TIMEOUT)
+                .build()
+                .unwrap_or_else(|error| panic!("{error}")),
+        )
+        .expect("set once");
+
+    for id in 1..=3 {
+        let (runs, values) = stampede(pair_first, pair_second, id);
+        assert_eq!(runs, 1, "single node, key {id}: {values:?}");
+        assert_eq!(values.len(), 1, "{values:?}");
+        let (runs, values) = stampede(cluster_first, cluster_second, id);
+        assert_eq!(runs, 1, "cluster, key {id}: {values:?}");
+        assert_eq!(values.len(), 1, "{values:?}");
+    }
+    // The control: without `lock`, each cache computes once (single flight in each).
+    let (runs, values) = stampede(unlocked_first, unlocked_second, 1);
+    assert_eq!(runs, 2, "{values:?}");
+    assert_eq!(values.len(), 2, "{values:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A holder whose computation fails hands the key over at once (its lease is taken back); a
+// server that dies while a caller waits never fails the call.
+
+remote_slot!(FAIL_REMOTE, fail_remote);
+static FAIL_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(backend = "redis", remote = fail_remote, name = "lock-fail", lock = true)]
+fn failing_holder(id: u64) -> Result<String, String> {
+    FAIL_RUNS.fetch_add(1, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(400));
+    Err(format!("{id}: the origin is down"))
+}
+
+#[cached(backend = "redis", remote = fail_remote, name = "lock-fail", lock = true)]
+fn waiting_caller(id: u64) -> Result<String, String> {
+    FAIL_RUNS.fetch_add(1, Ordering::SeqCst);
+    Ok(format!("{id}: computed by the waiter"))
+}
+
+#[test]
+fn a_failed_holder_hands_over_at_once() {
+    let server = start_server();
+    FAIL_REMOTE
+        .set(remote_on(server.url(), "lock-fail"))
+        .expect("set once");
+    let holder = std::thread::spawn(|| failing_holder(5));
+    std::thread::sleep(Duration::from_millis(100));
+    let asked = Instant::now();
+    assert_eq!(
+        waiting_caller(5),
+        Ok("5: computed by the waiter".to_owned())
+    );
+    let waited = asked.elapsed();
+    assert!(holder.join().expect("no panic").is_err());
+    assert_eq!(FAIL_RUNS.load(Ordering::SeqCst), 2);
+    // The holder's release, not its lease's expiry, ended the wait.
+    assert!(waited < cachemere::remote::LOCK_LEASE, "waited {waited:?}");
+    assert_eq!(waiting_caller::cache_info().misses, 1);
+}
+
+remote_slot!(DOWN_REMOTE, down_remote);
+static DOWN_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(backend = "redis", remote = down_remote, name = "lock-down", lock = true)]
+fn slow_holder(id: u64) -> u64 {
+    DOWN_RUNS.fetch_add(1, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_secs(2));
+    id
+}
+
+#[cached(backend = "redis", remote = down_remote, name = "lock-down", lock = true)]
+async fn async_waiter(id: u64) -> u64 {
+    DOWN_RUNS.fetch_add(1, Ordering::SeqCst);
+    id * 10
+}
+
+#[test]
+fn a_server_dying_while_a_caller_waits_does_not_fail_the_call() {
+    let mut server = start_server();
+    DOWN_REMOTE
+        .set(
+            RedisConfig::new(server.url())
+                .prefix("lock-down")
+                .timeout(Duration::from_millis(200))
+                .build()
+                .unwrap_or_else(|error| panic!("{error}")),
+        )
+        .expect("set once");
+    let holder = std::thread::spawn(|| slow_holder(3));
+    std::thread::sleep(Duration::from_millis(200));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let waiter = std::thread::spawn(move || runtime.block_on(async_waiter(3)));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !waiter.is_finished(),
+        "the async caller waits for the holder"
+    );
+    server.kill().expect("SIGKILL");
+    assert_eq!(waiter.join().expect("no panic"), 30);
+    assert_eq!(holder.join().expect("no panic"), 3);
+    assert_eq!(DOWN_RUNS.load(Ordering::SeqCst), 2);
+}
