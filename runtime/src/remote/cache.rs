@@ -722,6 +722,29 @@ pub const LOCK_LEASE: Duration = Duration::from_secs(3);
 /// computes anyway.
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 
+/// See `RemoteCache::lock_step`.
+enum LockStep {
+    Wait(Duration),
+    Prepare(Write, bool),
+    Compute,
+}
+
+/// What a leader keeps of the store's readiness for its value: `None` to read again and wait,
+/// when another caller's lease got there first and the wait has time left.
+fn lock_settled(
+    prepared: Option<Prepared>,
+    waiting: &mut Option<LockWait>,
+) -> Option<Option<Prepared>> {
+    match prepared {
+        Some(prepared)
+            if prepared.contended && !waiting.get_or_insert_with(LockWait::new).is_over() =>
+        {
+            None
+        }
+        prepared => Some(prepared),
+    }
+}
+
 /// Stops a lease's renewals when dropped.
 struct LeaseKeeper(Arc<std::sync::atomic::AtomicBool>);
 
@@ -931,6 +954,30 @@ impl<S: RemoteValue> RemoteCache<S> {
     /// (replacing it with a lease would take it from the other processes' fail-safe).
     fn locks(&self, mode: Mode, led: bool, prior: Option<&Prior<S>>) -> bool {
         self.lock && led && mode == Mode::Lookup && prior.is_none()
+    }
+
+    /// What a leader does next before computing: wait for another caller's lease
+    /// (`lock = true`, while [`LOCK_WAIT`] lasts), ready the store for its value (taking a
+    /// lease when it locks), or compute without the store (nothing to write: it failed).
+    fn lock_step(
+        &self,
+        mode: Mode,
+        led: bool,
+        prior: Option<&Prior<S>>,
+        write: &mut Option<Write>,
+        waiting: &mut Option<LockWait>,
+    ) -> LockStep {
+        let take_lease = self.locks(mode, led, prior);
+        if take_lease
+            && write.as_ref().is_some_and(|write| write.leased)
+            && let Some(pause) = waiting.get_or_insert_with(LockWait::new).next()
+        {
+            return LockStep::Wait(pause);
+        }
+        match write.take() {
+            Some(write) => LockStep::Prepare(write, take_lease),
+            None => LockStep::Compute,
+        }
     }
 
     /// Renews the lease this leader left while it computes (`lock = true`), so that a long
@@ -1434,29 +1481,17 @@ impl<S: RemoteValue> RemoteCache<S> {
                     }
                 }
             }
-            let take_lease = self.locks(mode, led, prior.as_ref());
-            // Another process computes this key (`lock = true`): wait for its value.
-            if take_lease
-                && write.as_ref().is_some_and(|write| write.leased)
-                && let Some(pause) = waiting.get_or_insert_with(LockWait::new).next()
-            {
-                std::thread::sleep(pause);
-                reread = true;
-                continue;
-            }
-            let Some(planned) = write.take() else {
-                break None;
-            };
-            let prepare = self.prepare_op(&plan, planned, take_lease);
-            match self.prepared(plan.remote.blocking(prepare)) {
-                // Another caller's lease got there first: wait for it while there is time.
-                Some(prepared)
-                    if prepared.contended
-                        && !waiting.get_or_insert_with(LockWait::new).is_over() =>
-                {
-                    reread = true
+            reread = true;
+            match self.lock_step(mode, led, prior.as_ref(), &mut write, &mut waiting) {
+                LockStep::Wait(pause) => std::thread::sleep(pause),
+                LockStep::Compute => break None,
+                LockStep::Prepare(planned, take_lease) => {
+                    let prepare = self.prepare_op(&plan, planned, take_lease);
+                    let prepared = self.prepared(plan.remote.blocking(prepare));
+                    if let Some(prepared) = lock_settled(prepared, &mut waiting) {
+                        break prepared;
+                    }
                 }
-                prepared => break prepared,
             }
         };
         let _keeper = prepared
@@ -1744,28 +1779,20 @@ impl<S: RemoteValue> RemoteCache<S> {
                     }
                 }
             }
-            let take_lease = self.locks(mode, led, prior.as_ref());
-            if take_lease
-                && write.as_ref().is_some_and(|write| write.leased)
-                && let Some(pause) = waiting.get_or_insert_with(LockWait::new).next()
-            {
+            reread = true;
+            match self.lock_step(mode, led, prior.as_ref(), &mut write, &mut waiting) {
                 // Timed by a thread of ours: the caller's executor may have no timer.
-                let _ = freshness::within(std::future::pending::<()>(), pause).await;
-                reread = true;
-                continue;
-            }
-            let Some(planned) = write.take() else {
-                break None;
-            };
-            let prepare = self.prepare_op(&plan, planned, take_lease);
-            match self.prepared(plan.remote.call(prepare).await) {
-                Some(prepared)
-                    if prepared.contended
-                        && !waiting.get_or_insert_with(LockWait::new).is_over() =>
-                {
-                    reread = true
+                LockStep::Wait(pause) => {
+                    let _ = freshness::within(std::future::pending::<()>(), pause).await;
                 }
-                prepared => break prepared,
+                LockStep::Compute => break None,
+                LockStep::Prepare(planned, take_lease) => {
+                    let prepare = self.prepare_op(&plan, planned, take_lease);
+                    let prepared = self.prepared(plan.remote.call(prepare).await);
+                    if let Some(prepared) = lock_settled(prepared, &mut waiting) {
+                        break prepared;
+                    }
+                }
             }
         };
         let _keeper = prepared
