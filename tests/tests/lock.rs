@@ -310,7 +310,10 @@ fn a_failed_holder_hands_over_at_once() {
     assert!(holder.join().expect("no panic").is_err());
     assert_eq!(FAIL_RUNS.load(Ordering::SeqCst), 2);
     // The holder's release, not its lease's expiry, ended the wait.
-    assert!(waited < cachemere::remote::LOCK_LEASE, "waited {waited:?}");
+    assert!(
+        waited < cachemere::remote::LOCK_LEASE / 2,
+        "waited {waited:?}"
+    );
     assert_eq!(waiting_caller::cache_info().misses, 1);
 }
 
@@ -358,4 +361,70 @@ fn a_server_dying_while_a_caller_waits_does_not_fail_the_call() {
     assert_eq!(waiter.join().expect("no panic"), 30);
     assert_eq!(holder.join().expect("no panic"), 3);
     assert_eq!(DOWN_RUNS.load(Ordering::SeqCst), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A holder that panics, or whose future is dropped, takes its lease back: the waiter computes
+// at once, not after the lease.
+
+remote_slot!(GONE_REMOTE, gone_remote);
+static GONE_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cached(backend = "redis", remote = gone_remote, name = "lock-gone", lock = true)]
+fn panicking_holder(id: u64) -> u64 {
+    GONE_RUNS.fetch_add(1, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(400));
+    panic!("holder {id} panics");
+}
+
+#[cached(backend = "redis", remote = gone_remote, name = "lock-gone", lock = true)]
+async fn cancelled_holder(id: u64) -> u64 {
+    GONE_RUNS.fetch_add(1, Ordering::SeqCst);
+    std::future::pending::<()>().await;
+    id
+}
+
+#[cached(backend = "redis", remote = gone_remote, name = "lock-gone", lock = true)]
+fn gone_waiter(id: u64) -> u64 {
+    GONE_RUNS.fetch_add(1, Ordering::SeqCst);
+    id + 100
+}
+
+#[test]
+fn a_holder_that_panics_or_is_cancelled_hands_over_at_once() {
+    let server = start_server();
+    GONE_REMOTE
+        .set(remote_on(server.url(), "lock-gone"))
+        .expect("set once");
+
+    let holder = std::thread::spawn(|| panicking_holder(1));
+    std::thread::sleep(Duration::from_millis(100));
+    let asked = Instant::now();
+    assert_eq!(gone_waiter(1), 101);
+    let waited = asked.elapsed();
+    assert!(holder.join().is_err(), "the holder panicked");
+    eprintln!("after a panic, the waiter computed {waited:?} after it asked");
+    assert!(
+        waited < cachemere::remote::LOCK_LEASE / 2,
+        "waited {waited:?}"
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    // The holder takes its lease and computes forever; it is dropped after 300 ms.
+    let dropped = runtime.block_on(async {
+        tokio::time::timeout(Duration::from_millis(300), cancelled_holder(2)).await
+    });
+    assert!(dropped.is_err(), "the holder never finishes");
+    let asked = Instant::now();
+    assert_eq!(gone_waiter(2), 102);
+    let waited = asked.elapsed();
+    eprintln!("after a cancellation, the waiter computed {waited:?} after it asked");
+    assert!(
+        waited < cachemere::remote::LOCK_LEASE / 2,
+        "waited {waited:?}"
+    );
+    assert_eq!(GONE_RUNS.load(Ordering::SeqCst), 4);
 }

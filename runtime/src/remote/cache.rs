@@ -745,12 +745,35 @@ fn lock_settled(
     }
 }
 
-/// Stops a lease's renewals when dropped.
-struct LeaseKeeper(Arc<std::sync::atomic::AtomicBool>);
+/// Stops a lease's renewals when dropped, and takes the lease back unless the computation
+/// got as far as settling it: a holder that panics or whose future is dropped (cancelled) lets
+/// the processes waiting for it compute at once, rather than after [`LOCK_LEASE`].
+struct LeaseKeeper {
+    stopped: Arc<std::sync::atomic::AtomicBool>,
+    /// The remote, the entry key and the lease (its token), until settled.
+    release: Option<(Remote, String, Vec<u8>)>,
+}
+
+impl LeaseKeeper {
+    /// The computation ended and its own write takes care of the lease.
+    fn settled(&mut self) {
+        self.release = None;
+    }
+}
 
 impl Drop for LeaseKeeper {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::Release);
+        self.stopped.store(true, Ordering::Release);
+        if let Some((remote, key, lease)) = self.release.take() {
+            remote.detach(move |store: &dyn super::RemoteStore| {
+                store.compare_and_set(
+                    key,
+                    lease,
+                    marker(Kind::Tombstone),
+                    Duration::from_millis(1),
+                )
+            });
+        }
     }
 }
 
@@ -990,11 +1013,14 @@ impl<S: RemoteValue> RemoteCache<S> {
         }
         let runtime = super::background_runtime().ok()?;
         let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let keeper = LeaseKeeper(Arc::clone(&stopped));
         let remote = plan.remote.clone();
         let key = plan.entry_key().clone();
         // A lease is its token: renewing writes the same bytes with a new time to live.
         let lease = prepared.token.to_vec();
+        let keeper = LeaseKeeper {
+            stopped: Arc::clone(&stopped),
+            release: Some((remote.clone(), key.clone(), lease.clone())),
+        };
         drop(runtime.spawn(async move {
             loop {
                 tokio::time::sleep(LOCK_LEASE / 3).await;
@@ -1494,13 +1520,17 @@ impl<S: RemoteValue> RemoteCache<S> {
                 }
             }
         };
-        let _keeper = prepared
+        let mut keeper = prepared
             .as_ref()
             .and_then(|prepared| self.keep_lease(&plan, prepared));
         self.miss(mode);
         let started = (Instant::now(), unix_ms());
         let run = || self.run(guard.as_ref(), mode, keep, compute);
-        let result = match self.guarded(&plan, prior.as_ref(), keep, run) {
+        let guarded = self.guarded(&plan, prior.as_ref(), keep, run);
+        if let Some(keeper) = keeper.as_mut() {
+            keeper.settled();
+        }
+        let result = match guarded {
             Ok(result) => result,
             Err((value, served)) => {
                 self.settle_failed(&plan, prepared.as_ref());
@@ -1795,14 +1825,18 @@ impl<S: RemoteValue> RemoteCache<S> {
                 }
             }
         };
-        let _keeper = prepared
+        let mut keeper = prepared
             .as_ref()
             .and_then(|prepared| self.keep_lease(&plan, prepared));
         self.miss(mode);
         let started = (Instant::now(), unix_ms());
         let run = self.run_async(guard.as_ref(), mode, keep, compute);
         // Owned across the await: a reference would need `S: Sync`.
-        let result = match self.guarded_async(&plan, prior, keep, run).await {
+        let guarded = self.guarded_async(&plan, prior, keep, run).await;
+        if let Some(keeper) = keeper.as_mut() {
+            keeper.settled();
+        }
+        let result = match guarded {
             Ok(result) => result,
             Err((value, served)) => {
                 self.settle_failed_async(&plan, prepared.as_ref()).await;
