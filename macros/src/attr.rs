@@ -431,7 +431,13 @@ impl Options {
 
 fn parse_value(input: ParseStream<'_>) -> syn::Result<Expr> {
     input.parse::<Token![=]>()?;
-    input.parse()
+    let mut value: Expr = input.parse()?;
+    // A value passed through `macro_rules!` (`$name:literal`, `$ttl:expr`, `$flag:literal`)
+    // arrives wrapped in an invisible group: every option sees what the user wrote.
+    while let Expr::Group(group) = value {
+        value = *group.expr;
+    }
+    Ok(value)
 }
 
 fn positive_int(value: &Expr, option: &str, example: &str, errors: &mut Errors) -> Option<u64> {
