@@ -750,9 +750,13 @@ fn lock_settled(
 /// the processes waiting for it compute at once, rather than after [`LOCK_LEASE`].
 struct LeaseKeeper {
     stopped: Arc<std::sync::atomic::AtomicBool>,
-    /// The remote, the entry key and the lease (its token), until settled.
-    release: Option<(Remote, String, Vec<u8>)>,
+    /// The remote and the write taking the lease back (`RemoteCache::release_op`), until
+    /// settled.
+    release: Option<(Remote, ReleaseOp)>,
 }
+
+/// A store write that takes a leader's lease back.
+type ReleaseOp = Box<dyn FnOnce(&dyn super::RemoteStore) -> super::StoreFuture<bool> + Send>;
 
 impl LeaseKeeper {
     /// The computation ended and its own write takes care of the lease.
@@ -764,15 +768,8 @@ impl LeaseKeeper {
 impl Drop for LeaseKeeper {
     fn drop(&mut self) {
         self.stopped.store(true, Ordering::Release);
-        if let Some((remote, key, lease)) = self.release.take() {
-            remote.detach(move |store: &dyn super::RemoteStore| {
-                store.compare_and_set(
-                    key,
-                    lease,
-                    marker(Kind::Tombstone),
-                    Duration::from_millis(1),
-                )
-            });
+        if let Some((remote, release)) = self.release.take() {
+            remote.detach(release);
         }
     }
 }
@@ -869,7 +866,7 @@ impl<S: RemoteValue> RemoteCache<S> {
         };
         let (stamps, create) = read_stamps(&plan.read_keys[1..], &values[1..]);
         let mut unreadable = false;
-        let leased = values[0].as_deref().is_some_and(is_lease);
+        let mut leased = false;
         let expect = match &values[0] {
             None => Expect::Lease { absent: true },
             Some(bytes) => {
@@ -928,7 +925,10 @@ impl<S: RemoteValue> RemoteCache<S> {
                     // a plain miss.
                     Ok(Stored::Value { token, .. }) => Expect::Token(token),
                     // A lease (a computation under way) or a tombstone (invalidated).
-                    Ok(Stored::Marker { token }) => Expect::Token(token),
+                    Ok(Stored::Marker { token }) => {
+                        leased = is_lease(&token);
+                        Expect::Token(token)
+                    }
                     Err(error) => {
                         unreadable = true;
                         self.record("decode", &BackendError::Decode(Box::new(error)));
@@ -1019,7 +1019,9 @@ impl<S: RemoteValue> RemoteCache<S> {
         let lease = prepared.token.to_vec();
         let keeper = LeaseKeeper {
             stopped: Arc::clone(&stopped),
-            release: Some((remote.clone(), key.clone(), lease.clone())),
+            release: self
+                .release_op(plan, prepared)
+                .map(|release| (remote.clone(), Box::new(release) as ReleaseOp)),
         };
         drop(runtime.spawn(async move {
             loop {

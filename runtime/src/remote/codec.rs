@@ -303,9 +303,9 @@ pub(crate) fn is_value(prefix: &[u8]) -> bool {
     token_of(prefix).is_some_and(|token| token[2] == Kind::Value as u8)
 }
 
-/// Whether stored bytes are a lease of this format: a computation of the entry under way.
-pub(crate) fn is_lease(bytes: &[u8]) -> bool {
-    token_of(bytes).is_some_and(|token| token[2] == Kind::Lease as u8)
+/// Whether a marker's token is a lease's: a computation of the entry under way.
+pub(crate) fn is_lease(token: &Token) -> bool {
+    token[2] == Kind::Lease as u8
 }
 
 /// Splits a stored value, checking every length.
