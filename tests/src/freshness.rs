@@ -81,6 +81,9 @@ macro_rules! __freshness_cases {
             assert_eq!((during.value, during.status), (101, Status::Stale), "served while the refresh runs");
             go.send(()).expect("the refresh waits");
             eventually("the refresh's value replaces the stale one", || revalidated::peek(ARM, 1) == Some(102));
+            // The refresh counts its success after its write returns, so a reader can see the new
+            // value a moment before the counter moves.
+            eventually("the refresh is counted", || revalidated::cache_info().refreshes_succeeded == 1);
             let after = revalidated::call(ARM, 1);
             assert_eq!((after.value, after.status), (102, Status::Hit));
             assert_eq!(SWR_RUNS.load(SeqCst), 2, "one computation, then exactly one refresh");
