@@ -32,6 +32,7 @@ mod kw {
     syn::custom_keyword!(jitter);
     syn::custom_keyword!(ttl_from);
     syn::custom_keyword!(idle);
+    syn::custom_keyword!(local);
 }
 
 /// The options written in `#[cached(...)]`, each with the span of the option for errors.
@@ -69,6 +70,9 @@ pub(crate) struct Options {
     pub(crate) ttl_from: Option<At<Path>>,
     /// Sliding expiry: an entry not read for this long expires.
     pub(crate) idle: Option<At<Duration>>,
+    /// (Remote caches) a near cache: copies of entries kept in the process for at most this
+    /// long, coherent through the store's change feed.
+    pub(crate) local: Option<At<Duration>>,
 }
 
 impl Options {
@@ -118,7 +122,7 @@ pub(crate) enum BackendChoice {
 /// carries one key per tag; remote frames hold up to 65,533).
 const MOST_TAGS: usize = 1024;
 
-const OPTIONS: &str = "ttl, maxsize, tags, key, key_type, skip, name, backend, version, remote, cache_none, cache_err, single_flight, lock, trace_args, stale_while_revalidate, stale_if_error, retry_after, timeout, jitter, ttl_from, idle";
+const OPTIONS: &str = "ttl, maxsize, tags, key, key_type, skip, name, backend, version, remote, cache_none, cache_err, single_flight, lock, trace_args, stale_while_revalidate, stale_if_error, retry_after, timeout, jitter, ttl_from, idle, local";
 
 /// The errors met so far, combined into one.
 #[derive(Default)]
@@ -423,6 +427,9 @@ impl Options {
         } else if lookahead.peek(kw::idle) {
             let span = input.parse::<kw::idle>()?.span;
             (&mut self.idle, "idle", span)
+        } else if lookahead.peek(kw::local) {
+            let span = input.parse::<kw::local>()?.span;
+            (&mut self.local, "local", span)
         } else {
             return Ok(None);
         }))

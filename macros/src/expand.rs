@@ -909,6 +909,16 @@ impl Plan<'_> {
             let path = &ttl_from.value;
             quote_spanned!(path.span()=> .with_ttl_from(#path))
         });
+        let local = self.options.local.as_ref().map(|local| {
+            let duration = duration(&local.value, "checked_duration");
+            let maxsize = self
+                .options
+                .maxsize
+                .as_ref()
+                .map_or(DEFAULT_LOCAL_MAXSIZE, |maxsize| maxsize.value)
+                as usize;
+            quote_spanned!(local.span=> .with_local(#duration, #maxsize))
+        });
         quote! {
             #[doc(hidden)]
             #[inline]
@@ -921,6 +931,7 @@ impl Plan<'_> {
                         .with_freshness(#freshness)
                         #ttl_from
                         #lock
+                        #local
                 })
             }
         }
@@ -1312,6 +1323,9 @@ fn duration(duration: &Duration, check: &str) -> TokenStream {
 }
 
 /// An optional duration option as an `Option<Duration>` expression (see [`duration`]).
+/// How many copies a near cache (`local`) keeps without `maxsize`.
+const DEFAULT_LOCAL_MAXSIZE: u64 = 10_000;
+
 fn optional_duration(option: Option<&At<Duration>>, check: &str) -> TokenStream {
     match option {
         Some(at) => {

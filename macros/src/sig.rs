@@ -364,11 +364,12 @@ fn mentions_self(function: &ItemFn) -> bool {
 /// Options that only make sense for one kind of backend.
 fn check_remote_options(options: &Options, is_method: bool, errors: &mut Errors) {
     if options.is_remote() {
-        if let Some(maxsize) = &options.maxsize {
+        if let (Some(maxsize), None) = (&options.maxsize, &options.local) {
             errors.at(
                 maxsize.span,
                 "a remote cache is bounded by its `ttl` and the store's memory policy, not by \
-                 `maxsize`; remove `maxsize` (and give a `ttl`)",
+                 `maxsize`; remove `maxsize` (and give a `ttl`), or add `local = \"30s\"` to \
+                 keep up to `maxsize` copies in this process",
             );
         }
         if let (Some(lock), Some(single_flight)) = (&options.lock, &options.single_flight)
@@ -406,6 +407,14 @@ fn check_remote_options(options: &Options, is_method: bool, errors: &mut Errors)
                 remote.span,
                 "`remote` chooses the store of a remote cache; it goes with backend = \"redis\" \
                  or \"remote\": remove it, or choose a remote backend",
+            );
+        }
+        if let Some(local) = &options.local {
+            errors.at(
+                local.span,
+                "`local` keeps in-process copies of a remote cache's entries (a near cache); an \
+                 in-memory cache is local already: remove it, or choose backend = \"redis\" or \
+                 \"remote\"",
             );
         }
         if let Some(lock) = &options.lock {

@@ -108,3 +108,17 @@ pub(crate) fn coarse_ns() -> u64 {
 pub(crate) fn precise_ns() -> u64 {
     imp::precise_ns()
 }
+
+/// Whether the precise-clock deadline `until` (nanoseconds) is still ahead, read on a hit: the
+/// coarse clock when the deadline is more than four of its resolutions away, the precise one
+/// closer to it.
+#[inline]
+pub(crate) fn before(until: u64) -> bool {
+    static SLACK_NS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let slack = *SLACK_NS.get_or_init(|| {
+        u64::try_from(clock_resolution().as_nanos())
+            .unwrap_or(u64::MAX)
+            .saturating_mul(4)
+    });
+    coarse_ns().saturating_add(slack) < until || precise_ns() < until
+}

@@ -38,6 +38,8 @@ use tokio::runtime::{Handle, Id as RuntimeId};
 use crate::backend::BackendError;
 use crate::remote::{Codec, Remote, RemoteBuilder, RemoteStore, StoreFuture, background_runtime};
 
+mod tracking;
+
 /// The environment variable naming the default Redis.
 pub const URL_VARIABLE: &str = "CACHEMERE_REDIS_URL";
 /// The environment variable that makes a single URL a cluster seed.
@@ -269,6 +271,8 @@ pub struct RedisStore {
 
 struct StoreInner {
     target: Target,
+    /// The first URL's connection settings (for the change feed's own connections).
+    template: ::redis::ConnectionInfo,
     timeout: Duration,
     description: String,
     /// Per runtime: its connection, if one is up.
@@ -381,9 +385,12 @@ impl RedisStore {
             let client = Client::open(first.as_str()).map_err(|e| invalid(first, e))?;
             (Target::Single(client), format!("Redis {}", redacted[0]))
         };
+        let template = ::redis::IntoConnectionInfo::into_connection_info(first.as_str())
+            .map_err(|e| invalid(first, e))?;
         Ok(RedisStore {
             inner: Arc::new(StoreInner {
                 target,
+                template,
                 timeout,
                 description,
                 connections: RwLock::new(Vec::new()),
@@ -870,6 +877,16 @@ impl RemoteStore for RedisStore {
     /// nodes reconnect inside the `redis` crate, out of sight: there, run the nodes with
     /// `appendfsync always` (or without persistence) so that a restarted node never comes back
     /// without writes it acknowledged.
+    /// Server-assisted client-side caching in broadcasting mode on connections of its own (see
+    /// the `tracking` module): every change under `prefix`, by any client, is reported.
+    fn track_changes(&self, prefix: String, feed: crate::remote::ChangeFeed) -> bool {
+        let Ok(runtime) = background_runtime() else {
+            return false;
+        };
+        runtime.spawn(tracking::watch(Arc::downgrade(&self.inner), prefix, feed));
+        true
+    }
+
     fn watch_restarts(&self, watch: crate::remote::RestartWatch) {
         self.inner
             .restarts

@@ -61,6 +61,9 @@ pub struct CacheInfo {
     /// Recomputations that failed (or timed out) and were answered with a stale value
     /// (`stale_if_error`).
     pub fail_safe_activations: u64,
+    /// (Near caches, `local = ..`) the hits answered from this process's local copy, without a
+    /// round trip to the store; counted in `hits` too (the rest of `hits` came from the store).
+    pub local_hits: u64,
 }
 
 impl CacheInfo {
@@ -96,7 +99,7 @@ impl CacheInfo {
 impl serde::Serialize for CacheInfo {
     fn serialize<Se: serde::Serializer>(&self, serializer: Se) -> Result<Se::Ok, Se::Error> {
         use serde::ser::SerializeStruct;
-        let mut fields = serializer.serialize_struct("CacheInfo", 15)?;
+        let mut fields = serializer.serialize_struct("CacheInfo", 16)?;
         fields.serialize_field("hits", &self.hits)?;
         fields.serialize_field("misses", &self.misses)?;
         fields.serialize_field("hit_ratio", &self.hit_ratio())?;
@@ -112,6 +115,7 @@ impl serde::Serialize for CacheInfo {
         fields.serialize_field("refreshes_succeeded", &self.refreshes_succeeded)?;
         fields.serialize_field("refreshes_failed", &self.refreshes_failed)?;
         fields.serialize_field("fail_safe_activations", &self.fail_safe_activations)?;
+        fields.serialize_field("local_hits", &self.local_hits)?;
         fields.end()
     }
 }
@@ -141,6 +145,9 @@ impl fmt::Display for CacheInfo {
                 self.refreshes_failed,
                 self.fail_safe_activations
             )?;
+        }
+        if self.local_hits > 0 {
+            write!(f, " local_hits={}", self.local_hits)?;
         }
         if self.pending_invalidations > 0 {
             write!(f, " pending_invalidations={}", self.pending_invalidations)?;

@@ -145,6 +145,18 @@ macro_rules! backend_conformance {
     };
 
     ($name:ident, remote = $remote:path) => {
+        $crate::backend_conformance!(@remote $name, $remote, 0, [backend = "remote", remote = $remote]);
+    };
+
+    // A near cache (`local`) in front of the remote: the same contract.
+    ($name:ident, remote = $remote:path, local = $local:literal, maxsize = $maxsize:literal) => {
+        $crate::backend_conformance!(
+            @remote $name, $remote, $maxsize,
+            [backend = "remote", remote = $remote, local = $local, maxsize = $maxsize]
+        );
+    };
+
+    (@remote $name:ident, $remote:path, $maxsize:literal, [$($options:tt)*]) => {
         mod $name {
             use ::cachemere::cached;
             use ::std::sync::atomic::{AtomicUsize, Ordering};
@@ -204,7 +216,7 @@ macro_rules! backend_conformance {
 
             static SQUARES: AtomicUsize = AtomicUsize::new(0);
 
-            #[cached(backend = "remote", remote = $remote, tags = ["conformance-square:{arm}:{x}"])]
+            #[cached($($options)*, tags = ["conformance-square:{arm}:{x}"])]
             fn square(arm: &str, x: u64) -> u64 {
                 SQUARES.fetch_add(1, Ordering::SeqCst);
                 x * x
@@ -228,16 +240,16 @@ macro_rules! backend_conformance {
                 square::cache_clear();
                 let info = square::cache_info();
                 assert_eq!((info.hits, info.misses, info.errors), (0, 0, 0));
-                assert_eq!(info.maxsize, 0, "a remote cache is bounded by TTLs, not a count");
+                assert_eq!(info.maxsize, $maxsize, "a remote cache is bounded by TTLs (a near cache's copies by `maxsize`)");
                 assert_eq!(square(ARM, 3), 9);
                 assert_eq!(SQUARES.load(Ordering::SeqCst), 4, "a clear hides every entry");
             }
 
-            $crate::__shared_conformance_cases!(backend = "remote", remote = $remote);
+            $crate::__shared_conformance_cases!($($options)*);
 
             static ASYNC_CALLS: AtomicUsize = AtomicUsize::new(0);
 
-            #[cached(backend = "remote", remote = $remote)]
+            #[cached($($options)*)]
             async fn fetch_name(id: u64) -> Option<String> {
                 ASYNC_CALLS.fetch_add(1, Ordering::SeqCst);
                 ::tokio::task::yield_now().await;
@@ -260,7 +272,7 @@ macro_rules! backend_conformance {
 
             static TRIPLED: AtomicUsize = AtomicUsize::new(0);
 
-            #[cached(backend = "remote", remote = $remote, tags = ["conformance-triple:{arm}"])]
+            #[cached($($options)*, tags = ["conformance-triple:{arm}"])]
             async fn triple(arm: &str, x: u64) -> u64 {
                 assert_eq!(arm, ARM);
                 TRIPLED.fetch_add(1, Ordering::SeqCst);
@@ -305,7 +317,7 @@ macro_rules! backend_conformance {
 
             static GARBLED_CALLS: AtomicUsize = AtomicUsize::new(0);
 
-            #[cached(backend = "remote", remote = $remote, name = "conformance-garbled")]
+            #[cached($($options)*, name = "conformance-garbled")]
             fn garbled(x: u64) -> Vec<String> {
                 GARBLED_CALLS.fetch_add(1, Ordering::SeqCst);
                 vec![x.to_string(); 3]
@@ -315,13 +327,16 @@ macro_rules! backend_conformance {
             fn a_value_that_does_not_decode_is_a_miss_then_rewritten() {
                 let expected = vec!["5".to_string(); 3];
                 assert_eq!(garbled(5), expected);
-                let key = "conformance:conformance-garbled:v1:5".to_string();
+                let key = format!("{}:conformance-garbled:v1:5", $remote().prefix());
                 let store = $remote().store();
                 // Garbage, and a frame whose postcard length prefix claims 2^62 strings.
                 let hostile = vec![0xCA, 1, 1, 0, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40];
                 for (round, bytes) in [b"\xff\x00garbage".to_vec(), hostile].into_iter().enumerate() {
                     let errors = garbled::cache_info().errors;
                     block_on(store.set(key.clone(), bytes, Duration::from_secs(60))).unwrap();
+                    // A write from outside this process's caches: a near cache sees it once
+                    // the change feed reports it.
+                    assert!($remote().catch_up(Duration::from_secs(10)), "the change feed caught up");
                     assert_eq!(garbled(5), expected);
                     assert_eq!(GARBLED_CALLS.load(Ordering::SeqCst), 2 + round, "a bad value is a miss");
                     assert_eq!(garbled::cache_info().errors, errors + 1, "and an error");
@@ -332,7 +347,7 @@ macro_rules! backend_conformance {
 
             static JOINS: AtomicUsize = AtomicUsize::new(0);
 
-            #[cached(backend = "remote", remote = $remote)]
+            #[cached($($options)*)]
             fn join(a: &str, b: &str) -> String {
                 JOINS.fetch_add(1, Ordering::SeqCst);
                 format!("{a}|{b}")
@@ -352,12 +367,12 @@ macro_rules! backend_conformance {
                 assert_eq!(join::cache_info().currsize, pairs.len() as u64);
             }
 
-            #[cached(backend = "remote", remote = $remote, name = "conformance-versioned")]
+            #[cached($($options)*, name = "conformance-versioned")]
             fn version_one(x: u64) -> u64 {
                 x
             }
 
-            #[cached(backend = "remote", remote = $remote, name = "conformance-versioned", version = 2)]
+            #[cached($($options)*, name = "conformance-versioned", version = 2)]
             fn version_two(x: u64) -> u64 {
                 x * 100
             }

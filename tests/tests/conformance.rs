@@ -18,3 +18,15 @@ cachemere_tests::backend_conformance!(
     user_remote,
     remote = cachemere_tests::remote_fixtures::user_store
 );
+cachemere_tests::backend_conformance!(
+    redis_near,
+    remote = cachemere_tests::remote_fixtures::single_node_near,
+    local = "1h",
+    maxsize = 1000
+);
+cachemere_tests::backend_conformance!(
+    redis_cluster_near,
+    remote = cachemere_tests::remote_fixtures::cluster_near,
+    local = "1h",
+    maxsize = 1000
+);

@@ -279,16 +279,28 @@ fn two_caches_of_one_name_compute_once_on_a_node_and_a_cluster_and_twice_without
 remote_slot!(FAIL_REMOTE, fail_remote);
 static FAIL_RUNS: AtomicUsize = AtomicUsize::new(0);
 
+static FAIL_EVENTS: std::sync::Mutex<Vec<&str>> = std::sync::Mutex::new(Vec::new());
+
+fn fail_event(event: &'static str) {
+    FAIL_EVENTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(event);
+}
+
 #[cached(backend = "redis", remote = fail_remote, name = "lock-fail", lock = true)]
 fn failing_holder(id: u64) -> Result<String, String> {
     FAIL_RUNS.fetch_add(1, Ordering::SeqCst);
+    fail_event("holder started");
     std::thread::sleep(Duration::from_millis(400));
+    fail_event("holder failed");
     Err(format!("{id}: the origin is down"))
 }
 
 #[cached(backend = "redis", remote = fail_remote, name = "lock-fail", lock = true)]
 fn waiting_caller(id: u64) -> Result<String, String> {
     FAIL_RUNS.fetch_add(1, Ordering::SeqCst);
+    fail_event("waiter computed");
     Ok(format!("{id}: computed by the waiter"))
 }
 
@@ -309,6 +321,11 @@ fn a_failed_holder_hands_over_at_once() {
     eprintln!("the waiter computed {waited:?} after it asked");
     assert!(holder.join().expect("no panic").is_err());
     assert_eq!(FAIL_RUNS.load(Ordering::SeqCst), 2);
+    // It waited for the holder (rather than computing beside it)...
+    assert_eq!(
+        *FAIL_EVENTS.lock().unwrap_or_else(|e| e.into_inner()),
+        ["holder started", "holder failed", "waiter computed"]
+    );
     // The holder's release, not its lease's expiry, ended the wait.
     assert!(
         waited < cachemere::remote::LOCK_LEASE / 2,
@@ -370,10 +387,13 @@ fn a_server_dying_while_a_caller_waits_does_not_fail_the_call() {
 remote_slot!(GONE_REMOTE, gone_remote);
 static GONE_RUNS: AtomicUsize = AtomicUsize::new(0);
 
+static PANICKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 #[cached(backend = "redis", remote = gone_remote, name = "lock-gone", lock = true)]
 fn panicking_holder(id: u64) -> u64 {
     GONE_RUNS.fetch_add(1, Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(400));
+    PANICKED.store(true, Ordering::SeqCst);
     panic!("holder {id} panics");
 }
 
@@ -387,6 +407,11 @@ async fn cancelled_holder(id: u64) -> u64 {
 #[cached(backend = "redis", remote = gone_remote, name = "lock-gone", lock = true)]
 fn gone_waiter(id: u64) -> u64 {
     GONE_RUNS.fetch_add(1, Ordering::SeqCst);
+    // Key 1's waiter waited for the panicking holder rather than computing beside it.
+    assert!(
+        id != 1 || PANICKED.load(Ordering::SeqCst),
+        "computed while the holder ran"
+    );
     id + 100
 }
 
@@ -427,4 +452,129 @@ fn a_holder_that_panics_or_is_cancelled_hands_over_at_once() {
         "waited {waited:?}"
     );
     assert_eq!(GONE_RUNS.load(Ordering::SeqCst), 4);
+}
+
+// ---------------------------------------------------------------------------------------------
+// An invalidation queued (the store refused it) while a caller waits for another process's
+// holder: neither the waiter nor a call made after `invalidate` returned gets the holder's
+// value, computed before the invalidation.
+
+/// A store that refuses tombstones on demand, over a map shared with a well-behaved remote.
+struct RefusingStore {
+    shared: cachemere_tests::user_remote::SharedMapStore,
+    refuse: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl cachemere::remote::RemoteStore for RefusingStore {
+    fn get_many(&self, keys: Vec<String>) -> cachemere::remote::StoreFuture<Vec<Option<Vec<u8>>>> {
+        self.shared.get_many(keys)
+    }
+    fn set(
+        &self,
+        key: String,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> cachemere::remote::StoreFuture<()> {
+        self.shared.set(key, value, ttl)
+    }
+    fn get_or_set(
+        &self,
+        key: String,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> cachemere::remote::StoreFuture<Option<Vec<u8>>> {
+        self.shared.get_or_set(key, value, ttl)
+    }
+    fn compare_and_set(
+        &self,
+        key: String,
+        expected: Vec<u8>,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> cachemere::remote::StoreFuture<bool> {
+        self.shared.compare_and_set(key, expected, value, ttl)
+    }
+    fn swap(
+        &self,
+        key: String,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> cachemere::remote::StoreFuture<Option<Vec<u8>>> {
+        if self.refuse.load(Ordering::SeqCst) {
+            return Box::pin(async {
+                Err(cachemere::BackendError::Unavailable(
+                    "refused by the test".into(),
+                ))
+            });
+        }
+        self.shared.swap(key, value, ttl)
+    }
+    fn delete(&self, key: String) -> cachemere::remote::StoreFuture<bool> {
+        self.shared.delete(key)
+    }
+    fn count_prefix(&self, prefix: String) -> cachemere::remote::StoreFuture<u64> {
+        self.shared.count_prefix(prefix)
+    }
+    fn describe(&self) -> String {
+        "a store refusing tombstones on demand".to_owned()
+    }
+}
+
+remote_slot!(QUEUED_A, queued_a);
+remote_slot!(QUEUED_B, queued_b);
+
+#[cached(backend = "remote", remote = queued_a, name = "lock-queued", lock = true)]
+fn queued_holder(id: u64) -> String {
+    std::thread::sleep(Duration::from_millis(600));
+    format!("{id}: old (computed before the invalidation)")
+}
+
+#[cached(backend = "remote", remote = queued_b, name = "lock-queued", lock = true)]
+fn queued_caller(id: u64) -> String {
+    format!("{id}: new")
+}
+
+#[test]
+fn an_invalidation_queued_during_a_wait_hides_the_holders_value() {
+    let shared = cachemere_tests::user_remote::SharedMapStore::default();
+    let refuse = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    QUEUED_A
+        .set(
+            Remote::builder(shared.clone())
+                .prefix("lock-queued")
+                .build(),
+        )
+        .expect("set once");
+    QUEUED_B
+        .set(
+            Remote::builder(RefusingStore {
+                shared,
+                refuse: std::sync::Arc::clone(&refuse),
+            })
+            .prefix("lock-queued")
+            .build(),
+        )
+        .expect("set once");
+    let holder = std::thread::spawn(|| queued_holder(1));
+    std::thread::sleep(Duration::from_millis(100));
+    let waiter = std::thread::spawn(|| queued_caller(1));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!waiter.is_finished(), "the caller waits for the holder");
+    refuse.store(true, Ordering::SeqCst);
+    assert_eq!(
+        queued_caller::invalidate(1),
+        cachemere::Invalidation::Queued
+    );
+    let late = queued_caller(1);
+    assert_eq!(
+        late, "1: new",
+        "a call made after the invalidation returned"
+    );
+    let waited = waiter.join().expect("no panic");
+    assert_eq!(
+        waited, "1: new",
+        "the waiter, which read again after the invalidation"
+    );
+    assert!(holder.join().expect("no panic").contains("old"));
+    refuse.store(false, Ordering::SeqCst);
 }

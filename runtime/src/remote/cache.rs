@@ -15,6 +15,7 @@ use super::codec::{
     Codec, Kind, Stamp, Stored, Token, frame, is_lease, marker, stamp_of, token_of, unframe,
     unix_ms, written_at,
 };
+use super::near::{Local, LocalLevel, Snapshot};
 use super::pending::Overwrite;
 use super::{Remote, default_remote, key};
 use crate::backend::BackendError;
@@ -74,6 +75,8 @@ pub struct RemoteCache<S> {
     /// `lock = true`: a miss with no value to fall back on waits for another process's lease
     /// on the key (see [`LOCK_LEASE`]) rather than computing beside it.
     lock: bool,
+    /// `local = ..`: copies of fresh entries kept in this process (see [`near`](super::near)).
+    local: Option<Box<dyn LocalLevel<S>>>,
     _stored: PhantomData<fn() -> S>,
 }
 
@@ -107,6 +110,8 @@ enum Found<S> {
     Hit {
         value: S,
         written_at: u64,
+        /// Until when it is fresh (Unix milliseconds).
+        fresh_until: u64,
         write: Write,
     },
     /// A value past its freshness that may still be served, and how to replace it.
@@ -361,6 +366,7 @@ impl<S> RemoteCache<S> {
             revalidation: Revalidation::new(),
             renewed: Deadlines::new(),
             lock: false,
+            local: None,
             _stored: PhantomData,
         }
     }
@@ -386,6 +392,19 @@ impl<S> RemoteCache<S> {
     /// its own lease); ignored without it.
     pub fn with_lock(mut self, lock: bool) -> Self {
         self.lock = lock && self.flights.is_some();
+        self
+    }
+
+    /// A near cache (`local = ..`): fresh entries this process reads are copied into a bounded
+    /// in-process level (at most `maxsize` copies) and served from it, without a round trip,
+    /// for at most `ttl` and while the store's change feed confirms that nothing they depend
+    /// on changed (see [`ChangeFeed`](super::ChangeFeed)). A store without a feed gets no
+    /// local level.
+    pub fn with_local(mut self, ttl: Duration, maxsize: usize) -> Self
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        self.local = Some(Box::new(Local::new(ttl, maxsize)));
         self
     }
 
@@ -465,7 +484,11 @@ impl<S> RemoteCache<S> {
             None => self.ttl,
         };
         CacheConfig::new(self.name)
-            .with_maxsize(0)
+            .with_maxsize(
+                self.local
+                    .as_ref()
+                    .map_or(0, |local| local.maxsize() as u64),
+            )
             .with_ttl(ttl)
             .with_single_flight(self.flights.is_some())
             .with_freshness(self.freshness)
@@ -594,6 +617,10 @@ impl<S> RemoteCache<S> {
     /// Ends a clear: starts the statistics over.
     fn cleared(&self, outcome: Invalidation) -> Invalidation {
         self.note_invalidation();
+        if let Some(local) = &self.local {
+            // Already hidden (the clear stamp's stripe moved); this frees their memory.
+            local.clear();
+        }
         self.counters.reset();
         self.revalidation.clear();
         self.renewed.clear();
@@ -624,7 +651,10 @@ impl<S> RemoteCache<S> {
                 .is_some_and(|health| matches!(health.circuit, super::Circuit::Open { .. })),
             hits: tally.hits,
             misses: tally.misses,
-            maxsize: 0,
+            maxsize: self
+                .local
+                .as_ref()
+                .map_or(0, |local| local.maxsize() as u64),
             currsize,
             evictions: 0,
             errors: tally.errors,
@@ -632,6 +662,10 @@ impl<S> RemoteCache<S> {
             ..CacheInfo::default()
         };
         tally.events_into(&mut info);
+        info.local_hits = self
+            .local
+            .as_ref()
+            .map_or(0, |local| local.hits(since == Since::Clear));
         info
     }
 }
@@ -903,6 +937,7 @@ impl<S: RemoteValue> RemoteCache<S> {
                                         return Found::Hit {
                                             value,
                                             written_at,
+                                            fresh_until,
                                             write,
                                         };
                                     }
@@ -990,12 +1025,16 @@ impl<S: RemoteValue> RemoteCache<S> {
         write: &mut Option<Write>,
         waiting: &mut Option<LockWait>,
     ) -> LockStep {
-        let take_lease = self.locks(mode, led, prior);
-        if take_lease
-            && write.as_ref().is_some_and(|write| write.leased)
-            && let Some(pause) = waiting.get_or_insert_with(LockWait::new).next()
-        {
-            return LockStep::Wait(pause);
+        let mut take_lease = self.locks(mode, led, prior);
+        if take_lease && write.as_ref().is_some_and(|write| write.leased) {
+            match waiting.get_or_insert_with(LockWait::new).next() {
+                Some(pause) => return LockStep::Wait(pause),
+                // Waited out a holder that is still renewing its lease (a dead one's lease
+                // expires well within the wait): compute beside it without taking its lease,
+                // writing over it, so whichever finishes first stores its value (taking it
+                // would make the holder's write fail, and the next waiter take ours).
+                None => take_lease = false,
+            }
         }
         match write.take() {
             Some(write) => LockStep::Prepare(write, take_lease),
@@ -1035,7 +1074,9 @@ impl<S: RemoteValue> RemoteCache<S> {
                         store.compare_and_set(key, lease.clone(), lease, LOCK_LEASE)
                     })
                     .await;
-                if !matches!(renewed, Ok(true)) {
+                // Gone (replaced, expired): stop. A failed renewal (a timeout, the circuit
+                // open) is retried at the next tick, while the lease may still be there.
+                if matches!(renewed, Ok(false)) {
                     return;
                 }
             }
@@ -1152,6 +1193,60 @@ impl<S: RemoteValue> RemoteCache<S> {
         }
     }
 
+    /// A call answered from this process's copy of the entry (`local`), if it may be.
+    #[inline]
+    fn local_hit<R>(
+        &self,
+        arguments: Option<&str>,
+        mode: Mode,
+        load: fn(S) -> R,
+    ) -> Option<(R, Served)> {
+        let local = self.local.as_ref()?;
+        if mode != Mode::Lookup {
+            return None;
+        }
+        let (value, written_at) = local.get(arguments?)?;
+        Some(self.hit(value, written_at, load))
+    }
+
+    /// What a copy of what `plan` reads next would depend on, taken before the read (`None`:
+    /// nothing is copied: no `local`, not a lookup, no change feed, too many tags).
+    fn snapshot(&self, plan: &Plan, mode: Mode) -> Option<Snapshot> {
+        let local = self.local.as_ref().filter(|_| mode == Mode::Lookup)?;
+        let tracker = local.tracker(&plan.remote)?;
+        Snapshot::take(tracker, &plan.read_keys)
+    }
+
+    /// Copies a fresh value a lookup read (after `snapshot`) into the local level.
+    fn copied(
+        &self,
+        arguments: Option<&str>,
+        snapshot: Option<Snapshot>,
+        found: Found<S>,
+    ) -> Found<S> {
+        if let (
+            Some(local),
+            Some(arguments),
+            Some(snapshot),
+            Found::Hit {
+                value,
+                written_at,
+                fresh_until,
+                ..
+            },
+        ) = (&self.local, arguments, snapshot, &found)
+        {
+            // With `idle`, a copy lives at most half of it: the store's entry, renewed by the
+            // read that made the copy, then outlives it, so reading copies keeps it alive.
+            let fresh_until = match self.freshness.idle {
+                Some(idle) => (*fresh_until).min(unix_ms().saturating_add(millis(idle / 2))),
+                None => *fresh_until,
+            };
+            local.keep(arguments, snapshot, value, *written_at, fresh_until);
+        }
+        found
+    }
+
     fn hit<R>(&self, value: S, written_at: u64, load: fn(S) -> R) -> (R, Served) {
         self.counters.hits.increment();
         (load(value), Served::Hit(WrittenAt::UnixMs(written_at)))
@@ -1264,8 +1359,8 @@ impl<S: RemoteValue> RemoteCache<S> {
 
     /// Where a call starts: without a usable store, with its entry hidden by a queued
     /// invalidation, or with a plan to read.
-    fn begin(&self, arguments: Option<String>, tags: &[String]) -> Begin {
-        match arguments.and_then(|arguments| self.plan(&arguments, tags)) {
+    fn begin(&self, arguments: Option<&str>, tags: &[String]) -> Begin {
+        match arguments.and_then(|arguments| self.plan(arguments, tags)) {
             None => Begin::Uncached,
             Some(plan) if plan.remote.hides(&plan.read_keys) => Begin::Hidden(plan),
             Some(plan) => Begin::Read(plan),
@@ -1411,14 +1506,23 @@ impl<S: RemoteValue> RemoteCache<S> {
         compute: impl FnOnce() -> R,
         mode: Mode,
     ) -> (R, Served) {
-        let plan = match self.begin(arguments, tags) {
+        if let Some(hit) = self.local_hit(arguments.as_deref(), mode, load) {
+            return hit;
+        }
+        let plan = match self.begin(arguments.as_deref(), tags) {
             Begin::Uncached => return self.uncached(mode, keep, compute),
             Begin::Hidden(plan) => return self.compute_hidden(&plan, keep, load, compute, mode),
             Begin::Read(plan) => plan,
         };
         // Read before joining the flight, so that a hit, the common case, touches no flight.
         let epoch = self.epoch();
-        match self.next_step(self.judge(&plan, self.read(&plan)), mode, epoch) {
+        let snapshot = self.snapshot(&plan, mode);
+        let found = self.judge(&plan, self.read(&plan));
+        match self.next_step(
+            self.copied(arguments.as_deref(), snapshot, found),
+            mode,
+            epoch,
+        ) {
             Step::Hit(value, written_at) => self.hit(value, written_at, load),
             Step::Miss(write, prior) => {
                 self.compute_missed(plan, epoch, write, prior, keep, load, compute, mode)
@@ -1473,6 +1577,10 @@ impl<S: RemoteValue> RemoteCache<S> {
         // A new leader reads again: a flight that ended between the read and the join stored
         // the value (or, for a refresh, changed what it must write over).
         if guard.is_some() && Write::worth_rereading(&write) {
+            // An invalidation queued since the first read: what the store holds is hidden.
+            if plan.remote.hides(&plan.read_keys) {
+                return self.lead_hidden(guard, keep, compute, mode);
+            }
             epoch = self.epoch();
             match self.next_step(self.judge(&plan, self.read(&plan)), mode, epoch) {
                 Step::Hit(value, written_at) => {
@@ -1497,6 +1605,11 @@ impl<S: RemoteValue> RemoteCache<S> {
         let mut reread = false;
         let prepared = loop {
             if reread {
+                // As above: a waiter must not take, nor hand over, a value an invalidation
+                // queued during its wait hides.
+                if plan.remote.hides(&plan.read_keys) {
+                    return self.lead_hidden(guard, keep, compute, mode);
+                }
                 epoch = self.epoch();
                 match self.next_step(self.judge(&plan, self.read(&plan)), mode, epoch) {
                     Step::Hit(value, written_at) => {
@@ -1550,6 +1663,8 @@ impl<S: RemoteValue> RemoteCache<S> {
             && let Some(settle) = self.settle_op(&plan, prepared, stored, started)
         {
             landed = self.populated(plan.remote.blocking(settle));
+            // This process's copies of the entry (a refresh replaced one) are older now.
+            super::near::changed(plan.entry_key().as_bytes());
         }
         // A tombstone written for a result not kept is no stored value.
         // Not stored either if an invalidation in this process came meanwhile (the value may
@@ -1608,6 +1723,30 @@ impl<S: RemoteValue> RemoteCache<S> {
             // Handed over: computed without the store, so not in it.
             Err((handed, written_at)) => return self.handed(handed, written_at, load),
         };
+        self.computed_hidden(guard, epoch, keep, compute, mode)
+    }
+
+    /// A leader that found its key hidden by a queued invalidation after reading: computes
+    /// without the store, as [`compute_hidden`](Self::compute_hidden) does.
+    fn lead_hidden<R>(
+        &self,
+        guard: Option<LeaderGuard<'_, String, (S, u64)>>,
+        keep: fn(&R) -> Option<&S>,
+        compute: impl FnOnce() -> R,
+        mode: Mode,
+    ) -> (R, Served) {
+        let epoch = self.epoch();
+        self.computed_hidden(guard, epoch, keep, compute, mode)
+    }
+
+    fn computed_hidden<R>(
+        &self,
+        guard: Option<LeaderGuard<'_, String, (S, u64)>>,
+        epoch: u64,
+        keep: fn(&R) -> Option<&S>,
+        compute: impl FnOnce() -> R,
+        mode: Mode,
+    ) -> (R, Served) {
         self.miss(mode);
         let written_at = unix_ms();
         let result = self.run(guard.as_ref(), mode, keep, compute);
@@ -1708,7 +1847,10 @@ impl<S: RemoteValue> RemoteCache<S> {
     where
         F: Future<Output = R>,
     {
-        let plan = match self.begin(arguments, tags) {
+        if let Some(hit) = self.local_hit(arguments.as_deref(), mode, load) {
+            return hit;
+        }
+        let plan = match self.begin(arguments.as_deref(), tags) {
             Begin::Uncached => return self.uncached_async(mode, keep, compute).await,
             Begin::Hidden(plan) => {
                 return self
@@ -1718,8 +1860,14 @@ impl<S: RemoteValue> RemoteCache<S> {
             Begin::Read(plan) => plan,
         };
         let epoch = self.epoch();
+        let snapshot = self.snapshot(&plan, mode);
         let read = plan.remote.read(&plan.read_keys).await;
-        match self.next_step(self.judge(&plan, read), mode, epoch) {
+        let found = self.judge(&plan, read);
+        match self.next_step(
+            self.copied(arguments.as_deref(), snapshot, found),
+            mode,
+            epoch,
+        ) {
             Step::Hit(value, written_at) => self.hit(value, written_at, load),
             Step::Miss(write, prior) => {
                 self.compute_missed_async(plan, epoch, write, prior, keep, load, compute, mode)
@@ -1775,6 +1923,9 @@ impl<S: RemoteValue> RemoteCache<S> {
             }
         };
         if guard.is_some() && Write::worth_rereading(&write) {
+            if plan.remote.hides(&plan.read_keys) {
+                return self.lead_hidden_async(guard, keep, compute, mode).await;
+            }
             epoch = self.epoch();
             let read = plan.remote.read(&plan.read_keys).await;
             match self.next_step(self.judge(&plan, read), mode, epoch) {
@@ -1798,6 +1949,9 @@ impl<S: RemoteValue> RemoteCache<S> {
         let mut reread = false;
         let prepared = loop {
             if reread {
+                if plan.remote.hides(&plan.read_keys) {
+                    return self.lead_hidden_async(guard, keep, compute, mode).await;
+                }
                 epoch = self.epoch();
                 let read = plan.remote.read(&plan.read_keys).await;
                 match self.next_step(self.judge(&plan, read), mode, epoch) {
@@ -1854,6 +2008,7 @@ impl<S: RemoteValue> RemoteCache<S> {
         let mut landed = false;
         if let Some(settle) = settle {
             landed = self.populated(plan.remote.call(settle).await);
+            super::near::changed(plan.entry_key().as_bytes());
         }
         let stored = keep(&result);
         if stored.is_some() {
@@ -1886,6 +2041,31 @@ impl<S: RemoteValue> RemoteCache<S> {
             // Handed over: computed without the store, so not in it.
             Err((handed, written_at)) => return self.handed(handed, written_at, load),
         };
+        self.computed_hidden_async(guard, epoch, keep, compute, mode)
+            .await
+    }
+
+    /// The `async fn` form of [`lead_hidden`](Self::lead_hidden).
+    async fn lead_hidden_async<R>(
+        &self,
+        guard: Option<LeaderGuard<'_, String, (S, u64)>>,
+        keep: fn(&R) -> Option<&S>,
+        compute: impl Future<Output = R>,
+        mode: Mode,
+    ) -> (R, Served) {
+        let epoch = self.epoch();
+        self.computed_hidden_async(guard, epoch, keep, compute, mode)
+            .await
+    }
+
+    async fn computed_hidden_async<R>(
+        &self,
+        guard: Option<LeaderGuard<'_, String, (S, u64)>>,
+        epoch: u64,
+        keep: fn(&R) -> Option<&S>,
+        compute: impl Future<Output = R>,
+        mode: Mode,
+    ) -> (R, Served) {
         self.miss(mode);
         let written_at = unix_ms();
         let result = self.run_async(guard.as_ref(), mode, keep, compute).await;
@@ -1999,6 +2179,8 @@ impl<S: RemoteValue> RemoteCache<S> {
         let written = self
             .set_op(&plan, &value)
             .map(|op| plan.remote.blocking(op));
+        // After the write: this process's copies of the older value are not served.
+        super::near::changed(plan.entry_key().as_bytes());
         self.note_invalidation();
         match written {
             Some(Ok(())) => SetOutcome::Stored,
@@ -2029,6 +2211,7 @@ impl<S: RemoteValue> RemoteCache<S> {
             Some(op) => Some(plan.remote.call(op).await),
             None => None,
         };
+        super::near::changed(plan.entry_key().as_bytes());
         self.note_invalidation();
         match written {
             Some(Ok(())) => SetOutcome::Stored,
@@ -2094,7 +2277,10 @@ impl<S: RemoteValue> RemoteCache<S> {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        let plan = match self.begin(arguments.clone(), tags) {
+        if let Some(hit) = self.local_hit(arguments.as_deref(), Mode::Lookup, load) {
+            return hit;
+        }
+        let plan = match self.begin(arguments.as_deref(), tags) {
             Begin::Uncached => return self.uncached(Mode::Lookup, keep, compute),
             Begin::Hidden(plan) => {
                 return self.compute_hidden(&plan, keep, load, compute, Mode::Lookup);
@@ -2102,11 +2288,13 @@ impl<S: RemoteValue> RemoteCache<S> {
             Begin::Read(plan) => plan,
         };
         let epoch = self.epoch();
-        let (write, prior) =
-            match self.next_step(self.judge(&plan, self.read(&plan)), Mode::Lookup, epoch) {
-                Step::Hit(value, written_at) => return self.hit(value, written_at, load),
-                Step::Miss(write, prior) => (write, prior),
-            };
+        let snapshot = self.snapshot(&plan, Mode::Lookup);
+        let found = self.judge(&plan, self.read(&plan));
+        let found = self.copied(arguments.as_deref(), snapshot, found);
+        let (write, prior) = match self.next_step(found, Mode::Lookup, epoch) {
+            Step::Hit(value, written_at) => return self.hit(value, written_at, load),
+            Step::Miss(write, prior) => (write, prior),
+        };
         if let Some(stale) = self.serve_and_revalidate(prior.as_ref()) {
             let (value, served) = stale;
             if let (Some(arguments), Some((ticket, hash))) = (arguments, self.refresh_ticket(&plan))
@@ -2216,7 +2404,10 @@ impl<S: RemoteValue> RemoteCache<S> {
         F: Future<Output = R> + Send + 'static,
         R: Send + 'static,
     {
-        let plan = match self.begin(arguments.clone(), tags) {
+        if let Some(hit) = self.local_hit(arguments.as_deref(), Mode::Lookup, load) {
+            return hit;
+        }
+        let plan = match self.begin(arguments.as_deref(), tags) {
             Begin::Uncached => return self.uncached_async(Mode::Lookup, keep, compute).await,
             Begin::Hidden(plan) => {
                 return self
@@ -2226,8 +2417,11 @@ impl<S: RemoteValue> RemoteCache<S> {
             Begin::Read(plan) => plan,
         };
         let epoch = self.epoch();
+        let snapshot = self.snapshot(&plan, Mode::Lookup);
         let read = plan.remote.read(&plan.read_keys).await;
-        let (write, prior) = match self.next_step(self.judge(&plan, read), Mode::Lookup, epoch) {
+        let found = self.judge(&plan, read);
+        let found = self.copied(arguments.as_deref(), snapshot, found);
+        let (write, prior) = match self.next_step(found, Mode::Lookup, epoch) {
             Step::Hit(value, written_at) => return self.hit(value, written_at, load),
             Step::Miss(write, prior) => (write, prior),
         };

@@ -54,6 +54,10 @@ pub struct RemoteHealth {
     pub pending_invalidations: usize,
     /// The last failed operation's error (URLs' passwords redacted), and how long ago.
     pub last_error: Option<(String, Duration)>,
+    /// (Near caches) whether local copies are trusted now (the store's change feed is up and
+    /// confirmed), and how many times the feed was established (each re-establishment drops
+    /// every local copy). `None` when no cache with `local` uses this remote.
+    pub change_feed: Option<(bool, u64)>,
 }
 
 /// With the `serde` feature: `{"state": "closed"}`, `{"state": "open", "retry_in_secs": 1.5}`
@@ -87,16 +91,28 @@ impl serde::Serialize for RemoteHealth {
             message: &'a str,
             secs_ago: f64,
         }
+        #[derive(serde::Serialize)]
+        struct Feed {
+            trusted: bool,
+            subscriptions: u64,
+        }
         let last_error = self.last_error.as_ref().map(|(message, ago)| LastError {
             message,
             secs_ago: ago.as_secs_f64(),
         });
-        let mut fields = serializer.serialize_struct("RemoteHealth", 5)?;
+        let mut fields = serializer.serialize_struct("RemoteHealth", 6)?;
         fields.serialize_field("store", &self.store)?;
         fields.serialize_field("ready", &self.is_ready())?;
         fields.serialize_field("circuit", &self.circuit)?;
         fields.serialize_field("pending_invalidations", &self.pending_invalidations)?;
         fields.serialize_field("last_error", &last_error)?;
+        fields.serialize_field(
+            "change_feed",
+            &self.change_feed.map(|(trusted, subscriptions)| Feed {
+                trusted,
+                subscriptions,
+            }),
+        )?;
         fields.end()
     }
 }
@@ -127,6 +143,12 @@ fn health_of(inner: &RemoteInner) -> RemoteHealth {
         circuit: inner.breaker.circuit(),
         pending_invalidations: inner.pending.len(),
         last_error,
+        change_feed: inner
+            .tracker
+            .get()
+            .copied()
+            .flatten()
+            .map(|tracker| (tracker.trusted(), tracker.resyncs())),
     }
 }
 

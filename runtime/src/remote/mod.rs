@@ -57,6 +57,7 @@ mod caller;
 pub mod codec;
 mod health;
 pub mod key;
+pub(crate) mod near;
 mod pending;
 
 pub use health::{Circuit, RemoteHealth, flush_pending, flush_pending_async, health};
@@ -72,6 +73,7 @@ use crate::invalidation::Invalidation;
 use breaker::Breaker;
 pub use cache::{LOCK_LEASE, LOCK_WAIT};
 pub use codec::{Codec, CodecError};
+pub use near::{ChangeFeed, HEARTBEAT, STRIPES, TRUST};
 use pending::Overwrite;
 
 /// What a [`RemoteStore`] operation returns: a boxed, sendable future.
@@ -234,6 +236,17 @@ pub trait RemoteStore: Send + Sync + 'static {
         let _ = watch;
     }
 
+    /// Starts reporting every change of a key that starts with `prefix` (by any client of the
+    /// store) to `feed`, for as long as the store lives, and returns whether it will: caches
+    /// with `local = ..` keep local copies of this store's entries only if it does (see
+    /// [`ChangeFeed`] for what it must report). The Redis store does, with server-assisted
+    /// client-side caching (`CLIENT TRACKING ON BCAST PREFIX`) on a RESP3 connection of its own
+    /// (one per cluster primary). The default reports nothing and returns `false`.
+    fn track_changes(&self, prefix: String, feed: ChangeFeed) -> bool {
+        let _ = (prefix, feed);
+        false
+    }
+
     /// What the store is, for logs: never a password.
     fn describe(&self) -> String;
 }
@@ -329,6 +342,9 @@ struct RemoteInner {
     last_error: Mutex<Option<(String, std::time::Instant)>>,
     /// When a warning about this remote was last logged (precise clock nanoseconds).
     warned_at: std::sync::atomic::AtomicU64,
+    /// The near caches' view of the store's change feed, started by the first cache with
+    /// `local` (`None` inside: the store reports no changes).
+    tracker: OnceLock<Option<&'static near::Tracker>>,
 }
 
 impl fmt::Debug for Remote {
@@ -427,6 +443,7 @@ impl RemoteBuilder {
                 all_key,
                 last_error: Mutex::new(None),
                 warned_at: std::sync::atomic::AtomicU64::new(0),
+                tracker: OnceLock::new(),
             }),
         }
     }
@@ -508,7 +525,56 @@ impl Remote {
     /// [`invalidate_tag`](crate::invalidate_tag) reaches it.
     pub fn install(&self) {
         *DEFAULT.write().unwrap_or_else(PoisonError::into_inner) = Some(self.clone());
+        near::installed();
         self.mark_in_use();
+    }
+
+    /// Waits (blocking, at most `timeout`) until this process's near caches (`local`) have
+    /// seen every change made to the store before this call, by any process or client (the
+    /// change feed confirmed it); returns whether they have. Without a near cache on this
+    /// remote there is nothing to wait for: `true` at once. After writing to the store outside
+    /// cachemere (`redis-cli`, another service), this makes the next call here see the write.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let remote = cachemere::remote::Remote::builder(cachemere_doc_store()).build();
+    /// # fn cachemere_doc_store() -> impl cachemere::remote::RemoteStore { DocStore }
+    /// # struct DocStore;
+    /// # impl cachemere::remote::RemoteStore for DocStore {
+    /// #     fn get_many(&self, keys: Vec<String>) -> cachemere::remote::StoreFuture<Vec<Option<Vec<u8>>>> { Box::pin(async move { Ok(vec![None; keys.len()]) }) }
+    /// #     fn set(&self, _: String, _: Vec<u8>, _: Duration) -> cachemere::remote::StoreFuture<()> { Box::pin(async { Ok(()) }) }
+    /// #     fn compare_and_set(&self, _: String, _: Vec<u8>, _: Vec<u8>, _: Duration) -> cachemere::remote::StoreFuture<bool> { Box::pin(async { Ok(false) }) }
+    /// #     fn delete(&self, _: String) -> cachemere::remote::StoreFuture<bool> { Box::pin(async { Ok(false) }) }
+    /// #     fn count_prefix(&self, _: String) -> cachemere::remote::StoreFuture<u64> { Box::pin(async { Ok(0) }) }
+    /// #     fn describe(&self) -> String { "doc store".into() }
+    /// # }
+    /// assert!(remote.catch_up(Duration::from_secs(1)), "no near cache: nothing to wait for");
+    /// ```
+    pub fn catch_up(&self, timeout: Duration) -> bool {
+        match self.inner.tracker.get().copied().flatten() {
+            Some(tracker) => tracker.catch_up(timeout),
+            None => true,
+        }
+    }
+
+    /// The tracker of this remote's change feed, started on first use; `None` if its store
+    /// reports no changes (see [`RemoteStore::track_changes`]).
+    pub(crate) fn tracker(&self) -> Option<&'static near::Tracker> {
+        *self.inner.tracker.get_or_init(|| {
+            let tracker = near::Tracker::leak();
+            let prefix = [self.inner.prefix.as_str(), ""].join(":");
+            let tracked = self
+                .inner
+                .store
+                .track_changes(prefix, ChangeFeed::new(tracker));
+            if !tracked {
+                tracing::info!(
+                    store = %self.inner.description,
+                    "the remote cache store reports no changes: `local` copies are not kept"
+                );
+            }
+            tracked.then_some(tracker)
+        })
     }
 
     /// The key prefix.
@@ -859,6 +925,8 @@ impl Remote {
         match written {
             Ok(replaced) => {
                 self.inner.pending.landed(&key, mark);
+                // After the write: a copy read before it records the older count.
+                near::changed(key.as_bytes());
                 match overwrite {
                     Overwrite::Stamp => Invalidation::Applied,
                     Overwrite::Tombstone if replaced.as_deref().is_some_and(codec::is_value) => {
@@ -883,6 +951,8 @@ impl Remote {
 
     /// Keeps an invalidation for the background retry.
     fn keep(&self, key: String, overwrite: Overwrite, ttl: Duration) -> Invalidation {
+        // Hidden from now on, including copies read before (see `hides`).
+        near::changed(key.as_bytes());
         match self.inner.pending.push(key, overwrite, ttl) {
             pending::Pushed::Kept => {}
             pending::Pushed::StartDraining => start_draining(&self.inner),
@@ -970,6 +1040,7 @@ async fn drain(inner: Arc<RemoteInner>) {
             );
             if Remote::guarded(Arc::clone(&inner), op, false).await.is_ok() {
                 inner.pending.landed(&item.key, mark);
+                near::changed(item.key.as_bytes());
             } else {
                 failed = true;
                 break;
