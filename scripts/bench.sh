@@ -22,5 +22,8 @@ echo
 echo "== redis (starts its own redis-server on a free loopback port)"
 cargo bench -p cachemere-benches --bench redis 2>/dev/null
 echo
+echo "== near cache (starts its own redis-server)"
+cargo bench -p cachemere-benches --bench near 2>/dev/null
+echo
 echo "== build time"
 ./scripts/compile_time.sh
