@@ -125,6 +125,7 @@ async fn a_memory_backed_service_speaks_http_caching_and_reports_its_cache() {
             "fail_safe_activations",
             "hit_ratio",
             "hits",
+            "local_hits",
             "maxsize",
             "misses",
             "pending_invalidations",
