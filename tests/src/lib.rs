@@ -22,6 +22,22 @@ pub mod user_remote;
 
 /// Generates a module named `$name` of conformance tests for the backend built by `$ctor`, a
 /// function `fn(&CacheConfig) -> impl Backend<K, V>` generic over `K` and `V`.
+/// `remote_slot!(SLOT, getter)`: a `static SLOT` a test sets to its `Remote` once, and
+/// `fn getter() -> Remote` for `#[cached(remote = getter)]` to read it from.
+#[macro_export]
+macro_rules! remote_slot {
+    ($slot:ident, $getter:ident) => {
+        static $slot: ::std::sync::OnceLock<::cachemere::remote::Remote> =
+            ::std::sync::OnceLock::new();
+        fn $getter() -> ::cachemere::remote::Remote {
+            $slot
+                .get()
+                .expect("the test sets its remote before the first call")
+                .clone()
+        }
+    };
+}
+
 #[macro_export]
 macro_rules! backend_conformance {
     ($name:ident, $ctor:path) => {

@@ -10,7 +10,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Barrier, OnceLock};
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use cachemere::cached;
@@ -33,17 +33,7 @@ fn remote_on(url: String, prefix: &str) -> Remote {
         .unwrap_or_else(|error| panic!("{error}"))
 }
 
-macro_rules! remote_slot {
-    ($slot:ident, $getter:ident) => {
-        static $slot: OnceLock<Remote> = OnceLock::new();
-        fn $getter() -> Remote {
-            $slot
-                .get()
-                .expect("the test sets its remote before the first call")
-                .clone()
-        }
-    };
-}
+use cachemere_tests::remote_slot;
 
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()

@@ -31,17 +31,7 @@ fn remote_on(url: String, prefix: &str, timeout: Duration) -> Remote {
         .unwrap_or_else(|error| panic!("{error}"))
 }
 
-macro_rules! remote_slot {
-    ($slot:ident, $getter:ident) => {
-        static $slot: OnceLock<Remote> = OnceLock::new();
-        fn $getter() -> Remote {
-            $slot
-                .get()
-                .expect("the test sets its remote before the first call")
-                .clone()
-        }
-    };
-}
+use cachemere_tests::remote_slot;
 
 /// Calls `call` until `done` says so, for at most `limit` (then panics with `what`).
 fn eventually(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {

@@ -1212,8 +1212,10 @@ impl<S: RemoteValue> RemoteCache<S> {
     /// What a copy of what `plan` reads next would depend on, taken before the read (`None`:
     /// nothing is copied: no `local`, not a lookup, no change feed, too many tags).
     fn snapshot(&self, plan: &Plan, mode: Mode) -> Option<Snapshot> {
-        let local = self.local.as_ref().filter(|_| mode == Mode::Lookup)?;
-        let tracker = local.tracker(&plan.remote)?;
+        if self.local.is_none() || mode != Mode::Lookup {
+            return None;
+        }
+        let tracker = plan.remote.tracker()?;
         Snapshot::take(tracker, &plan.read_keys)
     }
 

@@ -18,8 +18,8 @@
 //! a few atomics; it writes nothing shared.
 
 use std::hash::BuildHasher;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use quick_cache::sync::Cache;
@@ -49,16 +49,11 @@ static CHANGES: [AtomicU64; STRIPES] = [const { AtomicU64::new(0) }; STRIPES];
 /// are not served.
 static INSTALLS: AtomicU64 = AtomicU64::new(0);
 
-fn hasher() -> &'static foldhash::fast::FixedState {
-    static HASHER: OnceLock<foldhash::fast::FixedState> = OnceLock::new();
-    HASHER.get_or_init(|| foldhash::fast::FixedState::with_seed(rand_seed()))
-}
-
-fn rand_seed() -> u64 {
-    let nonce = super::codec::fresh_nonce();
-    let mut word = [0; 8];
-    word.copy_from_slice(&nonce[..8]);
-    u64::from_le_bytes(word)
+/// One hasher for the whole process (seeded at random once), so that a key's stripe is the
+/// same for the feed's reports and for every copy.
+fn hasher() -> &'static crate::hashing::RandomState {
+    static HASHER: OnceLock<crate::hashing::RandomState> = OnceLock::new();
+    HASHER.get_or_init(crate::hashing::RandomState::default)
 }
 
 fn stripe_of(key: &[u8]) -> u16 {
@@ -252,11 +247,11 @@ struct Copy<S> {
 /// One cache's local level, behind a trait object so that a remote cache whose values are not
 /// `Sync` (the copies are shared between threads) can exist without one.
 pub(crate) trait LocalLevel<S>: Send + Sync {
-    /// See [`Local::get`].
+    /// The copy of `arguments`' entry, if it may be served now: a value and when it was
+    /// computed (Unix milliseconds).
     fn get(&self, arguments: &str) -> Option<(S, u64)>;
-    /// See [`Local::tracker`].
-    fn tracker(&self, remote: &super::Remote) -> Option<&'static Tracker>;
-    /// See [`Local::keep`].
+    /// Keeps a copy of a fresh value read after `snapshot`, valid until the entry's freshness
+    /// (`fresh_until`, Unix milliseconds) and at most `local`.
     fn keep(
         &self,
         arguments: &str,
@@ -265,41 +260,12 @@ pub(crate) trait LocalLevel<S>: Send + Sync {
         written_at: u64,
         fresh_until: u64,
     );
-    /// See [`Local::clear`].
+    /// Drops every copy (`cache_clear` in this process; the stripes already hide them).
     fn clear(&self);
-    /// See [`Local::hits`].
+    /// Hits served from the copies, since the cache's creation or its last clear.
     fn hits(&self, since_clear: bool) -> u64;
-    /// See [`Local::maxsize`].
+    /// The bound on the number of copies.
     fn maxsize(&self) -> usize;
-}
-
-impl<S: Clone + Send + Sync> LocalLevel<S> for Local<S> {
-    #[inline]
-    fn get(&self, arguments: &str) -> Option<(S, u64)> {
-        Local::get(self, arguments)
-    }
-    fn tracker(&self, remote: &super::Remote) -> Option<&'static Tracker> {
-        Local::tracker(self, remote)
-    }
-    fn keep(
-        &self,
-        arguments: &str,
-        snapshot: Snapshot,
-        value: &S,
-        written_at: u64,
-        fresh_until: u64,
-    ) {
-        Local::keep(self, arguments, snapshot, value, written_at, fresh_until);
-    }
-    fn clear(&self) {
-        Local::clear(self);
-    }
-    fn hits(&self, since_clear: bool) -> u64 {
-        Local::hits(self, since_clear)
-    }
-    fn maxsize(&self) -> usize {
-        Local::maxsize(self)
-    }
 }
 
 /// One cache's local level.
@@ -309,9 +275,6 @@ pub(crate) struct Local<S> {
     copies: Cache<String, Copy<S>>,
     hits: StripedCounter,
     hits_at_clear: AtomicU64,
-    /// The tracker of the remote in use, once its feed started (`None` inside: the store has
-    /// no feed, so nothing is copied).
-    tracker: Mutex<Option<(usize, Option<&'static Tracker>)>>,
 }
 
 impl<S: Clone> Local<S> {
@@ -323,19 +286,13 @@ impl<S: Clone> Local<S> {
             copies: Cache::new(maxsize),
             hits: StripedCounter::new(),
             hits_at_clear: AtomicU64::new(0),
-            tracker: Mutex::new(None),
         }
     }
+}
 
-    /// The bound on the number of copies.
-    pub(crate) fn maxsize(&self) -> usize {
-        self.maxsize
-    }
-
-    /// The copy of `arguments`' entry, if it may be served now: a value and when it was
-    /// computed (Unix milliseconds).
+impl<S: Clone + Send + Sync> LocalLevel<S> for Local<S> {
     #[inline]
-    pub(crate) fn get(&self, arguments: &str) -> Option<(S, u64)> {
+    fn get(&self, arguments: &str) -> Option<(S, u64)> {
         let copy = self.copies.get(arguments)?;
         if !clock::before(copy.until) || !copy.snapshot.holds() {
             return None;
@@ -344,24 +301,7 @@ impl<S: Clone> Local<S> {
         Some((copy.value, copy.written_at))
     }
 
-    /// The tracker for `remote` (its feed started on first use), or `None` if its store has no
-    /// feed.
-    pub(crate) fn tracker(&self, remote: &super::Remote) -> Option<&'static Tracker> {
-        let identity = remote.identity();
-        let mut known = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((seen, tracker)) = *known
-            && seen == identity
-        {
-            return tracker;
-        }
-        let tracker = remote.tracker();
-        *known = Some((identity, tracker));
-        tracker
-    }
-
-    /// Keeps a copy of a fresh value read after `snapshot`, valid until the entry's freshness
-    /// (`fresh_until`, Unix milliseconds) and at most `local`.
-    pub(crate) fn keep(
+    fn keep(
         &self,
         arguments: &str,
         snapshot: Snapshot,
@@ -387,19 +327,21 @@ impl<S: Clone> Local<S> {
         );
     }
 
-    /// Drops every copy (`cache_clear` in this process; the stripes already hide them).
-    pub(crate) fn clear(&self) {
+    fn clear(&self) {
         self.copies.clear();
         self.hits_at_clear.store(self.hits.sum(), Ordering::Relaxed);
     }
 
-    /// Hits served from the copies, since the cache's creation or its last clear.
-    pub(crate) fn hits(&self, since_clear: bool) -> u64 {
+    fn hits(&self, since_clear: bool) -> u64 {
         let all = self.hits.sum();
         if since_clear {
             all.saturating_sub(self.hits_at_clear.load(Ordering::Relaxed))
         } else {
             all
         }
+    }
+
+    fn maxsize(&self) -> usize {
+        self.maxsize
     }
 }
