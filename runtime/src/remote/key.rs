@@ -8,6 +8,7 @@
 //! 128-bit XXH3 digest, a hash fixed by its specification (not `std`'s randomly seeded one), so
 //! keys agree across processes, builds and Rust versions.
 
+use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 
 use serde::ser::{self, Serialize};
@@ -75,28 +76,54 @@ pub fn tag_segment(tag: &str) -> String {
 
 /// The argument segment for `args` (a tuple of the key arguments, or the `key = ..` value).
 pub fn argument_segment<T: ?Sized + Serialize>(args: &T) -> Result<String, KeyError> {
-    let mut writer = KeyWriter {
-        out: String::new(),
-        top: true,
-    };
-    args.serialize(&mut writer)?;
-    let text = writer.out;
-    if text.len() <= READABLE_LIMIT {
-        return Ok(text);
+    let mut out = String::new();
+    encode_arguments(args, &mut out)?;
+    Ok(out)
+}
+
+/// Runs `use_segment` on the argument segment for `args` (`None` if they cannot be encoded),
+/// written into a buffer this thread reuses: the key of a near-cache lookup, built without
+/// allocating once the buffer has grown to the thread's longest segment.
+pub fn with_argument_segment<T: ?Sized + Serialize, O>(
+    args: &T,
+    use_segment: impl FnOnce(Option<&str>) -> O,
+) -> O {
+    thread_local! {
+        static SEGMENT: RefCell<String> = const { RefCell::new(String::new()) };
     }
-    let digest = xxhash_rust::xxh3::xxh3_128(text.as_bytes());
-    Ok(format!("#{digest:032x}"))
+    let encode = |buffer: &mut String| {
+        let encoded = encode_arguments(args, buffer).is_ok();
+        use_segment(encoded.then_some(buffer.as_str()))
+    };
+    SEGMENT.with(|segment| match segment.try_borrow_mut() {
+        Ok(mut buffer) => encode(&mut buffer),
+        // In use further up this thread's stack (a `Serialize` implementation that itself
+        // calls a near cache): a buffer of its own.
+        Err(_) => encode(&mut String::new()),
+    })
+}
+
+/// Writes the argument segment for `args` into `out` (cleared first).
+fn encode_arguments<T: ?Sized + Serialize>(args: &T, out: &mut String) -> Result<(), KeyError> {
+    out.clear();
+    args.serialize(&mut KeyWriter { out, top: true })?;
+    if out.len() > READABLE_LIMIT {
+        let digest = xxhash_rust::xxh3::xxh3_128(out.as_bytes());
+        out.clear();
+        let _ = write!(out, "#{digest:032x}");
+    }
+    Ok(())
 }
 
 /// A serde serializer writing the readable argument text. At the top level a tuple's elements
 /// are separated by `:` (one segment per argument); nested sequences are bracketed.
-struct KeyWriter {
-    out: String,
+struct KeyWriter<'o> {
+    out: &'o mut String,
     /// Whether the next tuple is the argument list itself.
     top: bool,
 }
 
-impl KeyWriter {
+impl<'o> KeyWriter<'o> {
     fn string(&mut self, text: &str) {
         // A string never starts the way another kind of value does: a digit or `-` (numbers),
         // `true`/`false`, or nothing at all; such strings get a leading `'`, which is otherwise
@@ -111,17 +138,13 @@ impl KeyWriter {
         if ambiguous {
             self.out.push('\'');
         }
-        escape_into(&mut self.out, text, is_plain_in_argument);
+        escape_into(self.out, text, is_plain_in_argument);
     }
 
-    fn display(&mut self, value: impl fmt::Display) {
-        let _ = write!(self.out, "{value}");
-    }
-
-    fn open(&mut self, name: Option<&str>, bracket: char) -> Compound<'_> {
+    fn open(&mut self, name: Option<&str>, bracket: char) -> Compound<'_, 'o> {
         self.top = false;
         if let Some(name) = name {
-            escape_into(&mut self.out, name, is_plain_in_argument);
+            escape_into(self.out, name, is_plain_in_argument);
         }
         self.out.push(bracket);
         Compound {
@@ -133,25 +156,30 @@ impl KeyWriter {
                 '<' => '>',
                 _ => ')',
             }),
-            map_entries: Vec::new(),
-            map_key: None,
+            map: None,
         }
     }
 }
 
 /// The state of a sequence, tuple, struct or map being written.
-struct Compound<'a> {
-    writer: &'a mut KeyWriter,
+struct Compound<'a, 'o> {
+    writer: &'a mut KeyWriter<'o>,
     first: bool,
     separator: char,
     close: Option<char>,
-    /// A map's `key=value` texts, sorted before they are written: a `HashMap`'s iteration
-    /// order is random per process, its key must not be.
-    map_entries: Vec<String>,
-    map_key: Option<String>,
+    /// A map's entries (boxed: a tuple of arguments, the common case, carries none).
+    map: Option<Box<MapEntries>>,
 }
 
-impl Compound<'_> {
+/// A map's `key=value` texts, sorted before they are written: a `HashMap`'s iteration order
+/// is random per process, its key must not be.
+#[derive(Default)]
+struct MapEntries {
+    entries: Vec<String>,
+    key: Option<String>,
+}
+
+impl Compound<'_, '_> {
     fn element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), KeyError> {
         if !self.first {
             self.writer.out.push(self.separator);
@@ -161,9 +189,9 @@ impl Compound<'_> {
     }
 
     fn end(mut self) -> Result<(), KeyError> {
-        if !self.map_entries.is_empty() {
-            self.map_entries.sort_unstable();
-            self.writer.out.push_str(&self.map_entries.join(","));
+        if let Some(mut map) = self.map.take() {
+            map.entries.sort_unstable();
+            self.writer.out.push_str(&map.entries.join(","));
         }
         if let Some(close) = self.close {
             self.writer.out.push(close);
@@ -174,40 +202,46 @@ impl Compound<'_> {
 
 /// Renders one value on its own (a map's key or value).
 fn render<T: ?Sized + Serialize>(value: &T) -> Result<String, KeyError> {
-    let mut writer = KeyWriter {
-        out: String::new(),
+    let mut out = String::new();
+    value.serialize(&mut KeyWriter {
+        out: &mut out,
         top: false,
-    };
-    value.serialize(&mut writer)?;
-    Ok(writer.out)
+    })?;
+    Ok(out)
 }
 
-macro_rules! display_numbers {
+macro_rules! decimal_integers {
     ($($method:ident: $ty:ty),*) => {
         $(fn $method(self, value: $ty) -> Result<(), KeyError> {
             self.top = false;
-            self.display(value);
+            self.out.push_str(itoa::Buffer::new().format(value));
             Ok(())
         })*
     };
 }
 
-impl<'a> ser::Serializer for &'a mut KeyWriter {
+impl<'a, 'o> ser::Serializer for &'a mut KeyWriter<'o> {
     type Ok = ();
     type Error = KeyError;
-    type SerializeSeq = Compound<'a>;
-    type SerializeTuple = Compound<'a>;
-    type SerializeTupleStruct = Compound<'a>;
-    type SerializeTupleVariant = Compound<'a>;
-    type SerializeMap = Compound<'a>;
-    type SerializeStruct = Compound<'a>;
-    type SerializeStructVariant = Compound<'a>;
+    type SerializeSeq = Compound<'a, 'o>;
+    type SerializeTuple = Compound<'a, 'o>;
+    type SerializeTupleStruct = Compound<'a, 'o>;
+    type SerializeTupleVariant = Compound<'a, 'o>;
+    type SerializeMap = Compound<'a, 'o>;
+    type SerializeStruct = Compound<'a, 'o>;
+    type SerializeStructVariant = Compound<'a, 'o>;
 
-    display_numbers!(
+    decimal_integers!(
         serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
         serialize_i128: i128, serialize_u8: u8, serialize_u16: u16, serialize_u32: u32,
-        serialize_u64: u64, serialize_u128: u128, serialize_bool: bool
+        serialize_u64: u64, serialize_u128: u128
     );
+
+    fn serialize_bool(self, value: bool) -> Result<(), KeyError> {
+        self.top = false;
+        self.out.push_str(if value { "true" } else { "false" });
+        Ok(())
+    }
 
     fn serialize_f32(self, value: f32) -> Result<(), KeyError> {
         self.serialize_f64(f64::from(value))
@@ -294,11 +328,11 @@ impl<'a> ser::Serializer for &'a mut KeyWriter {
         compound.end()
     }
 
-    fn serialize_seq(self, _len: Option<usize>) -> Result<Compound<'a>, KeyError> {
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Compound<'a, 'o>, KeyError> {
         Ok(self.open(None, '['))
     }
 
-    fn serialize_tuple(self, _len: usize) -> Result<Compound<'a>, KeyError> {
+    fn serialize_tuple(self, _len: usize) -> Result<Compound<'a, 'o>, KeyError> {
         if self.top {
             // The argument list: one `:`-separated segment per argument.
             self.top = false;
@@ -307,8 +341,7 @@ impl<'a> ser::Serializer for &'a mut KeyWriter {
                 first: true,
                 separator: ':',
                 close: None,
-                map_entries: Vec::new(),
-                map_key: None,
+                map: None,
             });
         }
         Ok(self.open(None, '('))
@@ -318,7 +351,7 @@ impl<'a> ser::Serializer for &'a mut KeyWriter {
         self,
         _name: &'static str,
         _len: usize,
-    ) -> Result<Compound<'a>, KeyError> {
+    ) -> Result<Compound<'a, 'o>, KeyError> {
         Ok(self.open(None, '('))
     }
 
@@ -328,15 +361,19 @@ impl<'a> ser::Serializer for &'a mut KeyWriter {
         _index: u32,
         variant: &'static str,
         _len: usize,
-    ) -> Result<Compound<'a>, KeyError> {
+    ) -> Result<Compound<'a, 'o>, KeyError> {
         Ok(self.open(Some(variant), '('))
     }
 
-    fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'a>, KeyError> {
+    fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'a, 'o>, KeyError> {
         Ok(self.open(None, '<'))
     }
 
-    fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Compound<'a>, KeyError> {
+    fn serialize_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Compound<'a, 'o>, KeyError> {
         Ok(self.open(None, '('))
     }
 
@@ -346,7 +383,7 @@ impl<'a> ser::Serializer for &'a mut KeyWriter {
         _index: u32,
         variant: &'static str,
         _len: usize,
-    ) -> Result<Compound<'a>, KeyError> {
+    ) -> Result<Compound<'a, 'o>, KeyError> {
         Ok(self.open(Some(variant), '('))
     }
 }
@@ -354,7 +391,7 @@ impl<'a> ser::Serializer for &'a mut KeyWriter {
 /// The compound traits whose elements are written in order, as `self.element`.
 macro_rules! in_order {
     ($($trait:ident :: $method:ident),*) => {$(
-        impl ser::$trait for Compound<'_> {
+        impl ser::$trait for Compound<'_, '_> {
             type Ok = ();
             type Error = KeyError;
             fn $method<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), KeyError> {
@@ -374,16 +411,17 @@ in_order!(
     SerializeTupleVariant::serialize_field
 );
 
-impl ser::SerializeMap for Compound<'_> {
+impl ser::SerializeMap for Compound<'_, '_> {
     type Ok = ();
     type Error = KeyError;
     fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), KeyError> {
-        self.map_key = Some(render(key)?);
+        self.map.get_or_insert_default().key = Some(render(key)?);
         Ok(())
     }
     fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), KeyError> {
-        let key = self.map_key.take().unwrap_or_default();
-        self.map_entries.push(format!("{key}={}", render(value)?));
+        let map = self.map.get_or_insert_default();
+        let key = map.key.take().unwrap_or_default();
+        map.entries.push(format!("{key}={}", render(value)?));
         Ok(())
     }
     fn end(self) -> Result<(), KeyError> {
@@ -394,7 +432,7 @@ impl ser::SerializeMap for Compound<'_> {
 /// The struct traits: field values in declaration order, names left out.
 macro_rules! fields_in_order {
     ($($trait:ident),*) => {$(
-        impl ser::$trait for Compound<'_> {
+        impl ser::$trait for Compound<'_, '_> {
             type Ok = ();
             type Error = KeyError;
             fn serialize_field<T: ?Sized + Serialize>(
