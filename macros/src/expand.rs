@@ -636,13 +636,22 @@ impl Plan<'_> {
 
     /// The statements binding a remote cache and its arguments' key segment.
     fn remote_setup(&self, accessor: &TokenStream) -> TokenStream {
+        self.remote_setup_with(accessor, quote!())
+    }
+
+    /// [`remote_setup`](Self::remote_setup) with `first` run before the key segment is built
+    /// (with the arguments in scope as the engine takes them, `__cachemere_key_part`).
+    fn remote_setup_with(&self, accessor: &TokenStream, first: TokenStream) -> TokenStream {
         let cache_var = local("__cachemere_cache");
         let arguments_var = local("__cachemere_arguments");
         let (setup, arguments) = self.remote_arguments();
+        let key_part_var = local("__cachemere_key_part");
         quote! {
             let #cache_var = #accessor;
             #setup
-            let #arguments_var = #cache_var.arguments(#arguments);
+            let #key_part_var = #arguments;
+            #first
+            let #arguments_var = #cache_var.arguments(#key_part_var);
         }
     }
 
@@ -656,10 +665,22 @@ impl Plan<'_> {
         let cache_var = local("__cachemere_cache");
         let arguments_var = local("__cachemere_arguments");
         let tags_var = local("__cachemere_tags");
-        let setup = self.remote_setup(accessor);
-        let tags = self.tags();
         let keep = self.policy_fn("stored");
         let load = self.policy_fn("load");
+        // A near cache's hit is answered before the key is built or a tag formatted.
+        let first = if self.options.local.is_some() && matches!(call, Call::Plain) {
+            let key_part_var = local("__cachemere_key_part");
+            let value_var = local("__cachemere_value");
+            quote! {
+                if let ::core::option::Option::Some(#value_var) = #cache_var.local_lookup(#key_part_var, #load) {
+                    return #value_var;
+                }
+            }
+        } else {
+            quote!()
+        };
+        let setup = self.remote_setup_with(accessor, first);
+        let tags = self.tags();
         let compute = self.compute_expr(uncached, call);
         let fresh = self.options.runs_in_background();
         let method = self.engine_method(match call {

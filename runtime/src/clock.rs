@@ -112,13 +112,14 @@ pub(crate) fn precise_ns() -> u64 {
 /// Whether the precise-clock deadline `until` (nanoseconds) is still ahead, read on a hit: the
 /// coarse clock when the deadline is more than four of its resolutions away, the precise one
 /// closer to it.
+/// `coarse_now` is the coarse clock, already read by the caller.
 #[inline]
-pub(crate) fn before(until: u64) -> bool {
+pub(crate) fn before_at(coarse_now: u64, until: u64) -> bool {
     static SLACK_NS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let slack = *SLACK_NS.get_or_init(|| {
         u64::try_from(clock_resolution().as_nanos())
             .unwrap_or(u64::MAX)
             .saturating_mul(4)
     });
-    coarse_ns().saturating_add(slack) < until || precise_ns() < until
+    coarse_now.saturating_add(slack) < until || precise_ns() < until
 }

@@ -630,8 +630,9 @@ impl<S> RemoteCache<S> {
     /// This process's hits, misses and errors; `currsize` counts the keys of this cache in
     /// the store (entries, and the leases and tombstones of recent misses and invalidations,
     /// including entries hidden by a tag or a clear until they expire), at most once a
-    /// second: a call within a second of the last count reuses it. `maxsize` is 0: a remote
-    /// cache is bounded by its TTLs and the store's memory policy.
+    /// second: a call within a second of the last count reuses it. `maxsize` is the bound on the
+    /// local copies (`local`), or 0: a remote cache is bounded by its TTLs and the store's
+    /// memory policy. `hits` includes `local_hits`.
     pub fn info(&self) -> CacheInfo {
         self.info_since(Since::Clear)
     }
@@ -666,6 +667,7 @@ impl<S> RemoteCache<S> {
             .local
             .as_ref()
             .map_or(0, |local| local.hits(since == Since::Clear));
+        info.hits += info.local_hits;
         info
     }
 }
@@ -1193,6 +1195,23 @@ impl<S: RemoteValue> RemoteCache<S> {
         }
     }
 
+    /// The hot path of a near cache (`local`): a lookup answered from this process's copy of
+    /// the entry, with the key's argument segment written into a reused per-thread buffer and
+    /// no tag formatted, so a local hit allocates nothing. `None`: go the usual way
+    /// ([`compute`](Self::compute) and its forms), which builds the key and counts an encoding
+    /// error if there was one.
+    #[inline]
+    pub fn local_lookup<T: ?Sized + RemoteKeyPart, R>(
+        &self,
+        args: &T,
+        load: fn(S) -> R,
+    ) -> Option<R> {
+        let local = self.local.as_ref()?;
+        let (value, _written_at) = key::with_argument_segment(args, |segment| local.get(segment?))?;
+        // Counted by the local level alone (one counter on the hot path); `info` adds them.
+        Some(load(value))
+    }
+
     /// A call answered from this process's copy of the entry (`local`), if it may be.
     #[inline]
     fn local_hit<R>(
@@ -1206,7 +1225,8 @@ impl<S: RemoteValue> RemoteCache<S> {
             return None;
         }
         let (value, written_at) = local.get(arguments?)?;
-        Some(self.hit(value, written_at, load))
+        // Counted by the local level alone (one counter on the hot path); `info` adds them.
+        Some((load(value), Served::Hit(WrittenAt::UnixMs(written_at))))
     }
 
     /// What a copy of what `plan` reads next would depend on, taken before the read (`None`:

@@ -115,7 +115,13 @@ impl Tracker {
 
     /// Whether copies are trusted now (coarse clock).
     pub(crate) fn trusted(&self) -> bool {
-        clock::coarse_ns() < self.trusted_until.load(Ordering::Acquire)
+        self.trusted_at(clock::coarse_ns())
+    }
+
+    /// Whether copies are trusted at `now` (coarse-clock nanoseconds).
+    #[inline]
+    fn trusted_at(&self, now: u64) -> bool {
+        now < self.trusted_until.load(Ordering::Acquire)
     }
 }
 
@@ -225,10 +231,11 @@ impl Snapshot {
             .fold(0_u64, u64::wrapping_add)
     }
 
-    /// Whether nothing the copy depends on changed since, and the feed is trusted.
+    /// Whether nothing the copy depends on changed since, and the feed is trusted at `now`
+    /// (coarse-clock nanoseconds).
     #[inline]
-    fn holds(&self) -> bool {
-        self.tracker.trusted()
+    fn holds_at(&self, now: u64) -> bool {
+        self.tracker.trusted_at(now)
             && self.tracker.epoch.load(Ordering::SeqCst) == self.epoch
             && INSTALLS.load(Ordering::SeqCst) == self.installs
             && self.current_sum() == self.sum
@@ -294,7 +301,9 @@ impl<S: Clone + Send + Sync> LocalLevel<S> for Local<S> {
     #[inline]
     fn get(&self, arguments: &str) -> Option<(S, u64)> {
         let copy = self.copies.get(arguments)?;
-        if !clock::before(copy.until) || !copy.snapshot.holds() {
+        // One clock read serves both deadlines.
+        let now = clock::coarse_ns();
+        if !clock::before_at(now, copy.until) || !copy.snapshot.holds_at(now) {
             return None;
         }
         self.hits.increment();
