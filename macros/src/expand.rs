@@ -259,27 +259,33 @@ impl Plan<'_> {
     /// The gates of the key's parts (`<T as Gate<_>>`), for the kind of cache.
     fn key_gates(&self) -> Vec<(Span, TokenStream)> {
         let remote = self.options.is_remote();
+        // A near cache's local level is keyed as a memory cache is: its key passes both.
+        let local = self.options.local.is_some();
         match (&self.options.key, &self.options.key_type) {
             (None, _) => self
                 .key_parts
                 .iter()
-                .map(|p| {
-                    let gate = if remote { &p.remote_gate } else { &p.gate };
-                    (p.span, gate.clone())
+                .flat_map(|p| {
+                    let remote_gate = remote.then(|| (p.span, p.remote_gate.clone()));
+                    let gate = (!remote || local).then(|| (p.span, p.gate.clone()));
+                    remote_gate.into_iter().chain(gate)
                 })
                 .collect(),
             (Some(_), Some(key_type)) => {
                 let ty = with_static_lifetimes(key_type);
-                let gate = if remote {
-                    quote!(RemoteKeyGate)
-                } else {
-                    quote!(KeyGate)
-                };
                 let span = key_type.span();
-                vec![(
-                    span,
-                    quote_spanned!(span=> <#ty as ::cachemere::__private::#gate<_>>),
-                )]
+                let remote_gate = remote.then(|| quote!(RemoteKeyGate));
+                let gate = (!remote || local).then(|| quote!(KeyGate));
+                remote_gate
+                    .into_iter()
+                    .chain(gate)
+                    .map(|gate| {
+                        (
+                            span,
+                            quote_spanned!(span=> <#ty as ::cachemere::__private::#gate<_>>),
+                        )
+                    })
+                    .collect()
             }
             (Some(_), None) => Vec::new(),
         }
@@ -636,22 +642,13 @@ impl Plan<'_> {
 
     /// The statements binding a remote cache and its arguments' key segment.
     fn remote_setup(&self, accessor: &TokenStream) -> TokenStream {
-        self.remote_setup_with(accessor, quote!())
-    }
-
-    /// [`remote_setup`](Self::remote_setup) with `first` run before the key segment is built
-    /// (with the arguments in scope as the engine takes them, `__cachemere_key_part`).
-    fn remote_setup_with(&self, accessor: &TokenStream, first: TokenStream) -> TokenStream {
         let cache_var = local("__cachemere_cache");
         let arguments_var = local("__cachemere_arguments");
         let (setup, arguments) = self.remote_arguments();
-        let key_part_var = local("__cachemere_key_part");
         quote! {
             let #cache_var = #accessor;
             #setup
-            let #key_part_var = #arguments;
-            #first
-            let #arguments_var = #cache_var.arguments(#key_part_var);
+            let #arguments_var = #cache_var.arguments(#arguments);
         }
     }
 
@@ -667,19 +664,6 @@ impl Plan<'_> {
         let tags_var = local("__cachemere_tags");
         let keep = self.policy_fn("stored");
         let load = self.policy_fn("load");
-        // A near cache's hit is answered before the key is built or a tag formatted.
-        let first = if self.options.local.is_some() && matches!(call, Call::Plain) {
-            let key_part_var = local("__cachemere_key_part");
-            let value_var = local("__cachemere_value");
-            quote! {
-                if let ::core::option::Option::Some(#value_var) = #cache_var.local_lookup(#key_part_var, #load) {
-                    return #value_var;
-                }
-            }
-        } else {
-            quote!()
-        };
-        let setup = self.remote_setup_with(accessor, first);
         let tags = self.tags();
         let compute = self.compute_expr(uncached, call);
         let fresh = self.options.runs_in_background();
@@ -691,10 +675,51 @@ impl Plan<'_> {
             Call::Refresh => "refresh",
         });
         let awaited = self.awaited();
+        if self.options.local.is_none() {
+            let setup = self.remote_setup(accessor);
+            return quote! {
+                #setup
+                #tags
+                #cache_var.#method(#arguments_var, ::core::option::Option::None, &#tags_var, #keep, #load, #compute)#awaited
+            };
+        }
+        // A near cache: its local level is keyed by the function's own key, as a memory cache
+        // is, so a local hit is answered from the borrowed arguments before the key's text is
+        // built or a tag formatted; a miss hands the owned key to the engine, which copies the
+        // value it reads under it.
+        let local_var = local("__cachemere_local");
+        let key_var = local("__cachemere_key");
+        let value_var = local("__cachemere_value");
+        let (lookup_setup, lookup) = self.lookup();
+        let owned_key = self.owned_key();
+        let gated_key = self.gated_key();
+        let first = match call {
+            Call::Plain => quote! {
+                if let ::core::option::Option::Some(#value_var) = #local_var.and_then(|l| l.get(#lookup)) {
+                    return #load(#value_var);
+                }
+            },
+            Call::Observed => quote! {
+                if let ::core::option::Option::Some(#value_var) = #local_var.and_then(|l| l.get_written(#lookup)) {
+                    return #cache_var.local_observed(#value_var, #load);
+                }
+            },
+            Call::Refresh => quote!(),
+        };
+        let key_part = match &self.options.key {
+            // Bound once, by `lookup`: the expression is evaluated once.
+            Some(_) => quote!(&#key_var),
+            None => self.remote_arguments().1,
+        };
         quote! {
-            #setup
+            let #cache_var = #accessor;
+            let #local_var = #cache_var.local::<#gated_key>();
+            #lookup_setup
+            #first
+            #owned_key
+            let #arguments_var = #cache_var.arguments(#key_part);
             #tags
-            #cache_var.#method(#arguments_var, &#tags_var, #keep, #load, #compute)#awaited
+            #cache_var.#method(#arguments_var, #local_var.map(|l| l.key(&#key_var)), &#tags_var, #keep, #load, #compute)#awaited
         }
     }
 

@@ -45,7 +45,7 @@ static GLOBAL: Counting = Counting;
 
 remote_slot!(REMOTE, remote);
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone, Hash, PartialEq, Eq)]
 struct Point {
     x: i64,
     y: i64,

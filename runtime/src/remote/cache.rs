@@ -15,7 +15,7 @@ use super::codec::{
     Codec, Kind, Stamp, Stored, Token, frame, is_lease, marker, stamp_of, token_of, unframe,
     unix_ms, written_at,
 };
-use super::near::{Local, LocalLevel, Snapshot};
+use super::near::{Levels, Local, LocalKey, Snapshot};
 use super::pending::Overwrite;
 use super::{Remote, default_remote, key};
 use crate::backend::BackendError;
@@ -76,7 +76,7 @@ pub struct RemoteCache<S> {
     /// on the key (see [`LOCK_LEASE`]) rather than computing beside it.
     lock: bool,
     /// `local = ..`: copies of fresh entries kept in this process (see [`near`](super::near)).
-    local: Option<Box<dyn LocalLevel<S>>>,
+    local: Option<Levels<S>>,
     _stored: PhantomData<fn() -> S>,
 }
 
@@ -404,8 +404,23 @@ impl<S> RemoteCache<S> {
     where
         S: Clone + Send + Sync + 'static,
     {
-        self.local = Some(Box::new(Local::new(ttl, maxsize)));
+        self.local = Some(Levels::new(ttl, maxsize));
         self
+    }
+
+    /// The local level for key type `K` (`None` without `local`), which generated code reads
+    /// before building the key's text: a local hit is one lookup by the borrowed arguments.
+    #[inline]
+    pub fn local<K: crate::key::KeyPart>(&self) -> Option<&'static Local<K, S>>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        Some(self.local.as_ref()?.get::<K>())
+    }
+
+    /// A call of `f::call` answered from the local level.
+    pub fn local_observed<R>(&self, (value, written_at): (S, u64), load: fn(S) -> R) -> Cached<R> {
+        Served::Hit(WrittenAt::UnixMs(written_at)).into_cached(load(value), Instant::now())
     }
 
     /// Takes its store from `remote` (called on every use; return a clone of a shared
@@ -1195,40 +1210,6 @@ impl<S: RemoteValue> RemoteCache<S> {
         }
     }
 
-    /// The hot path of a near cache (`local`): a lookup answered from this process's copy of
-    /// the entry, with the key's argument segment written into a reused per-thread buffer and
-    /// no tag formatted, so a local hit allocates nothing. `None`: go the usual way
-    /// ([`compute`](Self::compute) and its forms), which builds the key and counts an encoding
-    /// error if there was one.
-    #[inline]
-    pub fn local_lookup<T: ?Sized + RemoteKeyPart, R>(
-        &self,
-        args: &T,
-        load: fn(S) -> R,
-    ) -> Option<R> {
-        let local = self.local.as_ref()?;
-        let (value, _written_at) = key::with_argument_segment(args, |segment| local.get(segment?))?;
-        // Counted by the local level alone (one counter on the hot path); `info` adds them.
-        Some(load(value))
-    }
-
-    /// A call answered from this process's copy of the entry (`local`), if it may be.
-    #[inline]
-    fn local_hit<R>(
-        &self,
-        arguments: Option<&str>,
-        mode: Mode,
-        load: fn(S) -> R,
-    ) -> Option<(R, Served)> {
-        let local = self.local.as_ref()?;
-        if mode != Mode::Lookup {
-            return None;
-        }
-        let (value, written_at) = local.get(arguments?)?;
-        // Counted by the local level alone (one counter on the hot path); `info` adds them.
-        Some((load(value), Served::Hit(WrittenAt::UnixMs(written_at))))
-    }
-
     /// What a copy of what `plan` reads next would depend on, taken before the read (`None`:
     /// nothing is copied: no `local`, not a lookup, no change feed, too many tags).
     fn snapshot(&self, plan: &Plan, mode: Mode) -> Option<Snapshot> {
@@ -1242,13 +1223,13 @@ impl<S: RemoteValue> RemoteCache<S> {
     /// Copies a fresh value a lookup read (after `snapshot`) into the local level.
     fn copied(
         &self,
-        arguments: Option<&str>,
+        local_key: Option<LocalKey<'_>>,
         snapshot: Option<Snapshot>,
         found: Found<S>,
     ) -> Found<S> {
         if let (
             Some(local),
-            Some(arguments),
+            Some(local_key),
             Some(snapshot),
             Found::Hit {
                 value,
@@ -1256,7 +1237,7 @@ impl<S: RemoteValue> RemoteCache<S> {
                 fresh_until,
                 ..
             },
-        ) = (&self.local, arguments, snapshot, &found)
+        ) = (&self.local, local_key, snapshot, &found)
         {
             // With `idle`, a copy lives at most half of it: the store's entry, renewed by the
             // read that made the copy, then outlives it, so reading copies keeps it alive.
@@ -1264,7 +1245,7 @@ impl<S: RemoteValue> RemoteCache<S> {
                 Some(idle) => (*fresh_until).min(unix_ms().saturating_add(millis(idle / 2))),
                 None => *fresh_until,
             };
-            local.keep(arguments, snapshot, value, *written_at, fresh_until);
+            local.keep(local_key, snapshot, value, *written_at, fresh_until);
         }
         found
     }
@@ -1474,26 +1455,44 @@ impl<S: RemoteValue> RemoteCache<S> {
     pub fn compute<R>(
         &self,
         arguments: Option<String>,
+        local_key: Option<LocalKey<'_>>,
         tags: &[String],
         keep: fn(&R) -> Option<&S>,
         load: fn(S) -> R,
         compute: impl FnOnce() -> R,
     ) -> R {
-        self.compute_in(arguments, tags, keep, load, compute, Mode::Lookup)
-            .0
+        self.compute_in(
+            arguments,
+            local_key,
+            tags,
+            keep,
+            load,
+            compute,
+            Mode::Lookup,
+        )
+        .0
     }
 
     /// [`compute`](Self::compute), saying how the call was answered (`f::call`).
     pub fn compute_observed<R>(
         &self,
         arguments: Option<String>,
+        local_key: Option<LocalKey<'_>>,
         tags: &[String],
         keep: fn(&R) -> Option<&S>,
         load: fn(S) -> R,
         compute: impl FnOnce() -> R,
     ) -> Cached<R> {
         let called = Instant::now();
-        let (result, served) = self.compute_in(arguments, tags, keep, load, compute, Mode::Lookup);
+        let (result, served) = self.compute_in(
+            arguments,
+            local_key,
+            tags,
+            keep,
+            load,
+            compute,
+            Mode::Lookup,
+        );
         served.into_cached(result, called)
     }
 
@@ -1504,13 +1503,22 @@ impl<S: RemoteValue> RemoteCache<S> {
     pub fn refresh<R>(
         &self,
         arguments: Option<String>,
+        local_key: Option<LocalKey<'_>>,
         tags: &[String],
         keep: fn(&R) -> Option<&S>,
         load: fn(S) -> R,
         compute: impl FnOnce() -> R,
     ) -> R {
-        self.compute_in(arguments, tags, keep, load, compute, Mode::Refresh)
-            .0
+        self.compute_in(
+            arguments,
+            local_key,
+            tags,
+            keep,
+            load,
+            compute,
+            Mode::Refresh,
+        )
+        .0
     }
 
     /// A blocking read of a plan's keys.
@@ -1519,18 +1527,17 @@ impl<S: RemoteValue> RemoteCache<S> {
         plan.remote.blocking(move |remote| remote.get_many(keys))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn compute_in<R>(
         &self,
         arguments: Option<String>,
+        local_key: Option<LocalKey<'_>>,
         tags: &[String],
         keep: fn(&R) -> Option<&S>,
         load: fn(S) -> R,
         compute: impl FnOnce() -> R,
         mode: Mode,
     ) -> (R, Served) {
-        if let Some(hit) = self.local_hit(arguments.as_deref(), mode, load) {
-            return hit;
-        }
         let plan = match self.begin(arguments.as_deref(), tags) {
             Begin::Uncached => return self.uncached(mode, keep, compute),
             Begin::Hidden(plan) => return self.compute_hidden(&plan, keep, load, compute, mode),
@@ -1540,11 +1547,7 @@ impl<S: RemoteValue> RemoteCache<S> {
         let epoch = self.epoch();
         let snapshot = self.snapshot(&plan, mode);
         let found = self.judge(&plan, self.read(&plan));
-        match self.next_step(
-            self.copied(arguments.as_deref(), snapshot, found),
-            mode,
-            epoch,
-        ) {
+        match self.next_step(self.copied(local_key, snapshot, found), mode, epoch) {
             Step::Hit(value, written_at) => self.hit(value, written_at, load),
             Step::Miss(write, prior) => {
                 self.compute_missed(plan, epoch, write, prior, keep, load, compute, mode)
@@ -1808,6 +1811,7 @@ impl<S: RemoteValue> RemoteCache<S> {
     pub async fn compute_async<R, F>(
         &self,
         arguments: Option<String>,
+        local_key: Option<LocalKey<'_>>,
         tags: &[String],
         keep: fn(&R) -> Option<&S>,
         load: fn(S) -> R,
@@ -1816,15 +1820,24 @@ impl<S: RemoteValue> RemoteCache<S> {
     where
         F: Future<Output = R>,
     {
-        self.compute_async_in(arguments, tags, keep, load, compute, Mode::Lookup)
-            .await
-            .0
+        self.compute_async_in(
+            arguments,
+            local_key,
+            tags,
+            keep,
+            load,
+            compute,
+            Mode::Lookup,
+        )
+        .await
+        .0
     }
 
     /// The `async fn` form of [`compute_observed`](Self::compute_observed).
     pub async fn compute_observed_async<R, F>(
         &self,
         arguments: Option<String>,
+        local_key: Option<LocalKey<'_>>,
         tags: &[String],
         keep: fn(&R) -> Option<&S>,
         load: fn(S) -> R,
@@ -1835,7 +1848,15 @@ impl<S: RemoteValue> RemoteCache<S> {
     {
         let called = Instant::now();
         let (result, served) = self
-            .compute_async_in(arguments, tags, keep, load, compute, Mode::Lookup)
+            .compute_async_in(
+                arguments,
+                local_key,
+                tags,
+                keep,
+                load,
+                compute,
+                Mode::Lookup,
+            )
             .await;
         served.into_cached(result, called)
     }
@@ -1844,6 +1865,7 @@ impl<S: RemoteValue> RemoteCache<S> {
     pub async fn refresh_async<R, F>(
         &self,
         arguments: Option<String>,
+        local_key: Option<LocalKey<'_>>,
         tags: &[String],
         keep: fn(&R) -> Option<&S>,
         load: fn(S) -> R,
@@ -1852,14 +1874,24 @@ impl<S: RemoteValue> RemoteCache<S> {
     where
         F: Future<Output = R>,
     {
-        self.compute_async_in(arguments, tags, keep, load, compute, Mode::Refresh)
-            .await
-            .0
+        self.compute_async_in(
+            arguments,
+            local_key,
+            tags,
+            keep,
+            load,
+            compute,
+            Mode::Refresh,
+        )
+        .await
+        .0
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn compute_async_in<R, F>(
         &self,
         arguments: Option<String>,
+        local_key: Option<LocalKey<'_>>,
         tags: &[String],
         keep: fn(&R) -> Option<&S>,
         load: fn(S) -> R,
@@ -1869,9 +1901,6 @@ impl<S: RemoteValue> RemoteCache<S> {
     where
         F: Future<Output = R>,
     {
-        if let Some(hit) = self.local_hit(arguments.as_deref(), mode, load) {
-            return hit;
-        }
         let plan = match self.begin(arguments.as_deref(), tags) {
             Begin::Uncached => return self.uncached_async(mode, keep, compute).await,
             Begin::Hidden(plan) => {
@@ -1885,11 +1914,7 @@ impl<S: RemoteValue> RemoteCache<S> {
         let snapshot = self.snapshot(&plan, mode);
         let read = plan.remote.read(&plan.read_keys).await;
         let found = self.judge(&plan, read);
-        match self.next_step(
-            self.copied(arguments.as_deref(), snapshot, found),
-            mode,
-            epoch,
-        ) {
+        match self.next_step(self.copied(local_key, snapshot, found), mode, epoch) {
             Step::Hit(value, written_at) => self.hit(value, written_at, load),
             Step::Miss(write, prior) => {
                 self.compute_missed_async(plan, epoch, write, prior, keep, load, compute, mode)
@@ -2256,6 +2281,7 @@ impl<S: RemoteValue> RemoteCache<S> {
     pub fn compute_fresh<R, F>(
         &'static self,
         arguments: Option<String>,
+        local_key: Option<LocalKey<'_>>,
         tags: &[String],
         keep: fn(&R) -> Option<&S>,
         load: fn(S) -> R,
@@ -2265,7 +2291,7 @@ impl<S: RemoteValue> RemoteCache<S> {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        self.compute_fresh_in(arguments, tags, keep, load, compute)
+        self.compute_fresh_in(arguments, local_key, tags, keep, load, compute)
             .0
     }
 
@@ -2273,6 +2299,7 @@ impl<S: RemoteValue> RemoteCache<S> {
     pub fn compute_fresh_observed<R, F>(
         &'static self,
         arguments: Option<String>,
+        local_key: Option<LocalKey<'_>>,
         tags: &[String],
         keep: fn(&R) -> Option<&S>,
         load: fn(S) -> R,
@@ -2283,13 +2310,15 @@ impl<S: RemoteValue> RemoteCache<S> {
         R: Send + 'static,
     {
         let called = Instant::now();
-        let (result, served) = self.compute_fresh_in(arguments, tags, keep, load, compute);
+        let (result, served) =
+            self.compute_fresh_in(arguments, local_key, tags, keep, load, compute);
         served.into_cached(result, called)
     }
 
     fn compute_fresh_in<R, F>(
         &'static self,
         arguments: Option<String>,
+        local_key: Option<LocalKey<'_>>,
         tags: &[String],
         keep: fn(&R) -> Option<&S>,
         load: fn(S) -> R,
@@ -2299,9 +2328,6 @@ impl<S: RemoteValue> RemoteCache<S> {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        if let Some(hit) = self.local_hit(arguments.as_deref(), Mode::Lookup, load) {
-            return hit;
-        }
         let plan = match self.begin(arguments.as_deref(), tags) {
             Begin::Uncached => return self.uncached(Mode::Lookup, keep, compute),
             Begin::Hidden(plan) => {
@@ -2312,7 +2338,7 @@ impl<S: RemoteValue> RemoteCache<S> {
         let epoch = self.epoch();
         let snapshot = self.snapshot(&plan, Mode::Lookup);
         let found = self.judge(&plan, self.read(&plan));
-        let found = self.copied(arguments.as_deref(), snapshot, found);
+        let found = self.copied(local_key, snapshot, found);
         let (write, prior) = match self.next_step(found, Mode::Lookup, epoch) {
             Step::Hit(value, written_at) => return self.hit(value, written_at, load),
             Step::Miss(write, prior) => (write, prior),
@@ -2328,6 +2354,7 @@ impl<S: RemoteValue> RemoteCache<S> {
                     let attempt = freshness::attempt(keep, || {
                         self.compute_in(
                             Some(arguments),
+                            None,
                             &tags,
                             keep,
                             load,
@@ -2380,6 +2407,7 @@ impl<S: RemoteValue> RemoteCache<S> {
     pub async fn compute_fresh_async<R, F>(
         &'static self,
         arguments: Option<String>,
+        local_key: Option<LocalKey<'_>>,
         tags: &[String],
         keep: fn(&R) -> Option<&S>,
         load: fn(S) -> R,
@@ -2389,7 +2417,7 @@ impl<S: RemoteValue> RemoteCache<S> {
         F: Future<Output = R> + Send + 'static,
         R: Send + 'static,
     {
-        self.compute_fresh_async_in(arguments, tags, keep, load, compute)
+        self.compute_fresh_async_in(arguments, local_key, tags, keep, load, compute)
             .await
             .0
     }
@@ -2398,6 +2426,7 @@ impl<S: RemoteValue> RemoteCache<S> {
     pub async fn compute_fresh_observed_async<R, F>(
         &'static self,
         arguments: Option<String>,
+        local_key: Option<LocalKey<'_>>,
         tags: &[String],
         keep: fn(&R) -> Option<&S>,
         load: fn(S) -> R,
@@ -2409,7 +2438,7 @@ impl<S: RemoteValue> RemoteCache<S> {
     {
         let called = Instant::now();
         let (result, served) = self
-            .compute_fresh_async_in(arguments, tags, keep, load, compute)
+            .compute_fresh_async_in(arguments, local_key, tags, keep, load, compute)
             .await;
         served.into_cached(result, called)
     }
@@ -2417,6 +2446,7 @@ impl<S: RemoteValue> RemoteCache<S> {
     async fn compute_fresh_async_in<R, F>(
         &'static self,
         arguments: Option<String>,
+        local_key: Option<LocalKey<'_>>,
         tags: &[String],
         keep: fn(&R) -> Option<&S>,
         load: fn(S) -> R,
@@ -2426,9 +2456,6 @@ impl<S: RemoteValue> RemoteCache<S> {
         F: Future<Output = R> + Send + 'static,
         R: Send + 'static,
     {
-        if let Some(hit) = self.local_hit(arguments.as_deref(), Mode::Lookup, load) {
-            return hit;
-        }
         let plan = match self.begin(arguments.as_deref(), tags) {
             Begin::Uncached => return self.uncached_async(Mode::Lookup, keep, compute).await,
             Begin::Hidden(plan) => {
@@ -2442,7 +2469,7 @@ impl<S: RemoteValue> RemoteCache<S> {
         let snapshot = self.snapshot(&plan, Mode::Lookup);
         let read = plan.remote.read(&plan.read_keys).await;
         let found = self.judge(&plan, read);
-        let found = self.copied(arguments.as_deref(), snapshot, found);
+        let found = self.copied(local_key, snapshot, found);
         let (write, prior) = match self.next_step(found, Mode::Lookup, epoch) {
             Step::Hit(value, written_at) => return self.hit(value, written_at, load),
             Step::Miss(write, prior) => (write, prior),
@@ -2455,6 +2482,7 @@ impl<S: RemoteValue> RemoteCache<S> {
                     let _ticket = ticket;
                     let run = self.compute_async_in(
                         Some(arguments),
+                        None,
                         &tags,
                         keep,
                         load,

@@ -8,7 +8,6 @@
 //! 128-bit XXH3 digest, a hash fixed by its specification (not `std`'s randomly seeded one), so
 //! keys agree across processes, builds and Rust versions.
 
-use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 
 use serde::ser::{self, Serialize};
@@ -79,28 +78,6 @@ pub fn argument_segment<T: ?Sized + Serialize>(args: &T) -> Result<String, KeyEr
     let mut out = String::new();
     encode_arguments(args, &mut out)?;
     Ok(out)
-}
-
-/// Runs `use_segment` on the argument segment for `args` (`None` if they cannot be encoded),
-/// written into a buffer this thread reuses: the key of a near-cache lookup, built without
-/// allocating once the buffer has grown to the thread's longest segment.
-pub fn with_argument_segment<T: ?Sized + Serialize, O>(
-    args: &T,
-    use_segment: impl FnOnce(Option<&str>) -> O,
-) -> O {
-    thread_local! {
-        static SEGMENT: RefCell<String> = const { RefCell::new(String::new()) };
-    }
-    let encode = |buffer: &mut String| {
-        let encoded = encode_arguments(args, buffer).is_ok();
-        use_segment(encoded.then_some(buffer.as_str()))
-    };
-    SEGMENT.with(|segment| match segment.try_borrow_mut() {
-        Ok(mut buffer) => encode(&mut buffer),
-        // In use further up this thread's stack (a `Serialize` implementation that itself
-        // calls a near cache): a buffer of its own.
-        Err(_) => encode(&mut String::new()),
-    })
 }
 
 /// Writes the argument segment for `args` into `out` (cleared first).

@@ -17,14 +17,17 @@
 //! A hit reads the copy (one quick_cache lookup and a clone of the value), the coarse clock and
 //! a few atomics; it writes nothing shared.
 
-use std::hash::BuildHasher;
-use std::sync::OnceLock;
+use std::any::{Any, TypeId};
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use equivalent::Equivalent;
 use quick_cache::sync::Cache;
 
 use crate::clock;
+use crate::key::KeyPart;
 use crate::stats::StripedCounter;
 
 /// The number of change counters that store keys hash into (process-wide). A collision only
@@ -251,17 +254,21 @@ struct Copy<S> {
     snapshot: Snapshot,
 }
 
-/// One cache's local level, behind a trait object so that a remote cache whose values are not
-/// `Sync` (the copies are shared between threads) can exist without one.
+/// The owned key of a call, handed to the engine so that the value its read finds can be
+/// copied under it (see [`Local::key`]).
+#[doc(hidden)]
+#[derive(Clone, Copy)]
+pub struct LocalKey<'k>(&'k (dyn Any + Send + Sync));
+
+/// One cache's local level for one key type, seen by the engine without the key type (which
+/// generated code knows and the engine does not).
 pub(crate) trait LocalLevel<S>: Send + Sync {
-    /// The copy of `arguments`' entry, if it may be served now: a value and when it was
-    /// computed (Unix milliseconds).
-    fn get(&self, arguments: &str) -> Option<(S, u64)>;
-    /// Keeps a copy of a fresh value read after `snapshot`, valid until the entry's freshness
-    /// (`fresh_until`, Unix milliseconds) and at most `local`.
+    /// Keeps a copy, under `key` (an owned key of this level's type), of a fresh value read
+    /// after `snapshot`, valid until the entry's freshness (`fresh_until`, Unix milliseconds)
+    /// and at most `local`.
     fn keep(
         &self,
-        arguments: &str,
+        key: LocalKey<'_>,
         snapshot: Snapshot,
         value: &S,
         written_at: u64,
@@ -271,36 +278,38 @@ pub(crate) trait LocalLevel<S>: Send + Sync {
     fn clear(&self);
     /// Hits served from the copies, since the cache's creation or its last clear.
     fn hits(&self, since_clear: bool) -> u64;
-    /// The bound on the number of copies.
-    fn maxsize(&self) -> usize;
 }
 
-/// One cache's local level.
-pub(crate) struct Local<S> {
+/// One cache's local level: copies keyed by the function's own key type, looked up by
+/// borrowed arguments as the memory backend is, so a local hit builds no key text.
+#[doc(hidden)]
+pub struct Local<K, S> {
     ttl: Duration,
-    maxsize: usize,
-    copies: Cache<String, Copy<S>>,
+    copies: Cache<K, Copy<S>>,
     hits: StripedCounter,
     hits_at_clear: AtomicU64,
 }
 
-impl<S: Clone> Local<S> {
-    pub(crate) fn new(ttl: Duration, maxsize: usize) -> Self {
-        let maxsize = maxsize.max(1);
+impl<K: KeyPart, S: Clone> Local<K, S> {
+    fn new(ttl: Duration, maxsize: usize) -> Self {
         Local {
             ttl,
-            maxsize,
-            copies: Cache::new(maxsize),
+            copies: Cache::new(maxsize.max(1)),
             hits: StripedCounter::new(),
             hits_at_clear: AtomicU64::new(0),
         }
     }
-}
 
-impl<S: Clone + Send + Sync> LocalLevel<S> for Local<S> {
+    /// The value of the copy of `key`'s entry, if it may be served now (counted as a hit).
     #[inline]
-    fn get(&self, arguments: &str) -> Option<(S, u64)> {
-        let copy = self.copies.get(arguments)?;
+    pub fn get<Q: ?Sized + Hash + Equivalent<K>>(&self, key: &Q) -> Option<S> {
+        self.get_written(key).map(|(value, _)| value)
+    }
+
+    /// [`get`](Self::get), with when the value was computed (Unix milliseconds).
+    #[inline]
+    pub fn get_written<Q: ?Sized + Hash + Equivalent<K>>(&self, key: &Q) -> Option<(S, u64)> {
+        let copy = self.copies.get(key)?;
         // One clock read serves both deadlines.
         let now = clock::coarse_ns();
         if !clock::before_at(now, copy.until) || !copy.snapshot.holds_at(now) {
@@ -310,14 +319,26 @@ impl<S: Clone + Send + Sync> LocalLevel<S> for Local<S> {
         Some((copy.value, copy.written_at))
     }
 
+    /// `key` as the engine takes it, to copy what the call reads under it.
+    #[inline]
+    pub fn key<'k>(&self, key: &'k K) -> LocalKey<'k> {
+        LocalKey(key)
+    }
+}
+
+impl<K: KeyPart, S: Clone + Send + Sync> LocalLevel<S> for &'static Local<K, S> {
     fn keep(
         &self,
-        arguments: &str,
+        key: LocalKey<'_>,
         snapshot: Snapshot,
         value: &S,
         written_at: u64,
         fresh_until: u64,
     ) {
+        // Always a `K`: the engine hands each level keys of its own type (see `Levels::of`).
+        let Some(key) = key.0.downcast_ref::<K>() else {
+            return;
+        };
         let left = Duration::from_millis(fresh_until.saturating_sub(super::codec::unix_ms()));
         let life = left.min(self.ttl);
         if life.is_zero() {
@@ -326,7 +347,7 @@ impl<S: Clone + Send + Sync> LocalLevel<S> for Local<S> {
         let until =
             clock::precise_ns().saturating_add(u64::try_from(life.as_nanos()).unwrap_or(u64::MAX));
         self.copies.insert(
-            arguments.to_owned(),
+            key.clone(),
             Copy {
                 value: value.clone(),
                 written_at,
@@ -349,8 +370,132 @@ impl<S: Clone + Send + Sync> LocalLevel<S> for Local<S> {
             all
         }
     }
+}
 
-    fn maxsize(&self) -> usize {
+/// A level created here: the key type's id, the level as its own type (for generated code)
+/// and as the engine sees it.
+type Level<S> = (
+    TypeId,
+    &'static (dyn Any + Send + Sync),
+    Arc<dyn LocalLevel<S>>,
+);
+
+/// A remote cache's local levels: one per key type, created on first use. A function has one
+/// key type; a method of a generic `impl` whose key names the `impl`'s parameters has one per
+/// instantiation (the first is found without a lock).
+pub(crate) struct Levels<S> {
+    ttl: Duration,
+    maxsize: usize,
+    first: OnceLock<Level<S>>,
+    others: Mutex<Vec<Level<S>>>,
+}
+
+impl<S> Levels<S> {
+    pub(crate) fn new(ttl: Duration, maxsize: usize) -> Self {
+        Levels {
+            ttl,
+            maxsize: maxsize.max(1),
+            first: OnceLock::new(),
+            others: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The bound on the number of copies (per key type).
+    pub(crate) fn maxsize(&self) -> usize {
         self.maxsize
+    }
+
+    /// The level of key type `K`, created on first use.
+    #[inline]
+    pub(crate) fn get<K: KeyPart>(&self) -> &'static Local<K, S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        if let Some((id, level, _)) = self.first.get()
+            && *id == TypeId::of::<K>()
+            && let Some(level) = level.downcast_ref::<Local<K, S>>()
+        {
+            return level;
+        }
+        self.get_slow()
+    }
+
+    #[cold]
+    fn get_slow<K: KeyPart>(&self) -> &'static Local<K, S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let mut others = self.others.lock().unwrap_or_else(PoisonError::into_inner);
+        let found = self
+            .first
+            .get()
+            .into_iter()
+            .chain(others.iter())
+            .find(|(id, ..)| *id == TypeId::of::<K>())
+            .and_then(|(_, level, _)| level.downcast_ref::<Local<K, S>>());
+        if let Some(level) = found {
+            return level;
+        }
+        let level: &'static Local<K, S> = Box::leak(Box::new(Local::new(self.ttl, self.maxsize)));
+        let entry: Level<S> = (TypeId::of::<K>(), level, Arc::new(level));
+        if let Err(entry) = self.first.set(entry) {
+            others.push(entry);
+        }
+        level
+    }
+
+    /// See [`LocalLevel::keep`]: by the level of `key`'s type.
+    pub(crate) fn keep(
+        &self,
+        key: LocalKey<'_>,
+        snapshot: Snapshot,
+        value: &S,
+        written_at: u64,
+        fresh_until: u64,
+    ) {
+        let id = (*key.0).type_id();
+        if let Some((first, _, level)) = self.first.get()
+            && *first == id
+        {
+            return level.keep(key, snapshot, value, written_at, fresh_until);
+        }
+        // Used outside the lock: keeping a copy may evict one, and dropping it is user code.
+        let level = self
+            .others
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(other, ..)| *other == id)
+            .map(|(.., level)| Arc::clone(level));
+        if let Some(level) = level {
+            level.keep(key, snapshot, value, written_at, fresh_until);
+        }
+    }
+
+    /// Visits every level (outside the lock: clearing drops values, which is user code).
+    fn each(&self, mut visit: impl FnMut(&dyn LocalLevel<S>)) {
+        if let Some((.., level)) = self.first.get() {
+            visit(&**level);
+        }
+        let others: Vec<Arc<dyn LocalLevel<S>>> = self
+            .others
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(.., level)| Arc::clone(level))
+            .collect();
+        others.iter().for_each(|level| visit(&**level));
+    }
+
+    /// See [`LocalLevel::clear`].
+    pub(crate) fn clear(&self) {
+        self.each(|level| level.clear());
+    }
+
+    /// See [`LocalLevel::hits`] (all key types).
+    pub(crate) fn hits(&self, since_clear: bool) -> u64 {
+        let mut hits = 0;
+        self.each(|level| hits += level.hits(since_clear));
+        hits
     }
 }

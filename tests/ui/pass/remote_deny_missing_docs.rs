@@ -50,7 +50,40 @@ async fn private_async(id: u64) -> u64 {
     id
 }
 
+/// A public near cache (`local`) with tags, sync and async, by borrowed and owned arguments.
+#[cached(backend = "redis", ttl = 300, local = "30s", maxsize = 100, tags = ["near:{id}"])]
+pub fn near_profile(id: u64, locale: &str) -> Result<Profile, String> {
+    Ok(Profile { name: format!("{id}:{locale}") })
+}
+
+/// An async near cache keyed by an expression.
+#[cached(backend = "redis", local = "5s", key = format!("{id}"))]
+pub async fn near_score(id: u64) -> u64 {
+    id
+}
+
+/// A type with a near-cached method keyed by its receiver.
+#[derive(Clone, Hash, PartialEq, Eq, Serialize)]
+pub struct Region {
+    /// Its code.
+    pub code: String,
+}
+
+impl Region {
+    /// A near-cached method, named as the remote backend requires.
+    #[cached(backend = "redis", name = "region-lookup", local = "1s")]
+    pub fn lookup(&self, id: u64) -> u64 {
+        id + self.code.len() as u64
+    }
+}
+
+#[cached(backend = "redis", local = "1s")]
+async fn private_near(id: u64) -> u64 {
+    id
+}
+
 fn main() {
+    let _ = private_near;
     let _ = private_pair;
     let _ = private_async;
 }
