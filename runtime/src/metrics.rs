@@ -13,7 +13,7 @@
 //!
 //! | name (Prometheus) | kind | labels | what |
 //! |---|---|---|---|
-//! | `cachemere_hits_total` | counter | `cache`, `level` (`local`, `remote`) | calls answered without running the function |
+//! | `cachemere_hits_total` | counter | `cache`, `level` (`local`: from this process's memory, a memory cache's or a near cache's copies; `remote`: from the store) | calls answered without running the function |
 //! | `cachemere_misses_total` | counter | `cache` | calls that ran the function |
 //! | `cachemere_evictions_total` | counter | `cache` | entries removed to stay within `maxsize` |
 //! | `cachemere_errors_total` | counter | `cache`, `operation` (`get`, `insert`, `set`, `remove`, `clear`, `key`, `encode`, ...) | failed backend operations (each call still returned) |
@@ -83,7 +83,12 @@ pub fn publish() {
     for cache in crate::registry::registered() {
         let info = cache.lifetime_info();
         let totals = caches.entry(cache.name().to_owned()).or_default();
-        *totals.hits.entry(cache.level()).or_default() += info.hits;
+        // A near cache's copies are a local level in front of its store.
+        let local_hits = info.local_hits.min(info.hits);
+        *totals.hits.entry(cache.level()).or_default() += info.hits - local_hits;
+        if local_hits > 0 {
+            *totals.hits.entry("local").or_default() += local_hits;
+        }
         totals.misses += info.misses;
         totals.evictions += info.evictions;
         totals.entries += info.currsize;
