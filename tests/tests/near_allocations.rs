@@ -1,7 +1,8 @@
-//! A near-cache hit (`local = ..`) allocates nothing: the key's argument text is written into
-//! a buffer the thread reuses and no tag is formatted; for owned, `&str`, `&[T]` and `&T`
-//! arguments, with tags, sync and async. Counted with a counting global allocator (this binary
-//! only, per thread), against a `redis-server` the harness starts on a free loopback port.
+//! A near-cache hit (`local = ..`) allocates nothing: copies are keyed by the function's own
+//! key and looked up by the borrowed arguments, with no key text built and no tag formatted;
+//! for owned, `&str`, long `&str`, `&[T]` and `&T` arguments, with tags, sync and async.
+//! Counted with a counting global allocator (this binary only, per thread), against a
+//! `redis-server` the harness starts on a free loopback port.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
