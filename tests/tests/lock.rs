@@ -324,6 +324,58 @@ fn a_failed_holder_hands_over_at_once() {
     assert_eq!(waiting_caller::cache_info().misses, 1);
 }
 
+remote_slot!(OUTLIVED_REMOTE, outlived_remote);
+static OUTLIVED_EVENTS: std::sync::Mutex<Vec<&str>> = std::sync::Mutex::new(Vec::new());
+
+fn outlived_event(event: &'static str) {
+    OUTLIVED_EVENTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(event);
+}
+
+/// Computes for longer than its TTL: its value cannot be stored.
+#[cached(backend = "redis", remote = outlived_remote, name = "lock-outlived", ttl = 1, lock = true)]
+fn outliving_holder(id: u64) -> u64 {
+    outlived_event("holder started");
+    std::thread::sleep(Duration::from_millis(1300));
+    outlived_event("holder returned");
+    id
+}
+
+#[cached(backend = "redis", remote = outlived_remote, name = "lock-outlived", ttl = 1, lock = true)]
+fn outlived_waiter(id: u64) -> u64 {
+    outlived_event("waiter computed");
+    id + 1
+}
+
+#[test]
+fn a_holder_whose_value_outlived_its_ttl_hands_over_at_once() {
+    let server = start_server();
+    OUTLIVED_REMOTE
+        .set(remote_on(server.url(), "lock-outlived"))
+        .expect("set once");
+    let holder = std::thread::spawn(|| outliving_holder(9));
+    std::thread::sleep(Duration::from_millis(150));
+    let asked = Instant::now();
+    assert_eq!(outlived_waiter(9), 10);
+    let waited = asked.elapsed();
+    eprintln!("the waiter computed {waited:?} after it asked");
+    assert_eq!(holder.join().expect("no panic"), 9);
+    assert_eq!(
+        *OUTLIVED_EVENTS.lock().unwrap_or_else(|e| e.into_inner()),
+        ["holder started", "holder returned", "waiter computed"],
+        "the waiter waited for the holder"
+    );
+    // The holder took its lease back (its value could not be stored): the waiter computed
+    // when the holder returned (about 1.15 s after it asked), not when the lease, renewed
+    // while the holder ran, expired (about 3.9 s).
+    assert!(
+        waited < Duration::from_millis(1150) + cachemere::remote::LOCK_LEASE / 3,
+        "waited {waited:?}"
+    );
+}
+
 remote_slot!(DOWN_REMOTE, down_remote);
 static DOWN_RUNS: AtomicUsize = AtomicUsize::new(0);
 

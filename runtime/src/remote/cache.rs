@@ -1109,8 +1109,9 @@ impl<S: RemoteValue> RemoteCache<S> {
     /// before computing:
     /// - a value to keep is written under the stamps read then, for what is left of the TTL
     ///   counted from the computation's start (nothing when nothing is left);
-    /// - with nothing to keep, the lease this leader left is taken back (replaced by a marker
-    ///   that expires at once), so misses that store nothing leave no key behind.
+    /// - with nothing to keep (or a value that outlived its TTL or does not encode), the lease
+    ///   this leader left is taken back (replaced by a marker that expires at once), so misses
+    ///   that store nothing leave no key behind.
     ///
     /// Nothing is written while an invalidation of these keys waits to reach the store.
     #[allow(clippy::type_complexity)]
@@ -1126,8 +1127,10 @@ impl<S: RemoteValue> RemoteCache<S> {
             return None;
         }
         let lifetime = stored.map(|value| self.lifetime(&plan.remote, value));
-        let (bytes, ttl) = match stored.zip(lifetime).filter(|(_, life)| !life.is_zero()) {
-            Some((value, lifetime)) => {
+        let value = stored
+            .zip(lifetime)
+            .filter(|(_, life)| !life.is_zero())
+            .and_then(|(value, lifetime)| {
                 // Kept for the stale windows too; served as fresh only until `fresh_until`.
                 let remaining = lifetime
                     .checked_sub(started.elapsed())
@@ -1141,11 +1144,15 @@ impl<S: RemoteValue> RemoteCache<S> {
                     }
                 };
                 let fresh_until = written_at.saturating_add(millis(lifetime));
-                (
+                Some((
                     frame(codec, &prepared.stamps, (written_at, fresh_until), &payload),
                     self.store_ttl(&plan.remote, remaining),
-                )
-            }
+                ))
+            });
+        let (bytes, ttl) = match value {
+            Some(value) => value,
+            // Nothing to store (not kept, outlived its TTL, or would not encode): the lease goes,
+            // so that other processes' waiters compute now rather than at its expiry.
             None if prepared.own_lease => (marker(Kind::Tombstone), Duration::from_millis(1)),
             None => return None,
         };
