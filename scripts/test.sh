@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every check and test of the workspace: formatting, clippy (all targets, all features,
-# warnings denied), and all tests (unit, integration, trybuild UI cases, doctests). Installs
+# warnings denied; and the runtime with each feature alone), and all tests (unit, integration, trybuild UI cases, doctests). Installs
 # redis-server (Debian/Ubuntu) when missing: the Redis tests start their own servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,13 @@ cargo fmt --all --check
 
 echo "== cargo clippy --workspace --all-targets --all-features -- -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+# Each feature on its own (and none): a feature that only compiles beside another, or code that
+# is dead without one, fails here rather than in a user's build.
+for feature in "" remote moka redis json bincode serde metrics http; do
+    echo "== cargo clippy -p cachemere ${feature:+--features $feature} -- -D warnings"
+    cargo clippy -p cachemere ${feature:+--features "$feature"} -- -D warnings
+done
 
 echo "== cargo test --workspace --all-features"
 log="$(mktemp)"

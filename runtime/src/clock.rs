@@ -113,6 +113,7 @@ pub(crate) fn precise_ns() -> u64 {
 /// coarse clock when the deadline is more than four of its resolutions away, the precise one
 /// closer to it.
 /// `coarse_now` is the coarse clock, already read by the caller.
+#[cfg(feature = "remote")]
 #[inline]
 pub(crate) fn before_at(coarse_now: u64, until: u64) -> bool {
     static SLACK_NS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();

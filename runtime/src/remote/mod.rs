@@ -499,8 +499,7 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, BackendError> {
 }
 
 /// A handle to cachemere's background runtime (stores connect there for operations polled
-/// outside any tokio runtime).
-#[cfg(feature = "redis")]
+/// outside any tokio runtime, and lease renewals run).
 pub(crate) fn background_runtime() -> Result<tokio::runtime::Handle, BackendError> {
     Ok(runtime()?.handle().clone())
 }
