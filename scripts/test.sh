@@ -37,6 +37,24 @@ for feature in "" remote moka redis json bincode serde metrics http; do
     cargo clippy -p cachemere ${feature:+--features "$feature"} -- -D warnings
 done
 
+# Remote caches in a crate without the `remote` feature: one error per cache, each the feature
+# check naming the feature (generated code must not add errors of its own).
+echo "== tests/without_remote_feature: only the feature checks fail"
+without="$(mktemp)"
+if cargo build --quiet --manifest-path tests/without_remote_feature/Cargo.toml \
+    --target-dir target/without_remote_feature >"$without" 2>&1; then
+    echo "tests/without_remote_feature compiled: the feature checks did not fire" >&2
+    exit 1
+fi
+errors="$(grep -cE '^error\[' "$without" || true)"
+feature_errors="$(grep -cE '^error\[E0277\]: `backend = "(redis|remote)"` needs the `(redis|remote)` feature' "$without" || true)"
+if [ "$errors" -ne 4 ] || [ "$feature_errors" -ne 4 ]; then
+    cat "$without" >&2
+    echo "expected exactly the 4 feature-check errors, got $errors errors ($feature_errors feature checks)" >&2
+    exit 1
+fi
+rm -f "$without"
+
 echo "== cargo test --workspace --all-features"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
