@@ -152,6 +152,186 @@ fn local_copies_answer_without_a_round_trip() {
 // ---------------------------------------------------------------------------------------------
 // A change made by this process hides its copies at once: no waiting for the feed.
 
+// ---------------------------------------------------------------------------------------------
+// Copies are keyed by the function's own key, whatever its shape: each copy answers only its
+// own arguments, and an invalidation of those arguments hides it.
+
+remote_slot!(SHAPES_REMOTE, shapes_remote);
+static SHAPE_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[cached(backend = "redis", remote = shapes_remote, local = "1h")]
+fn by_option(name: Option<&str>) -> String {
+    SHAPE_RUNS.fetch_add(1, Ordering::SeqCst);
+    format!("option:{name:?}")
+}
+
+#[cached(backend = "redis", remote = shapes_remote, local = "1h")]
+fn by_cow(name: std::borrow::Cow<'_, str>) -> String {
+    SHAPE_RUNS.fetch_add(1, Ordering::SeqCst);
+    format!("cow:{name}")
+}
+
+#[cached(backend = "redis", remote = shapes_remote, local = "1h")]
+fn by_words(words: Vec<&str>) -> String {
+    SHAPE_RUNS.fetch_add(1, Ordering::SeqCst);
+    words.join("+")
+}
+
+#[cached(backend = "redis", remote = shapes_remote, local = "1h", key = (a.min(b), a.max(b)), key_type = (u64, u64))]
+fn by_pair(a: u64, b: u64) -> u64 {
+    SHAPE_RUNS.fetch_add(1, Ordering::SeqCst);
+    a * 10 + b
+}
+
+#[derive(Clone, Hash, PartialEq, Eq, serde::Serialize)]
+struct Shelf<T> {
+    row: T,
+}
+
+impl<T: Clone + std::hash::Hash + Eq + serde::Serialize + Send + Sync + std::fmt::Display + 'static>
+    Shelf<T>
+{
+    /// One cache for every `T`; the receiver (so `T`) is part of the key.
+    #[cached(backend = "redis", remote = shapes_remote, name = "near-shelf", local = "1h")]
+    fn label(&self, slot: u32) -> String {
+        SHAPE_RUNS.fetch_add(1, Ordering::SeqCst);
+        format!("{}/{slot}", self.row)
+    }
+}
+
+/// Calls `call` until a call is answered locally, then checks that one more is, without
+/// running the function.
+fn answered_locally<T: PartialEq + std::fmt::Debug>(
+    what: &str,
+    expected: T,
+    call: impl Fn() -> T,
+    local_hits: impl Fn() -> u64,
+) {
+    until_local(what, || assert_eq!(call(), expected, "{what}"), &local_hits);
+    let (runs, hits) = (SHAPE_RUNS.load(Ordering::SeqCst), local_hits());
+    assert_eq!(call(), expected, "{what}");
+    assert_eq!(local_hits(), hits + 1, "{what}: a local hit");
+    assert_eq!(SHAPE_RUNS.load(Ordering::SeqCst), runs, "{what}: not run");
+}
+
+#[test]
+fn copies_answer_only_their_own_arguments_for_every_key_shape() {
+    let server = start_server();
+    SHAPES_REMOTE
+        .set(remote_on(
+            server.url(),
+            "near-shapes",
+            Duration::from_secs(2),
+        ))
+        .expect("set once");
+    let hits = || by_option::cache_info().local_hits;
+    answered_locally(
+        "Some",
+        "option:Some(\"a\")".to_owned(),
+        || by_option(Some("a")),
+        hits,
+    );
+    answered_locally("None", "option:None".to_owned(), || by_option(None), hits);
+    answered_locally(
+        "Some(\"\")",
+        "option:Some(\"\")".to_owned(),
+        || by_option(Some("")),
+        hits,
+    );
+
+    let hits = || by_cow::cache_info().local_hits;
+    answered_locally("borrowed", "cow:x".to_owned(), || by_cow("x".into()), hits);
+    answered_locally(
+        "owned",
+        "cow:x".to_owned(),
+        || by_cow(String::from("x").into()),
+        hits,
+    );
+    answered_locally("other", "cow:y".to_owned(), || by_cow("y".into()), hits);
+
+    let hits = || by_words::cache_info().local_hits;
+    answered_locally("a,b", "a+b".to_owned(), || by_words(vec!["a", "b"]), hits);
+    answered_locally("ab", "ab".to_owned(), || by_words(vec!["ab"]), hits);
+    answered_locally("empty", String::new(), || by_words(vec![]), hits);
+
+    let hits = || by_pair::cache_info().local_hits;
+    answered_locally("(1, 2)", 12, || by_pair(1, 2), hits);
+    // The key is the ordered pair: (2, 1) is the same entry, and its copy answers it.
+    assert_eq!(
+        by_pair(2, 1),
+        12,
+        "the key, not the arguments, names the entry"
+    );
+
+    // One cache for both instantiations (its values are `String`s), with a local level per key
+    // type: the second is found by type.
+    let hits = || Shelf::<u32>::label_cache_info().local_hits;
+    answered_locally(
+        "u32 shelf",
+        "7/1".to_owned(),
+        || Shelf { row: 7_u32 }.label(1),
+        hits,
+    );
+    answered_locally(
+        "String shelf",
+        "x/1".to_owned(),
+        || {
+            Shelf {
+                row: "x".to_owned(),
+            }
+            .label(1)
+        },
+        hits,
+    );
+    answered_locally(
+        "u32 shelf, slot 2",
+        "7/2".to_owned(),
+        || Shelf { row: 7_u32 }.label(2),
+        hits,
+    );
+
+    // An invalidation hides exactly its own copy, whatever the shape.
+    let runs = SHAPE_RUNS.load(Ordering::SeqCst);
+    assert!(by_option::invalidate(None).removed());
+    assert!(by_words::invalidate(vec!["a", "b"]).removed());
+    assert!(by_pair::invalidate(1, 2).removed());
+    assert!(
+        Shelf {
+            row: "x".to_owned()
+        }
+        .label_invalidate(1)
+        .removed()
+    );
+    assert_eq!(by_option(None), "option:None");
+    assert_eq!(by_words(vec!["a", "b"]), "a+b");
+    assert_eq!(by_pair(1, 2), 12);
+    assert_eq!(
+        Shelf {
+            row: "x".to_owned()
+        }
+        .label(1),
+        "x/1"
+    );
+    assert_eq!(
+        SHAPE_RUNS.load(Ordering::SeqCst),
+        runs + 4,
+        "each invalidated copy recomputed"
+    );
+    let (runs, local) = (
+        SHAPE_RUNS.load(Ordering::SeqCst),
+        by_option::cache_info().local_hits,
+    );
+    assert_eq!(by_option(Some("a")), "option:Some(\"a\")");
+    assert_eq!(by_words(vec!["ab"]), "ab");
+    assert_eq!(Shelf { row: 7_u32 }.label(1), "7/1");
+    assert_eq!(
+        SHAPE_RUNS.load(Ordering::SeqCst),
+        runs,
+        "the other copies still answer"
+    );
+    assert_eq!(by_option::cache_info().local_hits, local + 1);
+}
+
 remote_slot!(OWN_REMOTE, own_remote);
 static OWN_VERSION: AtomicU64 = AtomicU64::new(0);
 

@@ -335,7 +335,7 @@ impl<K: KeyPart, S: Clone + Send + Sync> LocalLevel<S> for &'static Local<K, S> 
         written_at: u64,
         fresh_until: u64,
     ) {
-        // Always a `K`: the engine hands each level keys of its own type (see `Levels::of`).
+        // Always a `K`: `Levels::keep` hands each level keys of its own type.
         let Some(key) = key.0.downcast_ref::<K>() else {
             return;
         };
