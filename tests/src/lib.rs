@@ -12,6 +12,7 @@
 //! its [`Remote`](cachemere::remote::Remote), tested through the `RemoteStore` seam and through
 //! `#[cached(backend = "remote", remote = ..)]` functions.
 
+pub mod counting;
 pub mod freshness;
 pub mod gate;
 pub mod peer;

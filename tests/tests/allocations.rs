@@ -2,47 +2,23 @@
 //! `&[&str]`, `Vec<&str>` and `Cow<str>` arguments, sync and async, with TTL and tags; a miss
 //! clones the value once. Counted with a counting global allocator (this binary only).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::borrow::Cow;
-use std::cell::Cell;
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use cachemere::cached;
-
-struct Counting;
-
-thread_local! {
-    // Counted per thread, so the test harness's other threads do not disturb the count.
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|count| count.set(count.get() + 1));
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.with(|count| count.set(count.get() + 1));
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use cachemere_tests::counting::{Counting, allocations_on_this_thread};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
 fn allocations_during(mut f: impl FnMut()) -> usize {
-    let before = ALLOCATIONS.with(Cell::get);
+    let before = allocations_on_this_thread();
     for _ in 0..1000 {
         f();
     }
-    ALLOCATIONS.with(Cell::get) - before
+    allocations_on_this_thread() - before
 }
 
 #[derive(Clone, Hash, PartialEq, Eq)]

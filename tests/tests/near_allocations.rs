@@ -4,8 +4,6 @@
 //! Counted with a counting global allocator (this binary only, per thread), against a
 //! `redis-server` the harness starts on a free loopback port.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
@@ -14,32 +12,10 @@ use std::time::{Duration, Instant};
 use cachemere::cached;
 use cachemere::redis::RedisConfig;
 use cachemere::remote::Remote;
+use cachemere_tests::counting::{Counting, allocations_on_this_thread};
 use cachemere_tests::redis_harness::RedisServer;
 use cachemere_tests::remote_slot;
 use serde::Serialize;
-
-struct Counting;
-
-thread_local! {
-    // Counted per thread: the change feed's and the runtime's threads do not disturb it.
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|count| count.set(count.get() + 1));
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.with(|count| count.set(count.get() + 1));
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -107,11 +83,11 @@ fn until_local(what: &str, mut call: impl FnMut(), local_hits: impl Fn() -> u64)
 /// The allocations of 1,000 calls on this thread, which must all be local hits.
 fn allocations_of_local_hits(mut call: impl FnMut(), local_hits: impl Fn() -> u64) -> usize {
     let hits_before = local_hits();
-    let before = ALLOCATIONS.with(Cell::get);
+    let before = allocations_on_this_thread();
     for _ in 0..1000 {
         call();
     }
-    let allocations = ALLOCATIONS.with(Cell::get) - before;
+    let allocations = allocations_on_this_thread() - before;
     assert_eq!(local_hits() - hits_before, 1000, "every call a local hit");
     allocations
 }
