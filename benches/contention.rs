@@ -1,5 +1,7 @@
-//! Hits from 1 and 2 threads, and a stampede of 100 callers on one cold key, for cachemere and
-//! its peers, in one run. Prints markdown tables.
+//! Hits from 1 and 2 threads (threads at different offsets of 1,024 keys; then every thread on
+//! the same keys in the same order, and on one hot key, beside a read-only map as the floor and
+//! quick_cache, moka, papaya and scc), and a stampede of 100 callers on one cold key, for
+//! cachemere and its peers, in one run. Prints markdown tables.
 //!
 //! `cargo bench -p cachemere-benches --bench contention`
 
@@ -53,6 +55,115 @@ fn throughput() {
             let keys = if hot { "one hot key" } else { "1024 keys" };
             println!(
                 "| {name}, {keys} | {one:.1} | {two:.1} | {:.2}× |",
+                two / one
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The hot-key scenario: every thread reads the same keys in the same order (or one hot key),
+// beside a read-only map (the floor: no write at all on a read) and other concurrent stores.
+
+static FLOOR: std::sync::LazyLock<
+    std::collections::HashMap<u64, u64, foldhash::fast::RandomState>,
+> = std::sync::LazyLock::new(|| (0..KEYS).map(|key| (key, key * 2)).collect());
+
+fn floor_get(key: u64) -> u64 {
+    FLOOR.get(&key).copied().unwrap_or_default()
+}
+
+static MOKA_HOT: std::sync::LazyLock<moka::sync::Cache<u64, u64>> =
+    std::sync::LazyLock::new(|| moka::sync::Cache::new(10_000));
+
+fn moka_get(key: u64) -> u64 {
+    MOKA_HOT.get(&key).unwrap_or_default()
+}
+
+static PAPAYA: std::sync::LazyLock<papaya::HashMap<u64, u64>> =
+    std::sync::LazyLock::new(papaya::HashMap::new);
+
+fn papaya_get(key: u64) -> u64 {
+    PAPAYA.pin().get(&key).copied().unwrap_or_default()
+}
+
+static SCC: std::sync::LazyLock<scc::HashIndex<u64, u64>> =
+    std::sync::LazyLock::new(scc::HashIndex::default);
+
+fn scc_get(key: u64) -> u64 {
+    SCC.peek_with(&key, |_, value| *value).unwrap_or_default()
+}
+
+/// Aggregate nanoseconds per call of `threads` threads making `calls` calls each, all reading
+/// the same 1,024 keys in the same order (`hot`: key 7 only).
+fn same_order_ns_per_call(threads: usize, calls: u64, hot: bool, hit: fn(u64) -> u64) -> f64 {
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                let mut key = 0;
+                for _ in 0..calls {
+                    key = if hot { 7 } else { (key + 1) % KEYS };
+                    std::hint::black_box(hit(std::hint::black_box(key)));
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let started = Instant::now();
+    for worker in workers {
+        worker.join().expect("worker");
+    }
+    started.elapsed().as_nanos() as f64 / (threads as u64 * calls) as f64
+}
+
+fn same_order() {
+    for key in 0..KEYS {
+        cm_u64(key);
+        cd_u64(key);
+        RAW.insert(key, key * 2);
+        MOKA_HOT.insert(key, key * 2);
+        PAPAYA.pin().insert(key, key * 2);
+        let _ = SCC.insert_sync(key, key * 2);
+    }
+    let subjects: [Subject; 7] = [
+        ("read-only foldhash map (floor)", floor_get),
+        ("cachemere", cm_u64),
+        ("cached", cd_u64),
+        ("quick_cache raw get", raw_get),
+        ("moka get", moka_get),
+        ("papaya get", papaya_get),
+        ("scc HashIndex peek", scc_get),
+    ];
+    println!(
+        "| same keys, same order on every thread: aggregate ns per op, median of {ROUNDS} interleaved rounds | 1 thread | 2 threads | 2-thread / 1-thread | target (floor + 0.15) |"
+    );
+    println!("|---|---|---|---|---|");
+    for hot in [false, true] {
+        // Each round times every subject with 1 then 2 threads, back to back.
+        let mut times = vec![(Vec::new(), Vec::new()); subjects.len()];
+        for _ in 0..ROUNDS {
+            for ((_, hit), (one, two)) in subjects.iter().zip(&mut times) {
+                one.push(same_order_ns_per_call(1, OPS_PER_THREAD, hot, *hit));
+                two.push(same_order_ns_per_call(2, OPS_PER_THREAD, hot, *hit));
+            }
+        }
+        let ratios: Vec<(f64, f64)> = times
+            .into_iter()
+            .map(|(one, two)| (median(one), median(two)))
+            .collect();
+        let floor = ratios[0].1 / ratios[0].0;
+        let keys = if hot { "one hot key" } else { "1024 keys" };
+        for ((name, _), (one, two)) in subjects.iter().zip(ratios) {
+            let target = if *name == "cachemere" {
+                format!("≤ {:.2}×", floor + 0.15)
+            } else {
+                "-".to_owned()
+            };
+            println!(
+                "| {name}, {keys} | {one:.1} | {two:.1} | {:.2}× | {target} |",
                 two / one
             );
         }
@@ -153,6 +264,8 @@ fn stampede() {
 fn main() {
     // `cargo bench` passes `--bench`; this harness takes no options.
     throughput();
+    println!();
+    same_order();
     println!();
     stampede();
 }
