@@ -76,20 +76,15 @@ pub fn tag_segment(tag: &str) -> String {
 /// The argument segment for `args` (a tuple of the key arguments, or the `key = ..` value).
 pub fn argument_segment<T: ?Sized + Serialize>(args: &T) -> Result<String, KeyError> {
     let mut out = String::new();
-    encode_arguments(args, &mut out)?;
-    Ok(out)
-}
-
-/// Writes the argument segment for `args` into `out` (cleared first).
-fn encode_arguments<T: ?Sized + Serialize>(args: &T, out: &mut String) -> Result<(), KeyError> {
-    out.clear();
-    args.serialize(&mut KeyWriter { out, top: true })?;
-    if out.len() > READABLE_LIMIT {
-        let digest = xxhash_rust::xxh3::xxh3_128(out.as_bytes());
-        out.clear();
-        let _ = write!(out, "#{digest:032x}");
+    args.serialize(&mut KeyWriter {
+        out: &mut out,
+        top: true,
+    })?;
+    if out.len() <= READABLE_LIMIT {
+        return Ok(out);
     }
-    Ok(())
+    let digest = xxhash_rust::xxh3::xxh3_128(out.as_bytes());
+    Ok(format!("#{digest:032x}"))
 }
 
 /// A serde serializer writing the readable argument text. At the top level a tuple's elements
