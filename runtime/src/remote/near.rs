@@ -294,7 +294,7 @@ impl<K: KeyPart, S: Clone> Local<K, S> {
     fn new(ttl: Duration, maxsize: usize) -> Self {
         Local {
             ttl,
-            copies: Cache::new(maxsize.max(1)),
+            copies: Cache::new(maxsize),
             hits: StripedCounter::new(),
             hits_at_clear: AtomicU64::new(0),
         }
@@ -413,9 +413,12 @@ impl<S> Levels<S> {
     {
         if let Some((id, level, _)) = self.first.get()
             && *id == TypeId::of::<K>()
-            && let Some(level) = level.downcast_ref::<Local<K, S>>()
         {
-            return level;
+            let level: *const (dyn Any + Send + Sync) = *level;
+            // SAFETY: `first` is only set (in `get_slow`) to a `&'static Local<K, S>` beside the
+            // `TypeId` of its `K`, and `S` is this `Levels`' own, so equal ids mean the pointee
+            // is a `Local<K, S>`. (A cast rather than `downcast_ref`: no virtual call on a hit.)
+            return unsafe { &*level.cast::<Local<K, S>>() };
         }
         self.get_slow()
     }
