@@ -27,13 +27,25 @@ pub fn ready<F: Future>(future: F) -> F::Output {
 /// Wall-clock nanoseconds per call, all threads together: `threads` threads each make `calls`
 /// calls of `hit`, on key 7 (`hot`) or cycling through 1024 keys.
 pub fn aggregate_ns_per_call(threads: usize, calls: u64, hot: bool, hit: fn(u64) -> u64) -> f64 {
+    aggregate_ns_per_call_from(threads, calls, hot, hit, 97)
+}
+
+/// [`aggregate_ns_per_call`] with thread `t` starting at key `t * stride` (0: every thread reads
+/// the same keys in the same order).
+pub fn aggregate_ns_per_call_from(
+    threads: usize,
+    calls: u64,
+    hot: bool,
+    hit: fn(u64) -> u64,
+    stride: u64,
+) -> f64 {
     let barrier = Arc::new(Barrier::new(threads + 1));
     let workers: Vec<_> = (0..threads)
         .map(|t| {
             let barrier = Arc::clone(&barrier);
             std::thread::spawn(move || {
                 barrier.wait();
-                let mut key = t as u64 * 97;
+                let mut key = (t as u64 * stride) % 1024;
                 for _ in 0..calls {
                     key = if hot { 7 } else { (key + 1) % 1024 };
                     black_box(hit(black_box(key)));

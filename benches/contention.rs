@@ -8,7 +8,7 @@
 #[path = "common.rs"]
 mod common;
 
-use common::{aggregate_ns_per_call, cd_u64, cm_u64, median};
+use common::{aggregate_ns_per_call, aggregate_ns_per_call_from, cd_u64, cm_u64, median};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -94,31 +94,6 @@ fn scc_get(key: u64) -> u64 {
     SCC.peek_with(&key, |_, value| *value).unwrap_or_default()
 }
 
-/// Aggregate nanoseconds per call of `threads` threads making `calls` calls each, all reading
-/// the same 1,024 keys in the same order (`hot`: key 7 only).
-fn same_order_ns_per_call(threads: usize, calls: u64, hot: bool, hit: fn(u64) -> u64) -> f64 {
-    let barrier = Arc::new(Barrier::new(threads + 1));
-    let workers: Vec<_> = (0..threads)
-        .map(|_| {
-            let barrier = Arc::clone(&barrier);
-            std::thread::spawn(move || {
-                barrier.wait();
-                let mut key = 0;
-                for _ in 0..calls {
-                    key = if hot { 7 } else { (key + 1) % KEYS };
-                    std::hint::black_box(hit(std::hint::black_box(key)));
-                }
-            })
-        })
-        .collect();
-    barrier.wait();
-    let started = Instant::now();
-    for worker in workers {
-        worker.join().expect("worker");
-    }
-    started.elapsed().as_nanos() as f64 / (threads as u64 * calls) as f64
-}
-
 fn same_order() {
     for key in 0..KEYS {
         cm_u64(key);
@@ -146,8 +121,8 @@ fn same_order() {
         let mut times = vec![(Vec::new(), Vec::new()); subjects.len()];
         for _ in 0..ROUNDS {
             for ((_, hit), (one, two)) in subjects.iter().zip(&mut times) {
-                one.push(same_order_ns_per_call(1, OPS_PER_THREAD, hot, *hit));
-                two.push(same_order_ns_per_call(2, OPS_PER_THREAD, hot, *hit));
+                one.push(aggregate_ns_per_call_from(1, OPS_PER_THREAD, hot, *hit, 0));
+                two.push(aggregate_ns_per_call_from(2, OPS_PER_THREAD, hot, *hit, 0));
             }
         }
         let ratios: Vec<(f64, f64)> = times
