@@ -80,16 +80,23 @@ fn until_local(what: &str, mut call: impl FnMut(), local_hits: impl Fn() -> u64)
     }
 }
 
-/// The allocations of 1,000 calls on this thread, which must all be local hits.
+/// The allocations of a batch of 1,000 calls on this thread that were all local hits. A copy
+/// may be dropped legitimately (a feed message for another key in its change counter's stripe,
+/// a heartbeat late under load): a batch with a call that was not a local hit is measured again,
+/// at most 10 times.
 fn allocations_of_local_hits(mut call: impl FnMut(), local_hits: impl Fn() -> u64) -> usize {
-    let hits_before = local_hits();
-    let before = allocations_on_this_thread();
-    for _ in 0..1000 {
-        call();
+    for _ in 0..10 {
+        let hits_before = local_hits();
+        let before = allocations_on_this_thread();
+        for _ in 0..1000 {
+            call();
+        }
+        let allocations = allocations_on_this_thread() - before;
+        if local_hits() - hits_before == 1000 {
+            return allocations;
+        }
     }
-    let allocations = allocations_on_this_thread() - before;
-    assert_eq!(local_hits() - hits_before, 1000, "every call a local hit");
-    allocations
+    panic!("no batch of 1,000 calls was all local hits in 10 tries");
 }
 
 #[test]
@@ -101,7 +108,7 @@ fn a_local_hit_allocates_nothing() {
         .timeout(Duration::from_secs(2))
         .build()
         .unwrap_or_else(|error| panic!("{error}"));
-    assert!(REMOTE.set(remote).is_ok(), "set once");
+    assert!(REMOTE.set(remote.clone()).is_ok(), "set once");
 
     let name = String::from("a:name with {braces} and %");
     let values = vec![1, 2, 3];
@@ -144,6 +151,11 @@ fn a_local_hit_allocates_nothing() {
         || by_u64_async::cache_info().local_hits,
     );
 
+    // The warm-up's writes are reported by the feed too: let their messages arrive first.
+    assert!(
+        remote.catch_up(Duration::from_secs(5)),
+        "the feed caught up"
+    );
     let counts = [
         (
             "u64",
