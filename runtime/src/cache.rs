@@ -10,6 +10,7 @@ use std::time::Duration;
 use equivalent::Equivalent;
 
 use crate::backend::{Backend, BackendError, CacheConfig};
+use crate::body::{self, Body};
 use crate::clock;
 use crate::flight::{Flights, Role, led_by_this_thread};
 use crate::freshness::{self, Freshness, Revalidation, Verdict};
@@ -732,9 +733,10 @@ where
         load: fn(S) -> R,
         compute: impl FnOnce() -> R,
     ) -> R {
-        // Boxed (on the miss path) so that the machinery below is compiled once per key, value
-        // and result type, not once per cached function.
-        self.compute_boxed(key, tags, keep, load, Box::new(compute), Mode::Lookup)
+        // Type-erased (on the miss path, without an allocation) so that the machinery below is
+        // compiled once per key, value and result type, not once per cached function.
+        let mut compute = body::once(compute);
+        self.compute_boxed(key, tags, keep, load, Body::new(&mut compute), Mode::Lookup)
             .0
     }
 
@@ -748,8 +750,9 @@ where
         compute: impl FnOnce() -> R,
     ) -> Cached<R> {
         let called = std::time::Instant::now();
+        let mut compute = body::once(compute);
         let (result, served) =
-            self.compute_boxed(key, tags, keep, load, Box::new(compute), Mode::Lookup);
+            self.compute_boxed(key, tags, keep, load, Body::new(&mut compute), Mode::Lookup);
         served.into_cached(result, called)
     }
 
@@ -768,8 +771,16 @@ where
         load: fn(S) -> R,
         compute: impl FnOnce() -> R,
     ) -> R {
-        self.compute_boxed(key, tags, keep, load, Box::new(compute), Mode::Refresh)
-            .0
+        let mut compute = body::once(compute);
+        self.compute_boxed(
+            key,
+            tags,
+            keep,
+            load,
+            Body::new(&mut compute),
+            Mode::Refresh,
+        )
+        .0
     }
 
     fn compute_boxed<R>(
@@ -778,7 +789,7 @@ where
         tags: [TagStamp; N],
         keep: fn(&R) -> Option<&S>,
         load: fn(S) -> R,
-        compute: Box<dyn FnOnce() -> R + '_>,
+        compute: Body<'_, R>,
         mode: Mode,
     ) -> (R, Served) {
         let stripe = self.key_stripe(&key);
@@ -800,7 +811,7 @@ where
         tags: [TagStamp; N],
         keep: fn(&R) -> Option<&S>,
         load: fn(S) -> R,
-        compute: Box<dyn FnOnce() -> R + '_>,
+        compute: Body<'_, R>,
         mode: Mode,
         prior: Option<Prior<S, N>>,
     ) -> (R, Served) {
@@ -1054,7 +1065,7 @@ where
         tags: [TagStamp; N],
         keep: fn(&R) -> Option<&S>,
         load: fn(S) -> R,
-        compute: Box<dyn FnOnce() -> R + '_>,
+        compute: Body<'_, R>,
         mode: Mode,
         prior: Option<Prior<S, N>>,
     ) -> (R, Served) {
@@ -1245,14 +1256,10 @@ where
     }
 
     /// Runs the function on a miss (see `observe`).
-    fn timed<R>(
-        &self,
-        keep: fn(&R) -> Option<&S>,
-        mode: Mode,
-        compute: Box<dyn FnOnce() -> R + '_>,
-    ) -> R {
+    fn timed<R>(&self, keep: fn(&R) -> Option<&S>, mode: Mode, compute: Body<'_, R>) -> R {
         self.count_miss(mode);
-        self.counters.timed(self.config.name, mode, keep, compute)
+        self.counters
+            .timed(self.config.name, mode, keep, move || compute.run())
     }
 
     /// A miss is a call that ran the function: not a background refresh.
@@ -1408,13 +1415,14 @@ where
             Found::Fresh(entry) => return self.fresh_hit(entry, load),
             Found::Stale(prior) => prior,
             Found::Nothing => {
+                let mut compute = body::once(compute);
                 return self.compute_with(
                     key,
                     stripe,
                     tags,
                     keep,
                     load,
-                    Box::new(compute),
+                    Body::new(&mut compute),
                     Mode::Lookup,
                     None,
                 );
@@ -1435,13 +1443,14 @@ where
             }
             return (load(value), served);
         }
+        let mut compute = body::once(compute);
         self.compute_with(
             key,
             stripe,
             tags,
             keep,
             load,
-            Box::new(compute),
+            Body::new(&mut compute),
             Mode::Lookup,
             Some(prior),
         )
@@ -1485,7 +1494,8 @@ where
             None => None,
         };
         let started = self.start(stripe);
-        let run = || self.timed(keep, Mode::Revalidate, Box::new(compute));
+        let mut compute = body::once(compute);
+        let run = || self.timed(keep, Mode::Revalidate, Body::new(&mut compute));
         let attempt = match &guard {
             Some(guard) => freshness::attempt(keep, || guard.lead(run)),
             None => freshness::attempt(keep, run),

@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod body;
 mod cache;
 mod clock;
 mod flight;
