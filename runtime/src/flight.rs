@@ -15,6 +15,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 use std::pin::Pin;
@@ -113,7 +114,25 @@ impl Drop for LeadingMark {
 }
 
 /// One shard of the table of running flights.
-type Shard<K, S> = Mutex<HashMap<K, Arc<Flight<S>>, RandomState>>;
+type Shard<K, S> = Mutex<ShardState<K, S>>;
+
+/// The running flights of one shard, and a finished flight nobody followed, kept for the next
+/// leader of the shard: most misses have no follower, and reusing its allocation saves each
+/// of them an allocation and a free.
+struct ShardState<K, S> {
+    running: HashMap<K, Arc<Flight<S>>, RandomState>,
+    spare: Option<Arc<Flight<S>>>,
+}
+
+impl<S> Flight<S> {
+    fn new() -> Self {
+        Flight {
+            outcome: Mutex::new(None),
+            finished: Event::new(),
+            followed: AtomicBool::new(false),
+        }
+    }
+}
 
 /// The running flights of one cache.
 pub(crate) struct Flights<K, S> {
@@ -140,7 +159,12 @@ impl<K: Hash + Eq + Clone, S> Flights<K, S> {
         let shards = (parallelism * 2).next_power_of_two().clamp(4, 64);
         Flights {
             shards: (0..shards)
-                .map(|_| Mutex::new(HashMap::with_hasher(RandomState::default())))
+                .map(|_| {
+                    Mutex::new(ShardState {
+                        running: HashMap::with_hasher(RandomState::default()),
+                        spare: None,
+                    })
+                })
                 .collect(),
             hasher: RandomState::default(),
         }
@@ -148,17 +172,22 @@ impl<K: Hash + Eq + Clone, S> Flights<K, S> {
 
     /// Joins the flight for `key`, starting it if none is running.
     pub(crate) fn join(&self, key: &K) -> Role<'_, K, S> {
-        let mut running = lock(self.shard(key));
-        if let Some(flight) = running.get(key) {
-            flight.followed.store(true, Ordering::Relaxed);
-            return Role::Follower(Arc::clone(flight));
-        }
-        let flight = Arc::new(Flight {
-            outcome: Mutex::new(None),
-            finished: Event::new(),
-            followed: AtomicBool::new(false),
-        });
-        running.insert(key.clone(), Arc::clone(&flight));
+        let mut shard = lock(self.shard(key));
+        let ShardState { running, spare } = &mut *shard;
+        // One probe of the table for both outcomes (the key is cloned to be kept either way:
+        // a follower's clone is the rare case).
+        let flight = match running.entry(key.clone()) {
+            Entry::Occupied(running) => {
+                let flight = running.get();
+                flight.followed.store(true, Ordering::Relaxed);
+                return Role::Follower(Arc::clone(flight));
+            }
+            Entry::Vacant(vacant) => {
+                let flight = spare.take().unwrap_or_else(|| Arc::new(Flight::new()));
+                Arc::clone(vacant.insert(flight))
+            }
+        };
+        drop(shard);
         Role::Leader(LeaderGuard {
             flights: self,
             key: key.clone(),
@@ -210,16 +239,26 @@ impl<K: Hash + Eq, S> LeaderGuard<'_, K, S> {
         let followed = {
             // Unpublish and set the outcome together, so that a caller either finds this flight
             // with its outcome or does not find it.
-            let mut running = lock(self.flights.shard(&self.key));
-            if running
-                .get(&self.key)
-                .is_some_and(|flight| Arc::ptr_eq(flight, &self.flight))
+            let mut shard = lock(self.flights.shard(&self.key));
+            let ShardState { running, spare } = &mut *shard;
+            // Ours is the only flight of the key while it runs; put back any other (none).
+            if let Some((key, flight)) = running.remove_entry(&self.key)
+                && !Arc::ptr_eq(&flight, &self.flight)
             {
-                running.remove(&self.key);
+                running.insert(key, flight);
             }
-            *lock(&self.flight.outcome) = Some(stored);
             // No follower can join once the flight is unpublished, so this is final.
-            self.flight.followed.load(Ordering::Relaxed)
+            let followed = self.flight.followed.load(Ordering::Relaxed);
+            if followed {
+                *lock(&self.flight.outcome) = Some(stored);
+            } else if spare.is_none() {
+                // Nobody followed: no one else holds it (followers clone it only after setting
+                // `followed`, under this lock), no one listened and its outcome was never set,
+                // so it is as new. This guard's clone is dropped once it returns (a finished
+                // guard no longer reads it).
+                *spare = Some(Arc::clone(&self.flight));
+            }
+            followed
         };
         if followed {
             self.flight.finished.notify(usize::MAX);
@@ -246,5 +285,39 @@ impl<F: Future> Future for LeadingFuture<F> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let _mark = LeadingMark::enter(self.id);
         self.inner.as_mut().poll(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leader<'a>(flights: &'a Flights<u64, u64>, key: u64) -> LeaderGuard<'a, u64, u64> {
+        match flights.join(&key) {
+            Role::Leader(guard) => guard,
+            Role::Follower(_) => panic!("no flight of {key} was running"),
+        }
+    }
+
+    #[test]
+    fn a_flight_nobody_followed_is_reused_and_a_followed_one_is_not() {
+        let flights = Flights::<u64, u64>::new();
+        let first = leader(&flights, 1);
+        let reused = Arc::as_ptr(&first.flight);
+        first.finish(Some(10));
+        let second = leader(&flights, 1);
+        assert_eq!(Arc::as_ptr(&second.flight), reused, "the spare was taken");
+        let Role::Follower(follower) = flights.join(&1) else {
+            panic!("the second flight is running");
+        };
+        second.finish(Some(20));
+        assert_eq!(follower.wait(), Some(20), "its follower got its outcome");
+        let third = leader(&flights, 1);
+        assert!(
+            !Arc::ptr_eq(&third.flight, &follower),
+            "a flight a follower still holds is not handed to a new leader"
+        );
+        assert_eq!(*lock(&third.flight.outcome), None);
+        drop(third);
     }
 }
