@@ -44,6 +44,16 @@ pub(crate) struct Flight<S> {
     followed: AtomicBool,
 }
 
+impl<S> Flight<S> {
+    fn new() -> Self {
+        Flight {
+            outcome: Mutex::new(None),
+            finished: Event::new(),
+            followed: AtomicBool::new(false),
+        }
+    }
+}
+
 impl<S: Clone> Flight<S> {
     /// Blocks the thread until the leader finishes; `Some` is the entry it stored.
     pub(crate) fn wait(&self) -> Option<S> {
@@ -122,16 +132,6 @@ type Shard<K, S> = Mutex<ShardState<K, S>>;
 struct ShardState<K, S> {
     running: HashMap<K, Arc<Flight<S>>, RandomState>,
     spare: Option<Arc<Flight<S>>>,
-}
-
-impl<S> Flight<S> {
-    fn new() -> Self {
-        Flight {
-            outcome: Mutex::new(None),
-            finished: Event::new(),
-            followed: AtomicBool::new(false),
-        }
-    }
 }
 
 /// The running flights of one cache.
@@ -238,7 +238,8 @@ impl<K: Hash + Eq, S> LeaderGuard<'_, K, S> {
         self.finished = true;
         let followed = {
             // Unpublish and set the outcome together, so that a caller either finds this flight
-            // with its outcome or does not find it.
+            // with its outcome or does not find it (the outcome is set only if someone
+            // followed: nobody else can read it).
             let mut shard = lock(self.flights.shard(&self.key));
             let ShardState { running, spare } = &mut *shard;
             // Ours is the only flight of the key while it runs; put back any other (none).
@@ -305,6 +306,8 @@ mod tests {
         let first = leader(&flights, 1);
         let reused = Arc::as_ptr(&first.flight);
         first.finish(Some(10));
+        let spare = lock(flights.shard(&1)).spare.as_ref().map(Arc::as_ptr);
+        assert_eq!(spare, Some(reused), "kept as the shard's spare");
         let second = leader(&flights, 1);
         assert_eq!(Arc::as_ptr(&second.flight), reused, "the spare was taken");
         let Role::Follower(follower) = flights.join(&1) else {
