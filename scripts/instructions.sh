@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Instructions per call of a cached function (u64 hit, &str hit, hit with TTL and a tag, miss
+# Instructions per call of a cached function (u64 hit, async u64 hit, &str hit, hit with TTL and a tag, miss
 # that populates, stale hits: see benches/instructions/src/main.rs), counted by valgrind's callgrind: immune to the noise of a shared machine.
 # Builds benches/instructions/ (outside the workspace) in release against this checkout's
 # runtime; to compare two commits, run it in a worktree of each. Needs valgrind.
@@ -32,7 +32,7 @@ count() {
 }
 echo "| call | instructions per call |"
 echo "|---|---|"
-for mode in u64 str tagged miss stale; do
+for mode in u64 async str tagged miss stale; do
     # The difference of two runs cancels start-up and the first (populating) call.
     small=$(count "$mode" 100000)
     large=$(count "$mode" 200000)

@@ -509,14 +509,15 @@ impl Plan<'_> {
             Call::Refresh => ("refresh", quote!()),
         };
         let method = self.engine_method(method);
-        let awaited = self.awaited();
+        let miss =
+            self.miss_call(quote!(#cache_var.#method(#key_var, #tags_var, #keep, #load, #compute)));
         quote! {
             let #cache_var = #accessor;
             #setup
             #first
             #owned_key
             #tags
-            #cache_var.#method(#key_var, #tags_var, #keep, #load, #compute)#awaited
+            #miss
         }
     }
 
@@ -526,6 +527,19 @@ impl Plan<'_> {
             format_ident!("{name}_async")
         } else {
             Ident::new(name, Span::call_site())
+        }
+    }
+
+    /// How the engine's miss call is finished: for an `async fn`, its future is boxed and
+    /// awaited. The miss path's state (the body's future, single flight, the store) is many
+    /// times the size of a hit's, and unboxed it would make the caller's future that large:
+    /// every call, hits included, would move and zero it (measured: half a hit's
+    /// instructions were that `memcpy`). One allocation on a miss instead.
+    fn miss_call(&self, call: TokenStream) -> TokenStream {
+        if self.is_async() {
+            quote!(::std::boxed::Box::pin(#call).await)
+        } else {
+            call
         }
     }
 
@@ -674,13 +688,13 @@ impl Plan<'_> {
             Call::Observed => "compute_observed",
             Call::Refresh => "refresh",
         });
-        let awaited = self.awaited();
         if self.options.local.is_none() {
             let setup = self.remote_setup(accessor);
+            let miss = self.miss_call(quote!(#cache_var.#method(#arguments_var, ::core::option::Option::None, &#tags_var, #keep, #load, #compute)));
             return quote! {
                 #setup
                 #tags
-                #cache_var.#method(#arguments_var, ::core::option::Option::None, &#tags_var, #keep, #load, #compute)#awaited
+                #miss
             };
         }
         // A near cache: its local level is keyed by the function's own key, as a memory cache
@@ -711,6 +725,7 @@ impl Plan<'_> {
             Some(_) => quote!(&#key_var),
             None => self.remote_arguments().1,
         };
+        let miss = self.miss_call(quote!(#cache_var.#method(#arguments_var, #local_var.map(|l| l.key(&#key_var)), &#tags_var, #keep, #load, #compute)));
         quote! {
             let #cache_var = #accessor;
             let #local_var = #cache_var.local::<#gated_key>();
@@ -719,7 +734,7 @@ impl Plan<'_> {
             #owned_key
             let #arguments_var = #cache_var.arguments(#key_part);
             #tags
-            #cache_var.#method(#arguments_var, #local_var.map(|l| l.key(&#key_var)), &#tags_var, #keep, #load, #compute)#awaited
+            #miss
         }
     }
 

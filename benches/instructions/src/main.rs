@@ -1,4 +1,5 @@
-//! The calls `scripts/instructions.sh` counts instructions of (callgrind): `u64`, `str`,
+//! The calls `scripts/instructions.sh` counts instructions of (callgrind): `u64`, `async` (a
+//! hit of an `async fn`, polled once), `str`,
 //! `tagged` (TTL and one tag) hits, `miss` (each call a new key, populated), and `stale` (a hit
 //! on a stale entry while its refresh is throttled: what every stale hit costs but the one
 //! that starts the refresh).
@@ -15,6 +16,20 @@ fn by_u64(k: u64) -> u64 {
 #[cached]
 fn by_str(s: &str) -> usize {
     s.len()
+}
+
+#[cached]
+async fn by_u64_async(k: u64) -> u64 {
+    k
+}
+
+/// Polls a future once (a hit is ready at once).
+fn ready<F: std::future::Future>(future: F) -> F::Output {
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(future).poll(&mut context) {
+        std::task::Poll::Ready(value) => value,
+        std::task::Poll::Pending => panic!("a hit is ready at once"),
+    }
 }
 
 #[cached(ttl = 300, tags = ["user:{id}"])]
@@ -60,6 +75,12 @@ fn main() {
             by_u64(1);
             for _ in 0..n {
                 black_box(by_u64(black_box(1)));
+            }
+        }
+        "async" => {
+            ready(by_u64_async(1));
+            for _ in 0..n {
+                black_box(ready(by_u64_async(black_box(1))));
             }
         }
         "str" => {
