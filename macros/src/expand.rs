@@ -489,7 +489,10 @@ impl Plan<'_> {
             Call::Plain => (
                 if fresh { "compute_fresh" } else { "compute" },
                 quote! {
-                    if let ::core::option::Option::Some(#value_var) = #cache_var.get(#lookup) {
+                    // The hit front when the key can be copied (see `__private::Lookup`).
+                    #[allow(unused_imports)]
+                    use ::cachemere::__private::{HitViaFront as _, HitViaStore as _};
+                    if let ::core::option::Option::Some(#value_var) = (&#cache_var.probe(#lookup)).hit() {
                         return #load(#value_var);
                     }
                 },

@@ -2,6 +2,7 @@
 
 pub use crate::backend::CacheConfig;
 pub use crate::cache::{Cache, Entry};
+pub use crate::front::FrontKey;
 pub use crate::gate::{
     BorrowedKeyGate, Check, KeyGate, No, ReceiverGate, RemoteKeyGate, RemoteValueGate, SharedGate,
     ValueGate, Yes,
@@ -136,4 +137,55 @@ pub const fn checked_duration(duration: Duration) -> Duration {
         );
     }
     duration
+}
+
+/// A hit lookup of a memory-engine cache, dispatched at compile time (autoref specialization):
+/// `(&cache.probe(key)).hit()` takes the hit front ([`HitViaFront`]) when every key part and
+/// the stored value are `Copy`, and the store alone ([`HitViaStore`]) otherwise, or when rustc
+/// cannot tell (inside a generic function).
+pub struct Lookup<'c, 'q, C, Q: ?Sized>(pub &'c C, pub &'q Q);
+
+/// The lookup through the hit front (see [`Lookup`]).
+pub trait HitViaFront {
+    /// The stored value.
+    type Value;
+    /// The fresh stored value, a counted hit.
+    fn hit(&self) -> Option<Self::Value>;
+}
+
+impl<K, S, const N: usize, B, Q> HitViaFront for Lookup<'_, '_, crate::cache::Cache<K, S, N, B>, Q>
+where
+    K: KeyPart,
+    S: CachedValue,
+    B: crate::Backend<K, Entry<S, N>>,
+    S: Copy,
+    Q: ?Sized + std::hash::Hash + crate::Equivalent<K> + FrontKey<K>,
+{
+    type Value = S;
+    #[inline(always)]
+    fn hit(&self) -> Option<S> {
+        self.0.get_front(self.1)
+    }
+}
+
+/// The lookup in the store alone (see [`Lookup`]).
+pub trait HitViaStore {
+    /// The stored value.
+    type Value;
+    /// The fresh stored value, a counted hit.
+    fn hit(&self) -> Option<Self::Value>;
+}
+
+impl<K, S, const N: usize, B, Q> HitViaStore for &Lookup<'_, '_, crate::cache::Cache<K, S, N, B>, Q>
+where
+    K: KeyPart,
+    S: CachedValue,
+    B: crate::Backend<K, Entry<S, N>>,
+    Q: ?Sized + std::hash::Hash + crate::Equivalent<K>,
+{
+    type Value = S;
+    #[inline(always)]
+    fn hit(&self) -> Option<S> {
+        self.0.get(self.1)
+    }
 }

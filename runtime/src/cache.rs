@@ -14,6 +14,7 @@ use crate::body::{self, Body};
 use crate::clock;
 use crate::flight::{Flights, Role, led_by_this_thread};
 use crate::freshness::{self, Freshness, Revalidation, Verdict};
+use crate::front::{Front, FrontKey};
 use crate::hashing::RandomState;
 use crate::invalidation::Invalidation;
 use crate::key::{CachedValue, KeyPart};
@@ -112,7 +113,7 @@ enum Found<S, const N: usize> {
 }
 
 /// One cached function's cache. Generated code reaches it through a `CacheSlot`.
-pub struct Cache<K, S, const N: usize, B> {
+pub struct Cache<K: Send, S: Send, const N: usize, B> {
     backend: B,
     config: CacheConfig,
     /// How close to its expiry an entry is checked against the precise clock: four
@@ -151,6 +152,8 @@ pub struct Cache<K, S, const N: usize, B> {
     /// Keys with a background refresh under way, and keys whose recomputation failed
     /// recently (`retry_after`).
     revalidation: Revalidation,
+    /// Each thread's copies of the entries it hits most (see `front`).
+    front: Front<K, S, N>,
 }
 
 /// A leader's stay between its last generation check and its check after inserting.
@@ -188,6 +191,13 @@ struct Computed<R, S, const N: usize> {
     handoff: Option<Handoff<S, N>>,
     /// Whether the value landed in the store (see `Cached::stored`).
     stored: bool,
+}
+
+impl<S, const N: usize> Entry<S, N> {
+    /// The stored value.
+    pub(crate) fn value(&self) -> &S {
+        &self.value
+    }
 }
 
 impl<R, S, const N: usize> Computed<R, S, N> {
@@ -239,6 +249,7 @@ where
             young_slack_ns: clock_slack_ns.saturating_add(renew_margin_ns),
             writes: idle_ns.map(|_| (0..WRITE_SLOTS).map(|_| AtomicU64::new(0)).collect()),
             revalidation: Revalidation::new(),
+            front: Front::new(),
         }
     }
 
@@ -384,11 +395,11 @@ where
         if slot.load(Ordering::SeqCst) == writes_seen {
             // `store_entry` counts this write: one more than was seen, unless another came.
             let landed = self.store_entry(key.clone(), stripe, generation, renewed);
-            if matches!(landed, Ok(true))
-                && slot.load(Ordering::SeqCst) != writes_seen + 1
-                && let Err(error) = self.backend.remove(key)
-            {
-                self.record_error("remove", &error);
+            if matches!(landed, Ok(true)) && slot.load(Ordering::SeqCst) != writes_seen + 1 {
+                if let Err(error) = self.backend.remove(key) {
+                    self.record_error("remove", &error);
+                }
+                self.front.hid();
             }
         }
         if let Some(guard) = guard {
@@ -430,6 +441,40 @@ where
     {
         let entry = self.entry_if(key, Self::is_fresh_and_young)?;
         self.counters.hits.increment();
+        Some(entry.value)
+    }
+
+    /// The hit lookup of `key`, for generated code to dispatch on (see `__private::Lookup`).
+    /// A method of the cache, so that a cache whose type failed a gate reports nothing more.
+    #[doc(hidden)]
+    #[inline(always)]
+    pub fn probe<'q, Q: ?Sized>(&self, key: &'q Q) -> crate::__private::Lookup<'_, 'q, Self, Q> {
+        crate::__private::Lookup(self, key)
+    }
+
+    /// [`get`](Self::get) for a key and value the hit front can hold (`Copy`; generated code
+    /// picks this at compile time): a hit on this thread's copy takes no lock and writes no
+    /// shared memory (see `front`).
+    #[inline(always)]
+    pub fn get_front<Q>(&self, key: &Q) -> Option<S>
+    where
+        S: Copy,
+        Q: ?Sized + Hash + Equivalent<K> + FrontKey<K>,
+    {
+        let ticket = match self.front.lookup(key, self.backend.evictions()) {
+            Ok(found) => match found.entry() {
+                Some(entry) if self.is_fresh_and_young(entry) => {
+                    let value = found.serve();
+                    self.counters.hits.increment();
+                    return value;
+                }
+                _ => found.discard(),
+            },
+            Err(ticket) => ticket,
+        };
+        let entry = self.entry_if(key, Self::is_fresh_and_young)?;
+        self.counters.hits.increment();
+        self.front.admit(ticket, key.front_key(), &entry);
         Some(entry.value)
     }
 
@@ -667,6 +712,7 @@ where
             if let Err(error) = self.backend.remove(&key) {
                 self.record_error("remove", &error);
             }
+            self.front.hid();
             return Ok(false);
         }
         Ok(true)
@@ -712,7 +758,11 @@ where
         // another key of the stripe was invalidated, set or refreshed meanwhile, though it
         // says `Stored`.
         match self.backend.insert(key.clone(), entry) {
-            Ok(()) => SetOutcome::Stored,
+            Ok(()) => {
+                // Copies of the value it replaced are not served once `set` returns.
+                self.front.hid();
+                SetOutcome::Stored
+            }
             Err(error) => {
                 self.record_error("insert", &error);
                 SetOutcome::NotStored(self.invalidate(&key))
@@ -771,6 +821,9 @@ where
         load: fn(S) -> R,
         compute: impl FnOnce() -> R,
     ) -> R {
+        // However it ends (stored, panicked, cancelled), copies of the value it replaced are
+        // not served once it returns.
+        let _hides = self.front.hides_on_drop();
         let mut compute = body::once(compute);
         self.compute_boxed(
             key,
@@ -1122,6 +1175,7 @@ where
         load: fn(S) -> R,
         compute: impl Future<Output = R>,
     ) -> R {
+        let _hides = self.front.hides_on_drop();
         self.compute_async_in(key, tags, keep, load, compute, Mode::Refresh)
             .await
             .0
@@ -1299,6 +1353,9 @@ where
         // A leader that checked the generation before it moved may be inserting its value: it
         // removes it again after its insert; wait for that, so nothing stale is left.
         Inserting::wait_out(&self.inserting[stripe]);
+        // Last: a copy taken from the store before the removal (or a racing leader's) is
+        // older than this bump.
+        self.front.hid();
         let outcome = if removed {
             Invalidation::Removed
         } else {
@@ -1316,6 +1373,7 @@ where
         for inserting in &self.inserting {
             Inserting::wait_out(inserting);
         }
+        self.front.hid();
         self.counters.reset();
         self.revalidation.clear();
         self.evictions_at_clear

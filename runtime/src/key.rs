@@ -25,6 +25,15 @@ macro_rules! key_ref_tuple {
                 true $(&& self.0.$index.matches(&key.$index))*
             }
         }
+
+        // Arguments that are their own `Copy` key parts: the hit front holds the key copied.
+        impl<'a, $($borrowed: Copy),*> crate::front::FrontKey<($($borrowed,)*)> for KeyRef<($(&'a $borrowed,)*)> {
+            #[inline]
+            #[allow(clippy::unused_unit)]
+            fn front_key(&self) -> ($($borrowed,)*) {
+                ($(*self.0.$index,)*)
+            }
+        }
     };
 }
 

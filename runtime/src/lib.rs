@@ -28,6 +28,7 @@ mod cache;
 mod clock;
 mod flight;
 mod freshness;
+mod front;
 mod gate;
 mod hashing;
 #[cfg(feature = "http")]

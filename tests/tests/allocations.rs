@@ -133,6 +133,9 @@ fn hits_do_not_allocate() {
     let name = String::from("ada lovelace");
     // Warm every cache (this allocates: keys, entries, the clock thread).
     by_u64(1);
+    // Its first hit takes this thread's copy (the hit front): one allocation per thread and
+    // cache, at the first copy; hits on the copy allocate nothing.
+    by_u64(1);
     by_str(&name);
     by_string(name.clone());
     by_slice(&values);
@@ -219,7 +222,8 @@ fn hits_do_not_allocate() {
         1000,
         "only the caller's own clone"
     );
-    assert_eq!(by_u64::cache_info().hits, 1000);
+    // The warming hit and the 1000 counted ones, from the copy or the store alike.
+    assert_eq!(by_u64::cache_info().hits, 1001);
 }
 
 #[test]
