@@ -202,5 +202,10 @@ pub trait Backend<K, V>: Send + Sync + 'static {
     fn capacity(&self) -> u64;
 
     /// How many entries were evicted to respect the bound.
+    ///
+    /// Read on every hit of a function whose key and value are `Copy` (the hit front: a
+    /// thread's copy of an entry is served only while this count has not moved since the copy
+    /// was taken), so it should be one atomic load. A store that evicts without counting here
+    /// may see evicted entries still served from copies, within their TTL and tags.
     fn evictions(&self) -> u64;
 }
