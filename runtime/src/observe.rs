@@ -7,11 +7,12 @@
 //! disabled check (one load) and the two clock reads `compute_time` already needed.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing::Instrument;
 use tracing::field::Empty;
 
+use crate::clock;
 use crate::invalidation::Invalidation;
 use crate::outcome::Mode;
 use crate::stats::Counters;
@@ -32,7 +33,9 @@ struct Computation<'a> {
     counters: &'a Counters,
     cache: &'static str,
     mode: Mode,
-    started: Instant,
+    /// Precise monotonic nanoseconds (`clock`; `u64::MAX` if it could not be read): a plain
+    /// subtraction at the end, not `Instant`'s `timespec` arithmetic.
+    started: u64,
     span: tracing::Span,
     ended: bool,
 }
@@ -54,7 +57,7 @@ impl<'a> Computation<'a> {
             counters,
             cache,
             mode,
-            started: Instant::now(),
+            started: clock::precise_ns(),
             span,
             ended: false,
         }
@@ -64,7 +67,10 @@ impl<'a> Computation<'a> {
     /// `None` it does not), `panicked` or `cancelled` (an `async` caller dropped).
     fn end(&mut self, outcome: &'static str) {
         self.ended = true;
-        let elapsed = self.started.elapsed();
+        let elapsed = match (self.started, clock::precise_ns()) {
+            (u64::MAX, _) | (_, u64::MAX) => Duration::ZERO,
+            (started, now) => Duration::from_nanos(now.saturating_sub(started)),
+        };
         self.counters.add_compute_time(elapsed);
         if !self.span.is_disabled() {
             self.span.record("outcome", outcome);
