@@ -492,7 +492,7 @@ impl Plan<'_> {
                     // The hit front when the key can be copied (see `__private::Lookup`).
                     #[allow(unused_imports)]
                     use ::cachemere::__private::{HitViaFront as _, HitViaStore as _};
-                    if let ::core::option::Option::Some(#value_var) = (&#cache_var.probe(#lookup)).hit() {
+                    if let ::core::option::Option::Some(#value_var) = (&#cache_var.probe(#lookup)).__cachemere_hit() {
                         return #load(#value_var);
                     }
                 },

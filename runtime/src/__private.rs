@@ -140,7 +140,7 @@ pub const fn checked_duration(duration: Duration) -> Duration {
 }
 
 /// A hit lookup of a memory-engine cache, dispatched at compile time (autoref specialization):
-/// `(&cache.probe(key)).hit()` takes the hit front ([`HitViaFront`]) when every key part and
+/// `(&cache.probe(key)).__cachemere_hit()` takes the hit front ([`HitViaFront`]) when every key part and
 /// the stored value are `Copy`, and the store alone ([`HitViaStore`]) otherwise, or when rustc
 /// cannot tell (inside a generic function).
 pub struct Lookup<'c, 'q, C, Q: ?Sized>(pub &'c C, pub &'q Q);
@@ -150,7 +150,7 @@ pub trait HitViaFront {
     /// The stored value.
     type Value;
     /// The fresh stored value, a counted hit.
-    fn hit(&self) -> Option<Self::Value>;
+    fn __cachemere_hit(&self) -> Option<Self::Value>;
 }
 
 impl<K, S, const N: usize, B, Q> HitViaFront for Lookup<'_, '_, crate::cache::Cache<K, S, N, B>, Q>
@@ -163,7 +163,7 @@ where
 {
     type Value = S;
     #[inline(always)]
-    fn hit(&self) -> Option<S> {
+    fn __cachemere_hit(&self) -> Option<S> {
         self.0.get_front(self.1)
     }
 }
@@ -173,7 +173,7 @@ pub trait HitViaStore {
     /// The stored value.
     type Value;
     /// The fresh stored value, a counted hit.
-    fn hit(&self) -> Option<Self::Value>;
+    fn __cachemere_hit(&self) -> Option<Self::Value>;
 }
 
 impl<K, S, const N: usize, B, Q> HitViaStore for &Lookup<'_, '_, crate::cache::Cache<K, S, N, B>, Q>
@@ -185,7 +185,7 @@ where
 {
     type Value = S;
     #[inline(always)]
-    fn hit(&self) -> Option<S> {
+    fn __cachemere_hit(&self) -> Option<S> {
         self.0.get(self.1)
     }
 }

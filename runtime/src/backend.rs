@@ -203,9 +203,16 @@ pub trait Backend<K, V>: Send + Sync + 'static {
 
     /// How many entries were evicted to respect the bound.
     ///
-    /// Read on every hit of a function whose key and value are `Copy` (the hit front: a
-    /// thread's copy of an entry is served only while this count has not moved since the copy
-    /// was taken), so it should be one atomic load. A store that evicts without counting here
-    /// may see evicted entries still served from copies, within their TTL and tags.
+    /// With [`ENTRIES_CHANGE_ONLY_THROUGH_THE_CACHE`](Self::ENTRIES_CHANGE_ONLY_THROUGH_THE_CACHE),
+    /// read on every hit of a function whose key and value are `Copy`, so it must then be one
+    /// atomic load, counted as each eviction happens.
     fn evictions(&self) -> u64;
+
+    /// Whether this store's entries change only through the cache that owns it: its inserts
+    /// and removals, and evictions counted by [`evictions`](Self::evictions) as they happen
+    /// (not shared with another function or process, not expired or evicted behind the
+    /// count). Then the cache may answer hits of `Copy` keys and values from each thread's
+    /// own copies (the hit front), which this store does not see. `false` by default; the
+    /// memory store says `true`.
+    const ENTRIES_CHANGE_ONLY_THROUGH_THE_CACHE: bool = false;
 }

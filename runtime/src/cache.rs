@@ -74,7 +74,7 @@ struct Snapshot<const N: usize> {
 
 /// What a backend stores for one key: the value, until when it is fresh, when its computation
 /// started, and its tags' epochs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Entry<S, const N: usize> {
     value: S,
     /// Monotonic nanoseconds (see `clock`) at which the entry stops being fresh; [`NEVER`] if
@@ -113,7 +113,7 @@ enum Found<S, const N: usize> {
 }
 
 /// One cached function's cache. Generated code reaches it through a `CacheSlot`.
-pub struct Cache<K: Send, S: Send, const N: usize, B> {
+pub struct Cache<K, S, const N: usize, B> {
     backend: B,
     config: CacheConfig,
     /// How close to its expiry an entry is checked against the precise clock: four
@@ -461,15 +461,15 @@ where
         S: Copy,
         Q: ?Sized + Hash + Equivalent<K> + FrontKey<K>,
     {
-        let ticket = match self.front.lookup(key, self.backend.evictions()) {
-            Ok(found) => match found.entry() {
-                Some(entry) if self.is_fresh_and_young(entry) => {
-                    let value = found.serve();
-                    self.counters.hits.increment();
-                    return value;
-                }
-                _ => found.discard(),
-            },
+        if !(B::ENTRIES_CHANGE_ONLY_THROUGH_THE_CACHE && Front::<K, S, N>::holds()) {
+            return self.get(key);
+        }
+        let fresh = |entry: &Entry<S, N>| self.is_fresh_and_young(entry);
+        let ticket = match self.front.lookup(key, self.backend.evictions(), fresh) {
+            Ok(value) => {
+                self.counters.hits.increment();
+                return Some(value);
+            }
             Err(ticket) => ticket,
         };
         let entry = self.entry_if(key, Self::is_fresh_and_young)?;

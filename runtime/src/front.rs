@@ -27,28 +27,42 @@
 //! # Which calls use it
 //!
 //! Functions whose key parts and stored value are all `Copy` (integers, `char`, `bool`, plain
-//! data), chosen at compile time. Copying them allocates nothing and runs no user code, and
+//! data), chosen at compile time, whose copy is at most [`MAX_COPY_BYTES`], over a store whose
+//! entries change only through its cache (`Backend::ENTRIES_CHANGE_ONLY_THROUGH_THE_CACHE`:
+//! the memory store). Copying them allocates nothing and runs no user code, and
 //! the copy a hit returns writes nothing shared. (A value whose `Clone` allocates, or bumps a
 //! shared count as `Arc` does, writes shared memory on every hit wherever it is copied from;
 //! such functions, and `&str` or slice keys, go to the store on every hit, as before.) A key
 //! is copied at its first hit on a thread into an empty slot, or at its second hit in a row
 //! for a slot a live copy holds, so a thread that walks many keys does not keep replacing
 //! copies. Each thread holds at most [`SLOTS`] copies per cache, allocated at its first copy:
-//! the one allocation on a hit, once per thread and cache.
+//! the one allocation on a hit, once per thread and cache. A copy serves [`HITS_PER_COPY`]
+//! hits, then one hit goes to the store and renews it. Threads are told apart by the stripe
+//! index they own (`stats::thread_stripe`), so a thread beyond the stripes, or one whose
+//! thread-locals are being destroyed, uses the store.
 
-use std::cell::{RefCell, RefMut};
+use std::cell::RefCell;
 use std::hash::{BuildHasher, Hash};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use equivalent::Equivalent;
-use thread_local::ThreadLocal;
 
 use crate::cache::Entry;
+use crate::stats::{stripe_count, thread_stripe};
 
 /// Copies per thread and cache: enough for the hot keys, little memory (a slot holds a key,
-/// an entry and two counts).
+/// an entry and three counts).
 pub(crate) const SLOTS: usize = 32;
 const _: () = assert!(SLOTS.is_power_of_two());
+
+/// The largest copy (key, entry and counts) the front holds: bigger values go to the store, so
+/// that a thread's slots stay within 32 × 160 bytes per cache.
+pub(crate) const MAX_COPY_BYTES: usize = 160;
+
+/// A copy serves this many hits in a row, then one hit goes to the store and renews it: the
+/// store's eviction policy keeps seeing the key as hot (a hit on a copy is invisible to it).
+const HITS_PER_COPY: u32 = 64;
 
 /// A key as the front can hold it: without allocating (every part `Copy`).
 pub trait FrontKey<K> {
@@ -71,15 +85,28 @@ struct Copied<K, S, const N: usize> {
     epoch: u64,
     /// The backend's eviction count read at the same time.
     evictions: u64,
+    /// Hits it may still serve before one goes to the store (see [`HITS_PER_COPY`]).
+    hits_left: u32,
 }
 
 /// One thread's copies of one cache.
 struct Slots<K, S, const N: usize> {
-    copies: [Option<Copied<K, S, N>>; SLOTS],
+    /// Allocated on the heap directly (an entry is never moved through the stack).
+    copies: Box<[Option<Copied<K, S, N>>; SLOTS]>,
     /// Per slot, the hash of the key its last store hit was for: a key displaces a live copy
     /// of another only at its second store hit in a row for the slot.
     candidates: [u64; SLOTS],
 }
+
+/// The slots of the thread that owns one stripe index (see `stats::thread_stripe`).
+struct ThreadSlots<K, S, const N: usize>(OnceLock<RefCell<Slots<K, S, N>>>);
+
+// SAFETY: the `RefCell` of a stripe index is only touched by the thread that owns that index
+// (`stats::thread_stripe`): one live thread at a time, and a thread that owned it let it go
+// under `FREE_STRIPES`'s mutex before the next owner took it, so accesses never overlap and
+// each owner sees its predecessors' writes. Values only move between threads in that way:
+// `K` and `S` must be `Send`.
+unsafe impl<K: Send, S: Send, const N: usize> Sync for ThreadSlots<K, S, N> {}
 
 /// What a call that missed the front read before it goes to the store: the copy it may take
 /// of what the store returns must be judged against these.
@@ -91,24 +118,36 @@ pub(crate) struct Ticket {
 }
 
 /// The hit front of one cache (see the module docs).
-pub(crate) struct Front<K: Send, S: Send, const N: usize> {
+pub(crate) struct Front<K, S, const N: usize> {
     /// Bumped after anything that may have hidden an entry a thread holds a copy of.
     epoch: AtomicU64,
     hasher: foldhash::fast::RandomState,
-    threads: ThreadLocal<RefCell<Slots<K, S, N>>>,
+    /// Per stripe index; threads beyond them (more than twice the cores, at most 64) have no
+    /// front and use the store.
+    threads: Box<[ThreadSlots<K, S, N>]>,
 }
 
-impl<K, S, const N: usize> Front<K, S, N>
-where
-    K: Send,
-    S: Clone + Send,
-{
+impl<K, S, const N: usize> Front<K, S, N> {
     pub(crate) fn new() -> Self {
         Front {
             epoch: AtomicU64::new(0),
             hasher: foldhash::fast::RandomState::default(),
-            threads: ThreadLocal::new(),
+            threads: (0..stripe_count())
+                .map(|_| ThreadSlots(OnceLock::new()))
+                .collect(),
         }
+    }
+
+    /// Whether the front holds copies of `K` and entries of `S` (small enough; see
+    /// [`MAX_COPY_BYTES`]). Known at compile time.
+    pub(crate) const fn holds() -> bool {
+        std::mem::size_of::<Copied<K, S, N>>() <= MAX_COPY_BYTES
+    }
+
+    /// This thread's slots, if it owns a stripe index and has taken a copy.
+    #[inline(always)]
+    fn slots(&self) -> Option<&RefCell<Slots<K, S, N>>> {
+        self.threads.get(thread_stripe()?)?.0.get()
     }
 
     /// Says that entries may have been removed or replaced: every copy taken before is
@@ -122,13 +161,20 @@ where
     pub(crate) fn hides_on_drop(&self) -> HidesOnDrop<'_, K, S, N> {
         HidesOnDrop(self)
     }
+}
 
-    /// This thread's copy for `key`, to be judged by the caller ([`Found::serve`] if fresh as
-    /// the stored entry would be judged); else the ticket to take a copy of what the store
-    /// returns. `evictions` is the backend's eviction count, read now (before the store
-    /// lookup).
+impl<K, S: Copy, const N: usize> Front<K, S, N> {
+    /// The value of this thread's copy for `key`, if nothing hid it and `fresh` (the cache's
+    /// judgement of the stored entry) says its entry is fresh; else the ticket to take a copy
+    /// of what the store returns. `evictions` is the backend's eviction count, read now
+    /// (before the store lookup).
     #[inline(always)]
-    pub(crate) fn lookup<Q>(&self, key: &Q, evictions: u64) -> Result<Found<'_, K, S, N>, Ticket>
+    pub(crate) fn lookup<Q>(
+        &self,
+        key: &Q,
+        evictions: u64,
+        fresh: impl FnOnce(&Entry<S, N>) -> bool,
+    ) -> Result<S, Ticket>
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
@@ -140,39 +186,41 @@ where
             epoch,
             evictions,
         };
-        let Some(slots) = self.threads.get() else {
+        let Some(slots) = self.slots() else {
             return Err(ticket);
         };
-        // Busy only if a value's `Clone` called back into this cache: use the store.
-        let Ok(slots) = slots.try_borrow_mut() else {
+        // Never busy (nothing under the borrow calls user code), but cheap to check.
+        let Ok(mut slots) = slots.try_borrow_mut() else {
             return Err(ticket);
         };
-        let index = slot_of(hash);
-        match &slots.copies[index] {
-            Some(copy) if key.equivalent(&copy.key) => {
-                if copy.epoch == epoch && copy.evictions == evictions {
-                    return Ok(Found {
-                        slots,
-                        index,
-                        ticket,
-                    });
-                }
-                // Hidden or evicted: let go of the value now, not at the next copy.
-                let mut slots = slots;
-                slots.copies[index] = None;
-                Err(ticket)
+        let slot = &mut slots.copies[slot_of(hash)];
+        if let Some(copy) = slot
+            && key.equivalent(&copy.key)
+        {
+            if copy.hits_left == 0 {
+                // Its hits are spent: this hit goes to the store and renews it.
+                return Err(ticket);
             }
-            _ => Err(ticket),
+            if copy.epoch == epoch && copy.evictions == evictions && fresh(&copy.entry) {
+                copy.hits_left -= 1;
+                return Ok(*copy.entry.value());
+            }
+            // Hidden, evicted or stale: let go of it now, not at the next copy.
+            *slot = None;
         }
+        Err(ticket)
     }
 
     /// After a store hit that followed `ticket`: keeps a copy of `entry` for `key` if the key
     /// earned its slot.
     #[inline]
     pub(crate) fn admit(&self, ticket: Ticket, key: K, entry: &Entry<S, N>) {
-        let slots = self.threads.get_or(|| {
+        let Some(thread) = thread_stripe().and_then(|stripe| self.threads.get(stripe)) else {
+            return;
+        };
+        let slots = thread.0.get_or_init(|| {
             RefCell::new(Slots {
-                copies: [const { None }; SLOTS],
+                copies: empty_copies(),
                 candidates: [0; SLOTS],
             })
         });
@@ -180,9 +228,10 @@ where
             return;
         };
         let index = slot_of(ticket.hash);
-        let taken = slots.copies[index]
-            .as_ref()
-            .is_some_and(|copy| copy.epoch == ticket.epoch && copy.evictions == ticket.evictions);
+        // A live copy of another key (one of this key whose hits are spent is renewed).
+        let taken = slots.copies[index].as_ref().is_some_and(|copy| {
+            copy.epoch == ticket.epoch && copy.evictions == ticket.evictions && copy.hits_left > 0
+        });
         if taken && slots.candidates[index] != ticket.hash {
             // A live copy of another key: this one displaces it at its next store hit.
             slots.candidates[index] = ticket.hash;
@@ -191,49 +240,29 @@ where
         slots.candidates[index] = ticket.hash;
         slots.copies[index] = Some(Copied {
             key,
-            entry: entry.clone(),
+            entry: *entry,
             epoch: ticket.epoch,
             evictions: ticket.evictions,
+            hits_left: HITS_PER_COPY,
         });
     }
 }
 
-/// A copy that nothing hid since it was taken: served if its entry is fresh.
-pub(crate) struct Found<'a, K, S, const N: usize> {
-    slots: RefMut<'a, Slots<K, S, N>>,
-    index: usize,
-    ticket: Ticket,
-}
-
-impl<K, S: Clone, const N: usize> Found<'_, K, S, N> {
-    /// The copied entry, to judge.
-    #[inline(always)]
-    pub(crate) fn entry(&self) -> Option<&Entry<S, N>> {
-        self.slots.copies[self.index]
-            .as_ref()
-            .map(|copy| &copy.entry)
-    }
-
-    /// Its value, cloned.
-    #[inline(always)]
-    pub(crate) fn serve(&self) -> Option<S> {
-        self.entry().map(|entry| entry.value().clone())
-    }
-
-    /// Drops the copy (it is stale); the ticket for the store lookup.
-    #[inline]
-    pub(crate) fn discard(mut self) -> Ticket {
-        self.slots.copies[self.index] = None;
-        self.ticket
-    }
-}
-
 /// See [`Front::hides_on_drop`].
-pub(crate) struct HidesOnDrop<'a, K: Send, S: Send, const N: usize>(&'a Front<K, S, N>);
+pub(crate) struct HidesOnDrop<'a, K, S, const N: usize>(&'a Front<K, S, N>);
 
-impl<K: Send, S: Send, const N: usize> Drop for HidesOnDrop<'_, K, S, N> {
+impl<K, S, const N: usize> Drop for HidesOnDrop<'_, K, S, N> {
     fn drop(&mut self) {
         self.0.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// [`SLOTS`] empty copies, built on the heap.
+fn empty_copies<K, S, const N: usize>() -> Box<[Option<Copied<K, S, N>>; SLOTS]> {
+    let copies: Box<[Option<Copied<K, S, N>>]> = (0..SLOTS).map(|_| None).collect();
+    match copies.try_into() {
+        Ok(copies) => copies,
+        Err(_) => unreachable!("SLOTS copies were collected"),
     }
 }
 
@@ -241,4 +270,16 @@ impl<K: Send, S: Send, const N: usize> Drop for HidesOnDrop<'_, K, S, N> {
 fn slot_of(hash: u64) -> usize {
     // The high bits: foldhash mixes them best.
     (hash >> (64 - SLOTS.trailing_zeros())) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_small_copies_are_held() {
+        assert!(Front::<u64, u64, 0>::holds());
+        assert!(Front::<(u64, u32), (u64, u64), 2>::holds());
+        assert!(!Front::<u64, [u8; 4096], 0>::holds());
+    }
 }

@@ -163,6 +163,9 @@ where
         self.maxsize
     }
 
+    // Evictions are counted in quick_cache's lifecycle hook, as they happen (see `evictions`).
+    const ENTRIES_CHANGE_ONLY_THROUGH_THE_CACHE: bool = true;
+
     fn evictions(&self) -> u64 {
         self.lifecycle.evictions.load(Ordering::Relaxed)
     }

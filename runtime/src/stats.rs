@@ -173,8 +173,8 @@ pub(crate) struct StripedCounter {
 /// Stripes shared, with `fetch_add`, by threads that have no stripe of their own.
 const OVERFLOW_STRIPES: usize = 4;
 
-/// How many threads get a stripe of their own in every counter.
-fn stripe_count() -> usize {
+/// How many threads get a stripe of their own in every counter (and a hit front, see `front`).
+pub(crate) fn stripe_count() -> usize {
     static COUNT: OnceLock<usize> = OnceLock::new();
     *COUNT.get_or_init(|| {
         let parallelism = std::thread::available_parallelism().map_or(4, |n| n.get());
@@ -212,6 +212,14 @@ thread_local! {
     static THREAD_STRIPE: ThreadStripe = ThreadStripe::acquire();
 }
 
+/// The stripe index this thread owns: no other live thread has it, and the next owner comes
+/// after this thread let it go (through `FREE_STRIPES`'s mutex). `None` once this thread's
+/// thread-locals are being destroyed.
+#[inline]
+pub(crate) fn thread_stripe() -> Option<usize> {
+    THREAD_STRIPE.try_with(|stripe| stripe.0).ok()
+}
+
 impl StripedCounter {
     pub(crate) fn new() -> Self {
         StripedCounter {
@@ -225,9 +233,7 @@ impl StripedCounter {
     #[inline]
     pub(crate) fn increment(&self) {
         // During thread teardown the stripe may be gone: count through the shared counter.
-        let index = THREAD_STRIPE
-            .try_with(|stripe| stripe.0)
-            .unwrap_or(usize::MAX);
+        let index = thread_stripe().unwrap_or(usize::MAX);
         match self.stripes.get(index) {
             Some(stripe) => {
                 // Only this thread writes this stripe: no read-modify-write needed.

@@ -39,14 +39,27 @@ static INSERT_GATE: Mutex<Option<InsertGate>> = Mutex::new(None);
 /// Where every removal of `front.race` reports, once done.
 static REMOVED: Mutex<Option<Sender<()>>> = Mutex::new(None);
 
-/// The memory store, counting its lookups, with the gates above for `front.race`.
-struct Watched<K, V> {
+/// The memory store, counting its lookups, with the gates above for `front.race`. `OWN`: it
+/// says its entries change only through its cache (as the memory store does), which lets the
+/// cache use the hit front.
+struct Watched<K, V, const OWN: bool = true> {
     store: MemoryBackend<K, V>,
     name: &'static str,
     gets: &'static AtomicU64,
 }
 
 fn watched<K: Eq + Hash + Clone, V: Clone>(config: &CacheConfig) -> Watched<K, V> {
+    watched_by(config)
+}
+
+/// A [`Watched`] store that keeps the trait's default: entries may change behind the cache.
+fn shared<K: Eq + Hash + Clone, V: Clone>(config: &CacheConfig) -> Watched<K, V, false> {
+    watched_by(config)
+}
+
+fn watched_by<K: Eq + Hash + Clone, V: Clone, const OWN: bool>(
+    config: &CacheConfig,
+) -> Watched<K, V, OWN> {
     let gets: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
     GETS.lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -59,17 +72,19 @@ fn watched<K: Eq + Hash + Clone, V: Clone>(config: &CacheConfig) -> Watched<K, V
     }
 }
 
-impl<K, V> Watched<K, V> {
+impl<K, V, const OWN: bool> Watched<K, V, OWN> {
     fn gated(&self) -> bool {
         self.name == "front.race"
     }
 }
 
-impl<K, V> Backend<K, V> for Watched<K, V>
+impl<K, V, const OWN: bool> Backend<K, V> for Watched<K, V, OWN>
 where
     K: Eq + Hash + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
+    const ENTRIES_CHANGE_ONLY_THROUGH_THE_CACHE: bool = OWN;
+
     fn get<Q>(&self, key: &Q) -> Result<Option<V>, BackendError>
     where
         Q: ?Sized + Hash + Equivalent<K>,
@@ -442,4 +457,61 @@ fn readers_never_see_a_version_older_than_the_writer_published() {
         lookups < calls,
         "no copies served: {lookups} lookups, {calls} calls"
     );
+}
+
+#[cached(backend = shared, name = "front.shared")]
+fn behind_a_shared_store(key: u64) -> u64 {
+    key
+}
+
+#[test]
+fn a_store_that_may_change_behind_the_cache_sees_every_hit() {
+    behind_a_shared_store(1);
+    for _ in 0..100 {
+        let before = gets("front.shared");
+        assert_eq!(behind_a_shared_store(1), 1);
+        assert_eq!(
+            gets("front.shared"),
+            before + 1,
+            "a hit did not reach the store"
+        );
+    }
+}
+
+#[cached(name = "front.teardown")]
+fn during_teardown(key: u64) -> u64 {
+    key * 3
+}
+
+static FROM_TEARDOWN: AtomicU64 = AtomicU64::new(0);
+
+/// Calls `during_teardown` from a thread-local's destructor.
+struct CallsOnDrop;
+
+impl Drop for CallsOnDrop {
+    fn drop(&mut self) {
+        let first = during_teardown(5);
+        let second = during_teardown(5);
+        FROM_TEARDOWN.store(first + second, Ordering::SeqCst);
+    }
+}
+
+thread_local! {
+    static CALLS_ON_DROP: CallsOnDrop = const { CallsOnDrop };
+}
+
+/// A thread-local registered before the thread's first cached call calls the function again
+/// while the thread's thread-locals are destroyed (the cache's own among them): the calls
+/// are answered (from the store or by computing), never a panic or an abort.
+#[test]
+fn a_call_from_a_thread_local_destructor_is_answered() {
+    std::thread::spawn(|| {
+        CALLS_ON_DROP.with(|_| {});
+        assert_eq!(during_teardown(5), 15);
+        assert_eq!(during_teardown(5), 15);
+        assert_eq!(during_teardown(5), 15);
+    })
+    .join()
+    .unwrap();
+    assert_eq!(FROM_TEARDOWN.load(Ordering::SeqCst), 30);
 }
