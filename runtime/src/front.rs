@@ -46,6 +46,7 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crossbeam_utils::CachePadded;
 use equivalent::Equivalent;
 
 use crate::cache::Entry;
@@ -99,7 +100,9 @@ struct Slots<K, S, const N: usize> {
 }
 
 /// The slots of the thread that owns one stripe index (see `stats::thread_stripe`).
-struct ThreadSlots<K, S, const N: usize>(OnceLock<RefCell<Slots<K, S, N>>>);
+/// Padded: each thread writes its own `RefCell`'s borrow flag on every hit, which must not
+/// share a cache line with another thread's.
+struct ThreadSlots<K, S, const N: usize>(CachePadded<OnceLock<RefCell<Slots<K, S, N>>>>);
 
 // SAFETY: the `RefCell` of a stripe index is only touched by the thread that owns that index
 // (`stats::thread_stripe`): one live thread at a time, and a thread that owned it let it go
@@ -133,7 +136,7 @@ impl<K, S, const N: usize> Front<K, S, N> {
             epoch: AtomicU64::new(0),
             hasher: foldhash::fast::RandomState::default(),
             threads: (0..stripe_count())
-                .map(|_| ThreadSlots(OnceLock::new()))
+                .map(|_| ThreadSlots(CachePadded::new(OnceLock::new())))
                 .collect(),
         }
     }
