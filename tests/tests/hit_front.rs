@@ -4,7 +4,9 @@
 //! the TTL), a reader thread first shows that it holds a copy (its hit leaves the store
 //! untouched), the operation runs on another thread, and the reader's next call must not return
 //! the hidden value. Then the race in which a value is copied while an invalidation waits for
-//! a leader to undo its insert, and a seeded soak of readers against a writer.
+//! a leader to undo its insert, and a seeded soak of readers against a writer. Then what
+//! uses the front at all: a store that keeps the trait's default, `&str` keys and non-`Copy`
+//! values see every hit; a `key = ..` of `Copy` parts is held.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -514,4 +516,48 @@ fn a_call_from_a_thread_local_destructor_is_answered() {
     .join()
     .unwrap();
     assert_eq!(FROM_TEARDOWN.load(Ordering::SeqCst), 30);
+}
+
+#[cached(backend = watched, name = "front.str")]
+fn by_str(name: &str) -> usize {
+    name.len()
+}
+
+#[cached(backend = watched, name = "front.string_value")]
+fn string_value(key: u64) -> String {
+    key.to_string()
+}
+
+#[cached(backend = watched, name = "front.custom_key", key = (a, b), key_type = (u32, char))]
+fn custom_key(a: u32, b: char, label: &str) -> u64 {
+    u64::from(a) + u64::from(b) + label.len() as u64
+}
+
+/// Which calls the front serves is decided at compile time: a `&str` key or a value that is
+/// not `Copy` goes to the store on every hit; a `key = ..` expression of `Copy` parts is held.
+#[test]
+fn only_copy_keys_and_values_are_served_from_copies() {
+    by_str("ada");
+    string_value(7);
+    for _ in 0..100 {
+        let before = gets("front.str");
+        assert_eq!(by_str("ada"), 3);
+        assert_eq!(
+            gets("front.str"),
+            before + 1,
+            "a &str key was served from a copy"
+        );
+        let before = gets("front.string_value");
+        assert_eq!(string_value(7), "7");
+        assert_eq!(
+            gets("front.string_value"),
+            before + 1,
+            "a String value was served from a copy"
+        );
+    }
+    let reader = Reader::spawn();
+    assert_eq!(
+        reader.holds_copy("front.custom_key", || custom_key(1, 'a', "x")),
+        99
+    );
 }
