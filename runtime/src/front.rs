@@ -111,6 +111,13 @@ struct ThreadSlots<K, S, const N: usize>(CachePadded<OnceLock<RefCell<Slots<K, S
 // `K` and `S` must be `Send`.
 unsafe impl<K: Send, S: Send, const N: usize> Sync for ThreadSlots<K, S, N> {}
 
+/// How a copy's entry is judged: exactly as the stored entry is (the cache implements it).
+/// A trait rather than a closure: the judgement is inlined into the hit.
+pub(crate) trait Judge<S, const N: usize> {
+    /// Whether `entry` may be served now (fresh, and not due for renewal).
+    fn may_serve(&self, entry: &Entry<S, N>) -> bool;
+}
+
 /// What a call that missed the front read before it goes to the store: the copy it may take
 /// of what the store returns must be judged against these.
 #[derive(Clone, Copy)]
@@ -167,19 +174,15 @@ impl<K, S, const N: usize> Front<K, S, N> {
 }
 
 impl<K, S: Copy, const N: usize> Front<K, S, N> {
-    /// The value of this thread's copy for `key`, if nothing hid it and `fresh` (the cache's
-    /// judgement of the stored entry) says its entry is fresh; else the ticket to take a copy
+    /// The value of this thread's copy for `key`, if nothing hid it and `judge` (the cache,
+    /// judging it as it judges the stored entry) says its entry may be served; else the ticket to take a copy
     /// of what the store returns. `evictions` is the backend's eviction count, read now
     /// (before the store lookup).
     #[inline(always)]
-    pub(crate) fn lookup<Q>(
-        &self,
-        key: &Q,
-        evictions: u64,
-        fresh: impl FnOnce(&Entry<S, N>) -> bool,
-    ) -> Result<S, Ticket>
+    pub(crate) fn lookup<Q, J>(&self, key: &Q, evictions: u64, judge: &J) -> Result<S, Ticket>
     where
         Q: ?Sized + Hash + Equivalent<K>,
+        J: Judge<S, N>,
     {
         // Read before the store lookup a copy would come from (see the module docs).
         let epoch = self.epoch.load(Ordering::Acquire);
@@ -204,7 +207,7 @@ impl<K, S: Copy, const N: usize> Front<K, S, N> {
                 // Its hits are spent: this hit goes to the store and renews it.
                 return Err(ticket);
             }
-            if copy.epoch == epoch && copy.evictions == evictions && fresh(&copy.entry) {
+            if copy.epoch == epoch && copy.evictions == evictions && judge.may_serve(&copy.entry) {
                 copy.hits_left -= 1;
                 return Ok(*copy.entry.value());
             }
