@@ -561,3 +561,46 @@ fn only_copy_keys_and_values_are_served_from_copies() {
         99
     );
 }
+
+static REFRESHED_ASYNC: AtomicU64 = AtomicU64::new(1);
+
+#[cached(backend = watched, name = "front.refresh_async")]
+async fn refreshed_async(key: u64) -> u64 {
+    REFRESHED_ASYNC.load(Ordering::SeqCst) * 1000 + key
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+/// The `async` forms hide copies too: `refresh` of an `async fn` (its own code path), and an
+/// `invalidate` once a copy was taken by an async hit.
+#[test]
+fn async_refresh_and_invalidate_hide_the_copy() {
+    let reader = Reader::spawn();
+    assert_eq!(
+        reader.holds_copy("front.refresh_async", || block_on(refreshed_async(1))),
+        1001
+    );
+    REFRESHED_ASYNC.store(2, Ordering::SeqCst);
+    assert_eq!(block_on(refreshed_async::refresh(1)), 2001);
+    assert_eq!(
+        reader.call(|| block_on(refreshed_async(1))),
+        2001,
+        "served the copy an async refresh replaced"
+    );
+    assert_eq!(
+        reader.holds_copy("front.refresh_async", || block_on(refreshed_async(1))),
+        2001
+    );
+    REFRESHED_ASYNC.store(3, Ordering::SeqCst);
+    block_on(refreshed_async::invalidate(1));
+    assert_eq!(
+        reader.call(|| block_on(refreshed_async(1))),
+        3001,
+        "served the copy an invalidation hid"
+    );
+}
