@@ -160,6 +160,9 @@ pub enum BackendError {
 ///     }
 ///     fn capacity(&self) -> u64 { self.max }
 ///     fn evictions(&self) -> u64 { 0 }
+///     // Only its cache changes it, and it never evicts: hits of `Copy` keys and values may
+///     // be answered from each thread's copies.
+///     const ENTRIES_CHANGE_ONLY_THROUGH_THE_CACHE: bool = true;
 /// }
 ///
 /// fn capped<K, V>(config: &CacheConfig) -> Capped<K, V> {

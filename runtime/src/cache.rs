@@ -261,7 +261,10 @@ where
             young_slack_ns: clock_slack_ns.saturating_add(renew_margin_ns),
             writes: idle_ns.map(|_| (0..WRITE_SLOTS).map(|_| AtomicU64::new(0)).collect()),
             revalidation: Revalidation::new(),
-            front: Front::new(),
+            // Slots only where the front can be used (see `get_front`).
+            front: Front::new(
+                B::ENTRIES_CHANGE_ONLY_THROUGH_THE_CACHE && Front::<K, S, N>::holds(),
+            ),
         }
     }
 
@@ -680,7 +683,7 @@ where
         );
         // Served later it would not be: a tag invalidated meanwhile, or already expired.
         let stored = landed
-            && tags.iter().all(TagStamp::is_current)
+            && tags_current(&tags)
             && (fresh_until == NEVER || clock::precise_ns() < fresh_until);
         if let Some(handoff) = handoff.as_mut() {
             handoff.stored = stored;
@@ -956,7 +959,7 @@ where
             .write_slot(key)
             .map_or(0, |slot| slot.load(Ordering::SeqCst));
         let entry = match self.backend.get(key) {
-            Ok(Some(entry)) if entry.tags.iter().all(TagStamp::is_current) => entry,
+            Ok(Some(entry)) if tags_current(&entry.tags) => entry,
             Ok(_) => return Found::Nothing,
             Err(error) => {
                 self.record_error("get", &error);
@@ -994,8 +997,7 @@ where
     /// `prior`'s value, if nothing has hidden it since it was read (an invalidation of its
     /// stripe, a clear, a tag), counted as served stale.
     fn stale(&self, stripe: usize, prior: &Prior<S, N>) -> Option<(S, Served)> {
-        let usable = self.generation(stripe) == prior.generation
-            && prior.entry.tags.iter().all(TagStamp::is_current);
+        let usable = self.generation(stripe) == prior.generation && tags_current(&prior.entry.tags);
         if !usable {
             return None;
         }
@@ -1737,8 +1739,6 @@ where
     }
 }
 
-/// A freshness deadline as stored: 0 (never fresh) is kept as 1, which is as much in the past,
-/// so that `Option<Entry>` needs no tag of its own (a hit copies less).
 /// Whether no tag of an entry was invalidated since it was stamped. A plain loop over the
 /// array: `iter().all` was seen left as an out-of-line call on the hit path, even for no tags.
 #[inline(always)]
@@ -1753,6 +1753,8 @@ fn tags_current<const N: usize>(tags: &[TagStamp; N]) -> bool {
     true
 }
 
+/// A freshness deadline as stored: 0 (never fresh) is kept as 1, which is as much in the past,
+/// so that `Option<Entry>` needs no tag of its own (a hit copies less).
 fn never_zero(fresh_until: u64) -> NonZeroU64 {
     NonZeroU64::new(fresh_until).unwrap_or(NonZeroU64::MIN)
 }

@@ -138,11 +138,14 @@ pub(crate) struct Front<K, S, const N: usize> {
 }
 
 impl<K, S, const N: usize> Front<K, S, N> {
-    pub(crate) fn new() -> Self {
+    /// A front with no copies yet; with `used` false (a store that does not opt in, copies too
+    /// large), one that never holds any and allocates nothing per thread.
+    pub(crate) fn new(used: bool) -> Self {
+        let threads = if used { stripe_count() } else { 0 };
         Front {
             epoch: AtomicU64::new(0),
             hasher: foldhash::fast::RandomState::default(),
-            threads: (0..stripe_count())
+            threads: (0..threads)
                 .map(|_| ThreadSlots(CachePadded::new(OnceLock::new())))
                 .collect(),
         }
@@ -175,9 +178,9 @@ impl<K, S, const N: usize> Front<K, S, N> {
 
 impl<K, S: Copy, const N: usize> Front<K, S, N> {
     /// The value of this thread's copy for `key`, if nothing hid it and `judge` (the cache,
-    /// judging it as it judges the stored entry) says its entry may be served; else the ticket to take a copy
-    /// of what the store returns. `evictions` is the backend's eviction count, read now
-    /// (before the store lookup).
+    /// judging it as it judges the stored entry) says its entry may be served; else the
+    /// ticket to take a copy of what the store returns. `evictions` is the backend's eviction
+    /// count, read now (before the store lookup).
     #[inline(always)]
     pub(crate) fn lookup<Q, J>(&self, key: &Q, evictions: u64, judge: &J) -> Result<S, Ticket>
     where
@@ -234,7 +237,7 @@ impl<K, S: Copy, const N: usize> Front<K, S, N> {
             return;
         };
         let index = slot_of(ticket.hash);
-        // A live copy of another key (one of this key whose hits are spent is renewed).
+        // A copy of this key whose hits are spent is renewed, not kept.
         let taken = slots.copies[index].as_ref().is_some_and(|copy| {
             copy.epoch == ticket.epoch && copy.evictions == ticket.evictions && copy.hits_left > 0
         });
@@ -259,7 +262,7 @@ pub(crate) struct HidesOnDrop<'a, K, S, const N: usize>(&'a Front<K, S, N>);
 
 impl<K, S, const N: usize> Drop for HidesOnDrop<'_, K, S, N> {
     fn drop(&mut self) {
-        self.0.epoch.fetch_add(1, Ordering::SeqCst);
+        self.0.hid();
     }
 }
 
